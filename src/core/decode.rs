@@ -1,0 +1,117 @@
+//! Stage 1, decode: message bytes to the raw JSON model, or a `DecodeError` that says what is wrong
+//! with the bytes and where.
+//!
+//! The fast path is a plain `serde_json` parse. Only when it fails is the message parsed a second
+//! time through `serde_path_to_error`, so that the error can name the JSON path of the offending
+//! field without slowing down the messages that are fine.
+
+use thiserror::Error;
+
+use super::raw::RawMessage;
+
+/// Limits applied before a message is parsed.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Messages larger than this are rejected without being parsed.
+    pub max_message_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        // RingCentral notifications are about 1 KB; 1 MiB is Kafka's default max message size.
+        Self {
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why bytes could not be read as a JSON notification.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("message is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message is not valid UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("JSON nested too deeply (more than 128 levels)")]
+    TooDeep { path: String },
+    #[error("truncated JSON: {message}")]
+    Truncated { message: String },
+    #[error("invalid JSON syntax: {message}")]
+    Syntax { message: String },
+    #[error("wrong type or value: {message}")]
+    WrongType { message: String, path: String },
+}
+
+impl DecodeError {
+    /// The JSON path of the offending field, when the error is about one field.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            DecodeError::WrongType { path, .. } | DecodeError::TooDeep { path } => {
+                Some(path.as_str())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses one message. Never panics, whatever the bytes.
+pub fn decode<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<RawMessage<'a>, DecodeError> {
+    if bytes.len() > limits.max_message_bytes {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_message_bytes,
+        });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(message) => Ok(message),
+        Err(_) => Err(explain_failure(bytes)),
+    }
+}
+
+/// The slow path: parse again, tracking the path, to say precisely what failed.
+fn explain_failure(bytes: &[u8]) -> DecodeError {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return DecodeError::NotUtf8 {
+            offset: e.valid_up_to(),
+        };
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let err = match serde_path_to_error::deserialize::<_, RawMessage<'_>>(&mut de) {
+        Ok(_) => {
+            // The value parsed, so what failed the first parse came after it.
+            let message = match de.end() {
+                Err(e) => e.to_string(),
+                Ok(()) => "unparseable message".to_owned(),
+            };
+            return DecodeError::Syntax { message };
+        }
+        Err(err) => err,
+    };
+    let path = normalize_path(&err.path().to_string());
+    let inner = err.into_inner();
+    let message = inner.to_string();
+    if message.starts_with("recursion limit exceeded") {
+        return DecodeError::TooDeep { path };
+    }
+    match inner.classify() {
+        serde_json::error::Category::Eof => DecodeError::Truncated { message },
+        serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+            DecodeError::Syntax { message }
+        }
+        serde_json::error::Category::Data => DecodeError::WrongType { message, path },
+    }
+}
+
+/// `serde_path_to_error` writes `.` for the root and `?` for positions it cannot name.
+fn normalize_path(path: &str) -> String {
+    if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    }
+}

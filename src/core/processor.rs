@@ -1,0 +1,119 @@
+//! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
+//! offline CLI both call.
+
+use super::dedup::{digest, DedupWindow};
+use super::records::OutputRecord;
+use super::rejection::Rejection;
+use super::{derive, parse, DecodeLimits};
+
+/// Settings of the core.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessorConfig {
+    pub limits: DecodeLimits,
+    /// How many `(subscriptionId, uuid)` pairs are remembered; 0 turns this off.
+    pub notification_window: usize,
+    /// How many emitted `(record_id, state)` pairs are remembered; 0 turns this off.
+    pub record_window: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            limits: DecodeLimits::default(),
+            notification_window: 100_000,
+            record_window: 100_000,
+        }
+    }
+}
+
+/// What became of an accepted message. Rejected messages are `Err(Rejection)` instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Records handed to `emit`.
+    pub emitted: usize,
+    /// Records not emitted because the same record id and state were emitted before.
+    pub suppressed: usize,
+    /// The whole notification was a transport-level redelivery: nothing was emitted.
+    pub duplicate: bool,
+}
+
+/// Runs messages through the core, remembering what it emitted.
+#[derive(Debug)]
+pub struct Processor {
+    config: ProcessorConfig,
+    notifications: DedupWindow,
+    records: DedupWindow,
+}
+
+impl Processor {
+    pub fn new(config: ProcessorConfig) -> Self {
+        Self {
+            config,
+            notifications: DedupWindow::new(config.notification_window),
+            records: DedupWindow::new(config.record_window),
+        }
+    }
+
+    /// Processes one message: calls `emit` for each record that is not a duplicate. If `emit`
+    /// fails, nothing of this message is remembered as emitted and its error is returned, so that
+    /// a retry or a dead letter is not mistaken for a duplicate later.
+    pub fn process<E>(
+        &mut self,
+        bytes: &[u8],
+        mut emit: E,
+    ) -> Result<Outcome, Rejection>
+    where
+        E: FnMut(&OutputRecord<'_>) -> Result<(), Rejection>,
+    {
+        let notification = parse(bytes, &self.config.limits)?;
+
+        let transport_key = match (
+            &notification.envelope.subscription_id,
+            &notification.envelope.uuid,
+        ) {
+            (Some(subscription), Some(uuid)) => Some(digest(&(subscription, uuid))),
+            _ => None,
+        };
+        if transport_key.is_some_and(|k| self.notifications.contains(k)) {
+            return Ok(Outcome {
+                duplicate: true,
+                ..Outcome::default()
+            });
+        }
+
+        let mut records = Vec::with_capacity(notification.parties.len() * 2);
+        derive(&notification, &mut records);
+
+        let mut outcome = Outcome::default();
+        let mut emitted_keys = Vec::with_capacity(records.len());
+        for record in &records {
+            let key = {
+                let mut h = std::hash::DefaultHasher::new();
+                record.hash_state(&mut h);
+                std::hash::Hasher::finish(&h)
+            };
+            if self.records.contains(key) || emitted_keys.contains(&key) {
+                outcome.suppressed += 1;
+                continue;
+            }
+            emit(record)?;
+            emitted_keys.push(key);
+            outcome.emitted += 1;
+        }
+
+        for key in emitted_keys {
+            self.records.insert(key);
+        }
+        if let Some(key) = transport_key {
+            self.notifications.insert(key);
+        }
+        Ok(outcome)
+    }
+
+    /// Forgets what was emitted: call when emitted records were not published after all (an
+    /// aborted transaction), or they would be suppressed when the input is read again.
+    pub fn forget_emitted(&mut self) {
+        self.notifications.clear();
+        self.records.clear();
+    }
+}

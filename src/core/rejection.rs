@@ -1,0 +1,117 @@
+//! Why a message was not accepted: the stage that refused it, a human-readable reason, the JSON
+//! path of the offending field, and a short stable code for metrics labels and headers.
+
+use std::fmt;
+
+use super::decode::DecodeError;
+use super::envelope::EnvelopeError;
+use super::validate::ValidationError;
+
+/// The stage of the pipeline that refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// The bytes are not a JSON document of the expected types.
+    Decode,
+    /// The JSON is not a telephony-sessions notification in any known shape.
+    Envelope,
+    /// A required field is missing or a value cannot be normalized.
+    Validate,
+    /// A record could not be encoded for its topic.
+    Encode,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Envelope => "envelope",
+            Stage::Validate => "validate",
+            Stage::Encode => "encode",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message that goes to the dead-letter topic, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub stage: Stage,
+    /// A bounded set of values (`missing_field`, `not_utf8`, ...), safe as a metrics label.
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub reason: String,
+    /// JSON path of the offending field (`body.parties[0].status.code`), when there is one.
+    pub path: Option<String>,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.stage, self.reason)?;
+        if let Some(path) = &self.path {
+            if !path.is_empty() {
+                write!(f, " (at {path})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl Rejection {
+    pub fn new(stage: Stage, code: &'static str, reason: String, path: Option<String>) -> Self {
+        Self {
+            stage,
+            code,
+            reason,
+            path,
+        }
+    }
+}
+
+impl From<DecodeError> for Rejection {
+    fn from(e: DecodeError) -> Self {
+        let code = match &e {
+            DecodeError::Empty => "empty",
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::NotUtf8 { .. } => "not_utf8",
+            DecodeError::TooDeep { .. } => "too_deep",
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::Syntax { .. } => "syntax",
+            DecodeError::WrongType { .. } => "wrong_type",
+        };
+        let path = e.path().map(str::to_owned);
+        Rejection::new(Stage::Decode, code, e.to_string(), path)
+    }
+}
+
+impl From<EnvelopeError> for Rejection {
+    fn from(e: EnvelopeError) -> Self {
+        let code = match &e {
+            EnvelopeError::NotAnObject { .. } => "not_an_object",
+            EnvelopeError::NotAFrame { .. } => "not_a_frame",
+            EnvelopeError::NoBody { .. } => "no_body",
+            EnvelopeError::WrongEvent { .. } => "wrong_event",
+        };
+        let path = e.path().map(str::to_owned);
+        Rejection::new(Stage::Envelope, code, e.to_string(), path)
+    }
+}
+
+impl From<ValidationError> for Rejection {
+    fn from(e: ValidationError) -> Self {
+        let code = match &e {
+            ValidationError::Missing { .. } => "missing_field",
+            ValidationError::Empty { .. } => "empty_field",
+            ValidationError::NoParties { .. } => "no_parties",
+            ValidationError::Invalid { .. } => "invalid_value",
+        };
+        let path = Some(e.path().to_owned());
+        Rejection::new(Stage::Validate, code, e.to_string(), path)
+    }
+}

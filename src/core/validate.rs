@@ -1,0 +1,115 @@
+//! Stage 3, validate: the few fields without which a notification cannot be processed.
+//!
+//! RingCentral's specification marks no field of this event as required (domain.md §2), so this
+//! module is the one place that decides what is: a telephony session id (the key of everything
+//! derived), at least one party, and for each party an id and a status code (without them a party
+//! event says nothing). Every other field is optional. Values that are present but cannot be
+//! normalized (a malformed time) are reported by `normalize` with the same stage.
+
+use thiserror::Error;
+
+use super::envelope::Unwrapped;
+use super::raw::{Id, Str};
+
+/// What is missing or unusable, and where (a JSON path in the original message).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("required field {path} is missing")]
+    Missing { path: String },
+    #[error("required field {path} is empty")]
+    Empty { path: String },
+    #[error("{path} has no parties: at least one is required")]
+    NoParties { path: String },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+impl ValidationError {
+    pub fn path(&self) -> &str {
+        match self {
+            ValidationError::Missing { path }
+            | ValidationError::Empty { path }
+            | ValidationError::NoParties { path }
+            | ValidationError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// Joins a JSON path and a field name (`body` + `parties` = `body.parties`).
+pub fn join_path(base: &str, field: &str) -> String {
+    if base.is_empty() {
+        field.to_owned()
+    } else if field.starts_with('[') {
+        format!("{base}{field}")
+    } else {
+        format!("{base}.{field}")
+    }
+}
+
+/// Checks the required fields of an unwrapped message.
+pub fn validate(message: &Unwrapped<'_>) -> Result<(), ValidationError> {
+    let base = message.body_path;
+    let body = &message.body;
+    required_id(body.telephony_session_id.as_ref(), base, "telephonySessionId")?;
+    let parties = match &body.parties {
+        None => {
+            return Err(ValidationError::Missing {
+                path: join_path(base, "parties"),
+            })
+        }
+        Some(parties) if parties.is_empty() => {
+            return Err(ValidationError::NoParties {
+                path: join_path(base, "parties"),
+            })
+        }
+        Some(parties) => parties,
+    };
+    for (i, party) in parties.iter().enumerate() {
+        // Paths are built only on failure; the happy path allocates nothing here.
+        let party_path = || join_path(base, &format!("parties[{i}]"));
+        if id_is_blank(party.id.as_ref()) {
+            return required_id(party.id.as_ref(), &party_path(), "id");
+        }
+        let code = party.status.as_ref().and_then(|s| s.code.as_ref());
+        if str_is_blank(code) {
+            let status_path = join_path(&party_path(), "status");
+            if party.status.is_none() {
+                return Err(ValidationError::Missing { path: status_path });
+            }
+            return required_str(code, &status_path, "code");
+        }
+    }
+    Ok(())
+}
+
+fn id_is_blank(id: Option<&Id<'_>>) -> bool {
+    id.is_none_or(|id| id.as_str().trim().is_empty())
+}
+
+fn str_is_blank(s: Option<&Str<'_>>) -> bool {
+    s.is_none_or(|s| s.as_str().trim().is_empty())
+}
+
+fn required_id(id: Option<&Id<'_>>, base: &str, field: &str) -> Result<(), ValidationError> {
+    match id {
+        None => Err(ValidationError::Missing {
+            path: join_path(base, field),
+        }),
+        Some(id) if id.as_str().trim().is_empty() => Err(ValidationError::Empty {
+            path: join_path(base, field),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn required_str(s: Option<&Str<'_>>, base: &str, field: &str) -> Result<(), ValidationError> {
+    match s {
+        None => Err(ValidationError::Missing {
+            path: join_path(base, field),
+        }),
+        Some(s) if s.as_str().trim().is_empty() => Err(ValidationError::Empty {
+            path: join_path(base, field),
+        }),
+        Some(_) => Ok(()),
+    }
+}

@@ -1,0 +1,7 @@
+//! callstream: a Kafka stream processor for RingCentral telephony-session notifications.
+//!
+//! `core` is the pure pipeline (bytes in, records out). `cli` holds the offline commands.
+
+pub mod cli;
+pub mod core;
+pub mod topics;
