@@ -5,3 +5,9 @@
 pub mod cli;
 pub mod core;
 pub mod topics;
+pub mod health;
+pub mod metrics;
+pub mod service;
+pub mod generate;
+pub mod http;
+pub mod logging;

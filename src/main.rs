@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use callstream::cli::offline::{self, Input};
-use callstream::cli::{Cli, Command};
+use callstream::cli::{demo, generate, service, Cli, Command, TopicsCommand};
 use callstream::topics::TopicNames;
 
 /// Exit status for an I/O error, as grep uses it (1 means "something was rejected").
@@ -46,6 +46,12 @@ fn main() -> ExitCode {
                 Err(e) => io_failure(e),
             }
         }
+        Command::Run(args) => service::run(args),
+        Command::Demo(args) => demo::demo(args),
+        Command::Topics {
+            command: TopicsCommand::Create(args),
+        } => service::topics_create(args),
+        Command::Generate(args) => generate::generate(args),
     }
 }
 

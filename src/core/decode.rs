@@ -67,20 +67,21 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<RawMessage<'
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    match serde_json::from_slice(bytes) {
+    // JSON text is UTF-8 (RFC 8259). Checked over the whole message, not per string: serde_json
+    // skips the strings of fields it ignores without checking them, so invalid bytes in an
+    // unknown field would otherwise pass. Parsing from `str` then skips the per-string checks.
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    match serde_json::from_str(text) {
         Ok(message) => Ok(message),
-        Err(_) => Err(explain_failure(bytes)),
+        Err(_) => Err(explain_failure(text)),
     }
 }
 
 /// The slow path: parse again, tracking the path, to say precisely what failed.
-fn explain_failure(bytes: &[u8]) -> DecodeError {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return DecodeError::NotUtf8 {
-            offset: e.valid_up_to(),
-        };
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+fn explain_failure(text: &str) -> DecodeError {
+    let mut de = serde_json::Deserializer::from_str(text);
     let err = match serde_path_to_error::deserialize::<_, RawMessage<'_>>(&mut de) {
         Ok(_) => {
             // The value parsed, so what failed the first parse came after it.

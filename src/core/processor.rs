@@ -35,6 +35,10 @@ pub struct Outcome {
     pub suppressed: usize,
     /// The whole notification was a transport-level redelivery: nothing was emitted.
     pub duplicate: bool,
+    /// `eventTime` of the notification, epoch milliseconds, for lag metrics.
+    pub event_time_ms: Option<i64>,
+    /// Envelope `timestamp` of the notification, epoch milliseconds, for lag metrics.
+    pub sent_at_ms: Option<i64>,
 }
 
 /// Runs messages through the core, remembering what it emitted.
@@ -74,17 +78,22 @@ impl Processor {
             (Some(subscription), Some(uuid)) => Some(digest(&(subscription, uuid))),
             _ => None,
         };
+        let times = Outcome {
+            event_time_ms: notification.session.event_time_ms,
+            sent_at_ms: notification.envelope.sent_at_ms,
+            ..Outcome::default()
+        };
         if transport_key.is_some_and(|k| self.notifications.contains(k)) {
             return Ok(Outcome {
                 duplicate: true,
-                ..Outcome::default()
+                ..times
             });
         }
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
 
-        let mut outcome = Outcome::default();
+        let mut outcome = times;
         let mut emitted_keys = Vec::with_capacity(records.len());
         for record in &records {
             let key = {

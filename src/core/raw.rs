@@ -156,6 +156,40 @@ impl<'de> Deserialize<'de> for Int {
     }
 }
 
+/// A JSON object read as `T`. serde's derived `Deserialize` of a struct also accepts a JSON array
+/// of the field values in order; no RingCentral payload does that, so an array where an object
+/// belongs is a wrong type (`"status": ["Answered"]`), not a status.
+#[repr(transparent)]
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
+}
+
+/// An optional field whose value must be a JSON object.
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// An optional field whose value must be a JSON array of JSON objects.
+fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    Ok(Option::<Vec<Object<T>>>::deserialize(d)?.map(|v| v.into_iter().map(|o| o.0).collect()))
+}
+
 /// Any JSON object of the input: an envelope, an Apple-push wrapper, or a notification body.
 ///
 /// One type serves every level because the shapes nest the same fields at different depths
@@ -174,9 +208,9 @@ pub struct RawNode<'a> {
     pub subscription_id: Option<Id<'a>>,
     #[serde(borrow)]
     pub owner_id: Option<Id<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub body: Option<Box<RawNode<'a>>>,
-    #[serde(borrow, rename = "pn_apns")]
+    #[serde(borrow, default, deserialize_with = "object", rename = "pn_apns")]
     pub pn_apns: Option<Box<RawNode<'a>>>,
 
     // Body fields.
@@ -189,9 +223,9 @@ pub struct RawNode<'a> {
     pub server_id: Option<Id<'a>>,
     #[serde(borrow)]
     pub event_time: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub origin: Option<RawOrigin<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "objects")]
     pub parties: Option<Vec<RawParty<'a>>>,
     #[serde(borrow)]
     pub account_id: Option<Id<'a>>,
@@ -224,11 +258,11 @@ pub struct RawParty<'a> {
     #[serde(borrow)]
     pub direction: Option<Str<'a>>,
     pub queue_call: Option<Flag>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub to: Option<RawEndpoint<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub from: Option<RawEndpoint<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub status: Option<RawStatus<'a>>,
     pub missed_call: Option<Flag>,
     pub stand_alone: Option<Flag>,
@@ -239,13 +273,13 @@ pub struct RawParty<'a> {
     pub ring_out_role: Option<Str<'a>>,
     #[serde(borrow)]
     pub ring_me_role: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub sip_data: Option<RawSipData<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "objects")]
     pub recordings: Option<Vec<RawRecording<'a>>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub park: Option<RawPark<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub ui_call_info: Option<RawUiCallInfo<'a>>,
 }
 
@@ -272,7 +306,7 @@ pub struct RawStatus<'a> {
     #[serde(borrow)]
     pub description: Option<Str<'a>>,
     pub rcc: Option<Flag>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub peer_id: Option<RawPeer<'a>>,
 }
 
@@ -313,9 +347,9 @@ pub struct RawPark<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawUiCallInfo<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub primary: Option<RawUiValue<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub additional: Option<RawUiValue<'a>>,
 }
 

@@ -1,0 +1,187 @@
+//! `callstream demo`: the real service loop against librdkafka's in-process mock cluster, fed with
+//! the bundled samples and generated call traffic. Nothing to install.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::generate::produce_lines;
+use super::service::{run_service, start_http, stop_on_signal};
+use super::DemoArgs;
+use crate::core::encode::schema;
+use crate::core::TopicKind;
+use crate::generate::{Generator, GeneratorConfig};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::service::ServiceConfig;
+use crate::topics::TopicNames;
+
+/// Sample notifications shipped with the binary: the official example, one of each other shape,
+/// and a few that are rejected, so that the dead-letter topic is not empty.
+const SAMPLES: &str = include_str!("../../samples/demo.jsonl");
+const PARTITIONS: i32 = 3;
+
+/// `callstream demo`.
+pub fn demo(args: DemoArgs) -> ExitCode {
+    let level = args.log.log_level.clone().unwrap_or_else(|| "callstream=info,warn".into());
+    crate::logging::init(args.log.log_format, Some(&level));
+    match run_demo(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("callstream demo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1)?;
+    let bootstrap = cluster.bootstrap_servers();
+    let topics = TopicNames::default();
+    cluster.create_topic(&topics.input, PARTITIONS, 1)?;
+    for topic in topics.outputs() {
+        cluster.create_topic(topic, PARTITIONS, 1)?;
+    }
+    println!("mock Kafka cluster at {bootstrap}");
+
+    let samples = SAMPLES.lines().filter(|l| !l.is_empty()).map(str::to_owned);
+    let generated = Generator::new(GeneratorConfig {
+        seed: args.seed,
+        duplicate_rate: 0.01,
+        reorder_rate: 0.02,
+        webhook_only: false,
+    })
+    .take(args.count);
+    let fed = produce_lines(samples.chain(generated), &bootstrap, &topics.input, None)?;
+    println!("fed {fed} notifications to {}", topics.input);
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = ServiceConfig::new(&bootstrap, "callstream-demo");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let code = runtime.block_on(async {
+        start_http(args.metrics_addr, &metrics, &health).await?;
+        tokio::spawn(stop_on_signal(stop.clone()));
+        let watcher = {
+            let (metrics, stop) = (metrics.clone(), stop.clone());
+            let deadline = started + Duration::from_secs(args.duration);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    tick.tick().await;
+                    let done: u64 = ["processed", "rejected", "duplicate"]
+                        .iter()
+                        .map(|o| metrics.input_messages.with_label_values(&[o]).get())
+                        .sum();
+                    if done >= fed && metrics.in_flight_messages.get() == 0 {
+                        break;
+                    }
+                    if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let code = run_service(config, metrics.clone(), health, stop).await;
+        watcher.abort();
+        Ok::<_, std::io::Error>(code)
+    })?;
+    println!("ran for {:.1}s", started.elapsed().as_secs_f64());
+    print_summary(&bootstrap, &topics, &metrics, args.examples)?;
+    drop(cluster);
+    Ok(code)
+}
+
+/// Reads every output topic back and prints counts and decoded examples.
+fn print_summary(
+    bootstrap: &str,
+    topics: &TopicNames,
+    metrics: &Metrics,
+    examples: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let input: BTreeMap<&str, u64> = ["processed", "rejected", "duplicate"]
+        .iter()
+        .map(|o| (*o, metrics.input_messages.with_label_values(&[o]).get()))
+        .collect();
+    println!(
+        "\ninput: {} processed, {} rejected (dead letters), {} duplicate notifications suppressed",
+        input["processed"], input["rejected"], input["duplicate"]
+    );
+    println!("records suppressed as duplicates: {}\n", metrics.records_suppressed.get());
+    let kinds: Vec<(Option<TopicKind>, &str)> = TopicKind::ALL
+        .iter()
+        .map(|&k| (Some(k), topics.of(k)))
+        .chain(std::iter::once((None, topics.dead_letters.as_str())))
+        .collect();
+    for (kind, topic) in kinds {
+        let (count, samples) = read_topic(bootstrap, topic, examples)?;
+        println!("{topic}: {count} records");
+        for (key, value) in samples {
+            let shown = match kind {
+                Some(kind) => {
+                    let schema = schema(kind).map_err(|e| e.to_string())?;
+                    let datum = apache_avro::from_avro_datum(schema, &mut value.as_slice(), None)?;
+                    serde_json::Value::try_from(datum)?.to_string()
+                }
+                None => String::from_utf8_lossy(&value).into_owned(),
+            };
+            println!("  key={key}  {shown}");
+        }
+    }
+    Ok(())
+}
+
+fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    examples: usize,
+) -> Result<(u64, Vec<(String, Vec<u8>)>), Box<dyn std::error::Error>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "callstream-demo-summary")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut ends = BTreeMap::new();
+    for partition in 0..PARTITIONS {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        if high > low {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            remaining += high - low;
+            ends.insert(partition, high);
+        }
+    }
+    let total = remaining as u64;
+    let mut samples = Vec::new();
+    if remaining == 0 || examples == 0 {
+        return Ok((total, samples));
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while samples.len() < examples && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let key = message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_else(|| "null".into());
+            samples.push((key, message.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    Ok((total, samples))
+}

@@ -1,0 +1,117 @@
+//! `callstream generate`: synthetic traffic to stdout, or produced to the input topic.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::error::KafkaError;
+
+use super::GenerateArgs;
+use crate::generate::{Generator, GeneratorConfig};
+
+/// `callstream generate`.
+pub fn generate(args: GenerateArgs) -> ExitCode {
+    let generator = Generator::new(GeneratorConfig {
+        seed: args.seed,
+        duplicate_rate: args.duplicates,
+        reorder_rate: args.reorder,
+        webhook_only: args.webhook_only,
+    });
+    let result = match &args.bootstrap_servers {
+        None => {
+            let Some(count) = args.count else {
+                eprintln!("callstream: --count is required when writing to stdout");
+                return ExitCode::from(2);
+            };
+            to_stdout(generator, count)
+        }
+        Some(bootstrap) => {
+            if args.count.is_none() && args.rate.is_none() {
+                eprintln!("callstream: give --count, --rate, or both");
+                return ExitCode::from(2);
+            }
+            to_kafka(generator, bootstrap, &args.input_topic, args.count, args.rate)
+        }
+    };
+    match result {
+        Ok(n) => {
+            eprintln!("generated {n} notifications");
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn to_stdout(generator: Generator, count: u64) -> io::Result<u64> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut n = 0;
+    for line in generator.take(count as usize) {
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// Produces lines to a topic, paced at `rate` per second when given.
+pub fn produce_lines(
+    lines: impl Iterator<Item = String>,
+    bootstrap: &str,
+    topic: &str,
+    rate: Option<u64>,
+) -> io::Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(io::Error::other)?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    for line in lines {
+        if let Some(rate) = rate.filter(|r| *r > 0) {
+            let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let mut record: BaseRecord<'_, (), String> = BaseRecord::to(topic).payload(&line);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(io::Error::other(e)),
+            }
+        }
+        n += 1;
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(io::Error::other)?;
+    Ok(n)
+}
+
+fn to_kafka(
+    generator: Generator,
+    bootstrap: &str,
+    topic: &str,
+    count: Option<u64>,
+    rate: Option<u64>,
+) -> io::Result<u64> {
+    match count {
+        Some(count) => produce_lines(generator.take(count as usize), bootstrap, topic, rate),
+        None => produce_lines(generator, bootstrap, topic, rate),
+    }
+}

@@ -1,0 +1,173 @@
+//! `callstream run` and `callstream topics create`: the runtime shell around the service loop
+//! (signals, the HTTP listener, exit codes).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::health::Health;
+use crate::http::{self, Endpoints, STALL_AFTER};
+use crate::metrics::Metrics;
+use crate::service::{self, admin, ServiceConfig};
+
+use super::{RunArgs, TopicsCreateArgs};
+
+/// Exit status when the service stops on an error.
+const EXIT_SERVICE_ERROR: u8 = 1;
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("callstream-io")
+        .enable_all()
+        .build()
+}
+
+/// Sets `stop` on the first SIGINT or SIGTERM; a second one exits at once.
+pub async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    wait_for_signal().await;
+    tracing::info!("signal received: stopping intake, draining and committing (signal again to exit at once)");
+    stop.store(true, Ordering::Relaxed);
+    wait_for_signal().await;
+    tracing::warn!("second signal: exiting without draining");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Starts the HTTP listener when an address is given.
+pub async fn start_http(
+    addr: Option<std::net::SocketAddr>,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) -> std::io::Result<()> {
+    if let Some(addr) = addr {
+        let (listener, local) = http::bind(addr).await?;
+        tracing::info!(address = %local, "serving /metrics, /health/live, /health/ready");
+        tokio::spawn(http::serve(
+            listener,
+            Endpoints {
+                metrics: metrics.clone(),
+                health: health.clone(),
+                stall_after: STALL_AFTER,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// `callstream run`.
+pub fn run(args: RunArgs) -> ExitCode {
+    crate::logging::init(args.log.log_format, args.log.log_level.as_deref());
+    let config = args.service_config();
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callstream: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_SERVICE_ERROR);
+        }
+    };
+    runtime.block_on(async move {
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Err(e) = start_http(args.metrics_addr, &metrics, &health).await {
+            tracing::error!(error = %e, "cannot bind the HTTP listener");
+            return ExitCode::from(EXIT_SERVICE_ERROR);
+        }
+        tokio::spawn(stop_on_signal(stop.clone()));
+        tracing::info!(
+            bootstrap_servers = config.bootstrap_servers,
+            group_id = config.group_id,
+            guarantee = config.guarantee.as_str(),
+            input = config.topics.input,
+            "starting"
+        );
+        run_service(config, metrics, health, stop).await
+    })
+}
+
+/// Runs the blocking service loop on its own thread and maps its end to an exit status.
+pub async fn run_service(
+    config: ServiceConfig,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> ExitCode {
+    let result = tokio::task::spawn_blocking(move || service::run(config, metrics, health, stop)).await;
+    match result {
+        Ok(Ok(summary)) => {
+            tracing::info!(
+                messages = summary.messages,
+                records = summary.records,
+                dead_letters = summary.dead_letters,
+                "stopped cleanly"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "stopped on an error");
+            eprintln!("callstream: {e}");
+            ExitCode::from(EXIT_SERVICE_ERROR)
+        }
+        Err(e) => {
+            eprintln!("callstream: the service loop panicked: {e}");
+            ExitCode::from(EXIT_SERVICE_ERROR)
+        }
+    }
+}
+
+/// `callstream topics create`.
+pub fn topics_create(args: TopicsCreateArgs) -> ExitCode {
+    crate::logging::init(crate::logging::LogFormat::Text, None);
+    let names = args.topics.names();
+    let mut wanted: Vec<&str> = Vec::new();
+    if args.include_input {
+        wanted.push(&names.input);
+    }
+    wanted.extend(names.outputs());
+    let overrides = args.librdkafka.iter().cloned().collect();
+    let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
+        rt.block_on(admin::create_topics(
+            &args.bootstrap_servers,
+            &wanted,
+            args.partitions,
+            args.replication_factor,
+            &overrides,
+        ))
+        .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(created) => {
+            for topic in &wanted {
+                let state = if created.iter().any(|c| c == topic) { "created" } else { "exists" };
+                println!("{state}\t{topic}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callstream: creating topics failed: {e}");
+            ExitCode::from(EXIT_SERVICE_ERROR)
+        }
+    }
+}

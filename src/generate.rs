@@ -1,0 +1,433 @@
+//! `callstream generate`: realistic synthetic RingCentral traffic, built from whole call flows.
+//!
+//! Each call flow is a telephony session whose parties change state the way real calls do
+//! (domain.md §2): inbound answered calls with holds, missed calls that reach voicemail, queue
+//! calls that ring several agents, blind and attended transfers (the latter linking two sessions),
+//! recorded calls with pauses, conferences, outbound calls and external parties. Notifications
+//! carry one party each, in all four input shapes, with optional reordering and duplicates. The
+//! same seed always gives the same traffic.
+
+use serde_json::{json, Value};
+
+/// Options of the generator.
+#[derive(Debug, Clone)]
+pub struct GeneratorConfig {
+    pub seed: u64,
+    /// Share of notifications delivered twice (same uuid), 0.0 to 1.0.
+    pub duplicate_rate: f64,
+    /// Share of notifications swapped with their predecessor in the same session.
+    pub reorder_rate: f64,
+    /// Use only the webhook shape instead of a mix of all four.
+    pub webhook_only: bool,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            duplicate_rate: 0.0,
+            reorder_rate: 0.0,
+            webhook_only: false,
+        }
+    }
+}
+
+/// xorshift64*: tiny, deterministic, good enough for test traffic.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+}
+
+const ACCOUNT: &str = "400144452008";
+const SUBSCRIPTION: &str = "5c37f936-fa66-4b4b-95af-1e94b51a748d";
+
+/// An internal user.
+#[derive(Clone)]
+struct Agent {
+    extension_id: String,
+    number: String,
+    name: &'static str,
+}
+
+const NAMES: [&str; 8] = [
+    "Tom Sawyer", "Huck Finn", "Becky Thatcher", "Polly Smith", "Joe Harper", "Ben Rogers",
+    "Amy Lawrence", "Sid Sawyer",
+];
+
+/// One party's state change, before it is wrapped in an envelope.
+struct Event {
+    party: Value,
+}
+
+/// A session being generated.
+struct Session {
+    telephony_session_id: String,
+    session_id: String,
+    sequence: i64,
+    time_ms: i64,
+    events: Vec<(i64, i64, Value)>,
+}
+
+impl Session {
+    fn push(&mut self, rng: &mut Rng, event: Event) {
+        self.sequence += 1;
+        self.time_ms += 200 + rng.below(5_000) as i64;
+        self.events.push((self.sequence, self.time_ms, event.party));
+    }
+}
+
+/// Produces notifications as compact JSON lines.
+pub struct Generator {
+    rng: Rng,
+    config: GeneratorConfig,
+    agents: Vec<Agent>,
+    sessions: u64,
+    clock_ms: i64,
+    uuid: u64,
+    buffer: std::collections::VecDeque<String>,
+}
+
+impl Generator {
+    pub fn new(config: GeneratorConfig) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let agents = (0..24)
+            .map(|i| Agent {
+                extension_id: format!("4001444{:05}", 55_008 + i * 1_000),
+                number: format!("{}", 101 + i),
+                name: NAMES[i as usize % NAMES.len()],
+            })
+            .collect();
+        let clock_ms = 1_700_000_000_000 + rng.below(1_000_000) as i64;
+        Self {
+            uuid: 837_270_960_869_181_944 + rng.below(1 << 20),
+            rng,
+            config,
+            agents,
+            sessions: 0,
+            clock_ms,
+            buffer: Default::default(),
+        }
+    }
+
+    fn agent(&mut self) -> Agent {
+        let i = self.rng.below(self.agents.len() as u64) as usize;
+        self.agents[i].clone()
+    }
+
+    fn external_number(&mut self) -> String {
+        format!("+1{}{:07}", 200 + self.rng.below(700), self.rng.below(10_000_000))
+    }
+
+    /// Generates the notifications of one more call into the buffer.
+    fn next_call(&mut self) {
+        self.sessions += 1;
+        self.clock_ms += self.rng.below(2_000) as i64;
+        let mut session = Session {
+            telephony_session_id: format!("s-a0d7{:012x}{:04x}", self.rng.next() >> 16, self.sessions & 0xffff),
+            session_id: format!("{}", 402_936_341_008u64 + self.sessions * 1_000),
+            sequence: self.rng.below(3) as i64,
+            time_ms: self.clock_ms,
+            events: Vec::new(),
+        };
+        let flow = self.rng.below(100);
+        match flow {
+            0..=29 => self.inbound_answered(&mut session),
+            30..=44 => self.missed_to_voicemail(&mut session),
+            45..=57 => self.queue_call(&mut session),
+            58..=65 => self.blind_transfer(&mut session),
+            66..=71 => self.attended_transfer(&mut session),
+            72..=81 => self.recorded_call(&mut session),
+            82..=87 => self.conference(&mut session),
+            _ => self.outbound_call(&mut session),
+        }
+        self.emit(session);
+    }
+
+    fn party(&mut self, session: &Session, index: usize, agent: Option<&Agent>, direction: &str, from: Value, to: Value) -> Value {
+        let tag = &session.telephony_session_id[2..];
+        let mut party = json!({
+            "id": format!("p-{tag}-{}", index + 1),
+            "direction": direction,
+            "from": from,
+            "to": to,
+            "missedCall": false,
+            "standAlone": false,
+            "muted": false,
+        });
+        if let Some(agent) = agent {
+            party["accountId"] = json!(ACCOUNT);
+            party["extensionId"] = json!(agent.extension_id);
+        }
+        party
+    }
+
+    fn with_status(mut party: Value, code: &str, reason: Option<&str>) -> Value {
+        party["status"] = match reason {
+            Some(r) => json!({"code": code, "reason": r, "rcc": false}),
+            None => json!({"code": code, "rcc": false}),
+        };
+        party
+    }
+
+    fn endpoint_agent(a: &Agent) -> Value {
+        json!({"phoneNumber": a.number, "name": a.name, "extensionId": a.extension_id})
+    }
+
+    fn endpoint_external(number: &str) -> Value {
+        json!({"phoneNumber": number, "name": "WIRELESS CALLER"})
+    }
+
+    /// States of one party: Setup/Proceeding, Answered, optional holds, then an end.
+    fn lifecycle(&mut self, session: &mut Session, base: &Value, answered: bool, end: (&str, Option<&str>)) {
+        let first = if base["direction"] == "Outbound" { "Setup" } else { "Proceeding" };
+        session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), first, None) });
+        if answered {
+            session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), "Answered", None) });
+            for _ in 0..self.rng.below(3) {
+                session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), "Hold", None) });
+                session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), "Answered", None) });
+            }
+        }
+        session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), end.0, end.1) });
+    }
+
+    fn inbound_answered(&mut self, s: &mut Session) {
+        let agent = self.agent();
+        let caller = self.external_number();
+        let external = self.party(s, 0, None, "Outbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+        let internal = self.party(s, 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+        self.lifecycle(s, &external, true, ("Disconnected", None));
+        self.lifecycle(s, &internal, true, ("Disconnected", None));
+    }
+
+    fn missed_to_voicemail(&mut self, s: &mut Session) {
+        let agent = self.agent();
+        let caller = self.external_number();
+        let mut internal = self.party(s, 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+        s.push(&mut self.rng, Event { party: Self::with_status(internal.clone(), "Proceeding", None) });
+        internal["missedCall"] = json!(true);
+        let (code, reason) = if self.rng.chance(0.5) { ("VoiceMail", None) } else { ("Disconnected", Some("Voicemail")) };
+        s.push(&mut self.rng, Event { party: Self::with_status(internal.clone(), code, reason) });
+        let external = self.party(s, 0, None, "Outbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+        s.push(&mut self.rng, Event { party: Self::with_status(external, "Disconnected", None) });
+    }
+
+    fn queue_call(&mut self, s: &mut Session) {
+        let caller = self.external_number();
+        let members = 2 + self.rng.below(3) as usize;
+        let answering = self.rng.below(members as u64) as usize;
+        for m in 0..members {
+            let agent = self.agent();
+            let mut leg = self.party(s, m + 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+            leg["queueCall"] = json!(true);
+            if m == answering {
+                self.lifecycle(s, &leg, true, ("Disconnected", None));
+            } else {
+                // Ringing members that did not answer end without being "missed".
+                s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Proceeding", None) });
+                s.push(&mut self.rng, Event { party: Self::with_status(leg, "Disconnected", Some("AgentAnswered")) });
+            }
+        }
+    }
+
+    fn blind_transfer(&mut self, s: &mut Session) {
+        let first = self.agent();
+        let target = self.agent();
+        let caller = self.external_number();
+        let leg = self.party(s, 1, Some(&first), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&first));
+        let reason = ["BlindTransfer", "RccTransfer", "DtmfTransfer"][self.rng.below(3) as usize];
+        self.lifecycle(s, &leg, true, ("Disconnected", Some(reason)));
+        let next = self.party(s, 2, Some(&target), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&target));
+        self.lifecycle(s, &next, true, ("Disconnected", None));
+    }
+
+    fn attended_transfer(&mut self, s: &mut Session) {
+        let first = self.agent();
+        let caller = self.external_number();
+        let mut leg = self.party(s, 1, Some(&first), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&first));
+        self.lifecycle(s, &leg, true, ("Answered", None));
+        let linked = format!("s-a0d7{:012x}ffff", self.rng.next() >> 16);
+        leg["status"] = json!({
+            "code": "Gone",
+            "reason": "AttendedTransfer",
+            "peerId": {"sessionId": "402936999008", "telephonySessionId": linked, "partyId": format!("p-{}-2", &linked[2..])}
+        });
+        s.push(&mut self.rng, Event { party: leg });
+    }
+
+    fn recorded_call(&mut self, s: &mut Session) {
+        let agent = self.agent();
+        let caller = self.external_number();
+        let mut leg = self.party(s, 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+        s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Proceeding", None) });
+        let recording_id = format!("{}", 1_000_000_000u64 + self.rng.below(1_000_000_000));
+        leg["recordings"] = json!([{"id": recording_id, "active": true}]);
+        s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Answered", None) });
+        leg["recordings"] = json!([{"id": recording_id, "active": false}]);
+        s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Answered", None) });
+        leg["recordings"] = json!([{"id": recording_id, "active": true}]);
+        s.push(&mut self.rng, Event { party: Self::with_status(leg, "Disconnected", None) });
+    }
+
+    fn conference(&mut self, s: &mut Session) {
+        let agent = self.agent();
+        let caller = self.external_number();
+        let mut leg = self.party(s, 1, Some(&agent), "Outbound", Self::endpoint_agent(&agent), Self::endpoint_external(&caller));
+        leg["conferenceRole"] = json!("Host");
+        self.lifecycle(s, &leg, true, ("Gone", Some("Conference")));
+    }
+
+    fn outbound_call(&mut self, s: &mut Session) {
+        let agent = self.agent();
+        let callee = self.external_number();
+        let mut leg = self.party(s, 1, Some(&agent), "Outbound", Self::endpoint_agent(&agent), Self::endpoint_external(&callee));
+        leg["uiCallInfo"] = json!({"primary": {"type": "QueueName", "value": "Sales"}, "additional": {"type": "CallerIdName", "value": "WIRELESS CALLER"}});
+        let answered = self.rng.chance(0.8);
+        self.lifecycle(s, &leg, answered, ("Disconnected", None));
+        let external = self.party(s, 0, None, "Inbound", Self::endpoint_agent(&agent), Self::endpoint_external(&callee));
+        s.push(&mut self.rng, Event { party: Self::with_status(external, "Disconnected", None) });
+    }
+
+    /// Wraps each event in an envelope of a random shape, reorders and duplicates some.
+    fn emit(&mut self, session: Session) {
+        let mut lines: Vec<String> = Vec::with_capacity(session.events.len());
+        for (sequence, time_ms, party) in session.events {
+            self.uuid += 1 + self.rng.below(7);
+            let body = json!({
+                "sequence": sequence,
+                "sessionId": session.session_id,
+                "telephonySessionId": session.telephony_session_id,
+                "serverId": "10.62.25.111.TAM",
+                "eventTime": iso8601(time_ms),
+                "parties": [party],
+                "origin": {"type": "Call"},
+            });
+            let extension = body["parties"][0]["extensionId"].as_str().map(str::to_owned);
+            let event = match &extension {
+                Some(ext) => format!("/restapi/v1.0/account/{ACCOUNT}/extension/{ext}/telephony/sessions"),
+                None => format!("/restapi/v1.0/account/{ACCOUNT}/telephony/sessions"),
+            };
+            let uuid = self.uuid.to_string();
+            let timestamp = iso8601(time_ms + 30 + self.rng.below(200) as i64);
+            let owner = extension.unwrap_or_else(|| self.agents[0].extension_id.clone());
+            let envelope = json!({
+                "uuid": uuid, "event": event, "timestamp": timestamp,
+                "subscriptionId": SUBSCRIPTION, "ownerId": owner, "body": body,
+            });
+            let shape = if self.config.webhook_only { 0 } else { self.rng.below(10) };
+            let value = match shape {
+                0..=6 => envelope,
+                7 => {
+                    let mut inner = envelope;
+                    inner["aps"] = json!({"content-available": 1});
+                    json!({"uuid": uuid, "subscriptionId": SUBSCRIPTION, "ownerId": owner, "pn_apns": inner})
+                }
+                8 => json!([{"type": "ServerNotification", "messageId": format!("{}", self.uuid), "status": 200, "wsc": {"token": "x", "sequence": sequence}}, envelope]),
+                _ => envelope["body"].clone(),
+            };
+            let line = value.to_string();
+            if self.rng.chance(self.config.reorder_rate) && !lines.is_empty() {
+                let last = lines.len() - 1;
+                lines.insert(last, line.clone());
+            } else {
+                lines.push(line.clone());
+            }
+            if self.rng.chance(self.config.duplicate_rate) {
+                lines.push(line);
+            }
+        }
+        self.buffer.extend(lines);
+    }
+}
+
+impl Iterator for Generator {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        while self.buffer.is_empty() {
+            self.next_call();
+        }
+        self.buffer.pop_front()
+    }
+}
+
+/// Epoch milliseconds to `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn iso8601(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::normalize::parse_iso8601_millis;
+    use crate::core::{Processor, ProcessorConfig};
+
+    #[test]
+    fn iso8601_round_trips_through_the_parser() {
+        for ms in [0, 1_528_157_690_147, 1_709_164_800_000, 1_700_000_123_456] {
+            assert_eq!(parse_iso8601_millis(&iso8601(ms)), Some(ms));
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_traffic() {
+        let a: Vec<String> = Generator::new(GeneratorConfig { seed: 7, ..Default::default() }).take(200).collect();
+        let b: Vec<String> = Generator::new(GeneratorConfig { seed: 7, ..Default::default() }).take(200).collect();
+        let c: Vec<String> = Generator::new(GeneratorConfig { seed: 8, ..Default::default() }).take(200).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn generated_traffic_is_accepted_and_covers_every_topic() {
+        let mut processor = Processor::new(ProcessorConfig::default());
+        let mut topics = std::collections::BTreeMap::new();
+        for line in Generator::new(GeneratorConfig::default()).take(3_000) {
+            processor
+                .process(line.as_bytes(), |r| {
+                    *topics.entry(r.topic().label()).or_insert(0) += 1;
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+        for topic in ["parties", "missed", "recorded", "transfers"] {
+            assert!(topics.get(topic).copied().unwrap_or(0) > 0, "{topic}: {topics:?}");
+        }
+    }
+}

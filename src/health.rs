@@ -1,0 +1,67 @@
+//! Liveness and readiness, as the HTTP endpoints report them.
+//!
+//! Live: the consume loop has polled recently. Ready: the service is running, holds partitions,
+//! and is not shutting down.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    last_poll_ms: AtomicU64,
+    assigned_partitions: AtomicUsize,
+    running: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            last_poll_ms: AtomicU64::new(0),
+            assigned_partitions: AtomicUsize::new(0),
+            running: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Health {
+    pub fn record_poll(&self) {
+        self.last_poll_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_assigned_partitions(&self, count: usize) {
+        self.assigned_partitions.store(count, Ordering::Relaxed);
+    }
+
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// False when the loop has not polled for `stall_after` (it is stuck), or has not started.
+    pub fn is_live(&self, stall_after: Duration) -> bool {
+        if !self.running.load(Ordering::Relaxed) && !self.shutting_down.load(Ordering::Relaxed) {
+            // Starting up (connecting, initializing transactions) counts as alive for a while.
+            return self.started.elapsed() < stall_after * 4;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed)) < stall_after.as_millis() as u64
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+            && !self.shutting_down.load(Ordering::Relaxed)
+            && self.assigned_partitions.load(Ordering::Relaxed) > 0
+    }
+
+    pub fn assigned_partitions(&self) -> usize {
+        self.assigned_partitions.load(Ordering::Relaxed)
+    }
+}

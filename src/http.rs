@@ -1,0 +1,101 @@
+//! The one HTTP listener: `/metrics` (Prometheus text format), `/health/live`, `/health/ready`.
+//!
+//! A deliberately small HTTP/1.1 responder on tokio: three GET routes, one response per
+//! connection. It keeps a web framework out of the dependency tree of a Kafka processor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// The loop is considered stalled when it has not polled for this long.
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub stall_after: Duration,
+}
+
+/// Binds the listener (so that a taken port fails start-up) and returns the bound address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serves until the task is dropped.
+pub async fn serve(listener: TcpListener, endpoints: Endpoints) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, &endpoints)).await;
+        });
+    }
+}
+
+async fn respond(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Result<()> {
+    let mut request = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
+    let (status, content_type, body) = route(method, path, endpoints);
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    if method != "HEAD" {
+        stream.write_all(body.as_bytes()).await?;
+    }
+    stream.shutdown().await
+}
+
+fn route(method: &str, path: &str, e: &Endpoints) -> (&'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if method != "GET" && method != "HEAD" {
+        return ("405 Method Not Allowed", TEXT, "method not allowed\n".into());
+    }
+    match path {
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            e.metrics.render(),
+        ),
+        "/health/live" => {
+            if e.health.is_live(e.stall_after) {
+                ("200 OK", TEXT, "live\n".into())
+            } else {
+                ("503 Service Unavailable", TEXT, "consume loop stalled\n".into())
+            }
+        }
+        "/health/ready" => {
+            if e.health.is_ready() {
+                ("200 OK", TEXT, format!("ready: {} partitions\n", e.health.assigned_partitions()))
+            } else {
+                ("503 Service Unavailable", TEXT, "not ready\n".into())
+            }
+        }
+        _ => ("404 Not Found", TEXT, "not found\n".into()),
+    }
+}

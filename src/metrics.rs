@@ -1,0 +1,214 @@
+//! Prometheus metrics: every series callstream exports is declared here, so the names live in one
+//! place (the README's observability section lists them).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+
+/// Handles to every metric, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Input messages by outcome: processed, rejected, duplicate.
+    pub input_messages: IntCounterVec,
+    /// Output records by topic.
+    pub output_records: IntCounterVec,
+    /// Records not emitted because the same record id and state were emitted before.
+    pub records_suppressed: IntCounter,
+    /// Dead letters by stage and code.
+    pub dead_letters: IntCounterVec,
+    pub processing_duration: Histogram,
+    /// now - eventTime, and now - envelope timestamp.
+    pub lag: HistogramVec,
+    pub consumer_lag: IntGaugeVec,
+    pub producer_queue: IntGauge,
+    pub in_flight_messages: IntGauge,
+    pub in_flight_bytes: IntGauge,
+    pub rebalances: IntCounterVec,
+    pub offset_commits: IntCounterVec,
+    pub transactions: IntCounterVec,
+    pub delivery_retries: IntCounter,
+    pub build_info: IntGaugeVec,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+impl Metrics {
+    /// Creates and registers every metric. Names and labels are constants, so the `expect`s can
+    /// only fail on a programming error, caught by the unit test below.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let input_messages = counter_vec(
+            &registry,
+            "callstream_input_messages_total",
+            "Input messages by outcome (processed, rejected, duplicate).",
+            &["outcome"],
+        );
+        let output_records = counter_vec(
+            &registry,
+            "callstream_output_records_total",
+            "Records published to the derived topics, by topic.",
+            &["topic"],
+        );
+        let records_suppressed = IntCounter::new(
+            "callstream_records_suppressed_total",
+            "Derived records not published because the same record id and state were already published.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(records_suppressed.clone()))
+            .expect("unique metric");
+        let dead_letters = counter_vec(
+            &registry,
+            "callstream_dead_letters_total",
+            "Messages sent to the dead-letter topic, by stage and error code.",
+            &["stage", "code"],
+        );
+        let processing_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "callstream_processing_duration_seconds",
+                "Time to run one message through the core (decode to encode).",
+            )
+            .buckets(vec![
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(processing_duration.clone()))
+            .expect("unique metric");
+        let lag = HistogramVec::new(
+            HistogramOpts::new(
+                "callstream_lag_seconds",
+                "Age of a notification when processed: kind=event is now - eventTime, kind=delivery is now - envelope timestamp.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(lag.clone())).expect("unique metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "callstream_consumer_lag_messages",
+                "Messages behind the high watermark, per assigned input partition (librdkafka statistics).",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let producer_queue = gauge(
+            &registry,
+            "callstream_producer_queue_messages",
+            "Records waiting in the producer queue.",
+        );
+        let in_flight_messages = gauge(
+            &registry,
+            "callstream_in_flight_messages",
+            "Input messages whose records are not yet acknowledged.",
+        );
+        let in_flight_bytes = gauge(
+            &registry,
+            "callstream_in_flight_bytes",
+            "Bytes of the input messages in flight.",
+        );
+        let rebalances = counter_vec(
+            &registry,
+            "callstream_rebalances_total",
+            "Consumer group rebalance events by kind (assign, revoke, lost, error).",
+            &["kind"],
+        );
+        let offset_commits = counter_vec(
+            &registry,
+            "callstream_offset_commits_total",
+            "Offset commits by result (ok, error).",
+            &["result"],
+        );
+        let transactions = counter_vec(
+            &registry,
+            "callstream_transactions_total",
+            "Kafka transactions by result (committed, aborted).",
+            &["result"],
+        );
+        let delivery_retries = IntCounter::new(
+            "callstream_delivery_retries_total",
+            "Records sent again after the producer reported a failed delivery.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(delivery_retries.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("callstream_build_info", "Always 1; labels say what is running."),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("CALLSTREAM_GIT_REVISION").unwrap_or("unknown")])
+            .set(1);
+        Self {
+            registry,
+            input_messages,
+            output_records,
+            records_suppressed,
+            dead_letters,
+            processing_duration,
+            lag,
+            consumer_lag,
+            producer_queue,
+            in_flight_messages,
+            in_flight_bytes,
+            rebalances,
+            offset_commits,
+            transactions,
+            delivery_retries,
+            build_info,
+        }
+    }
+
+    /// The text exposition format, as served on `/metrics`.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders_with_the_prefix() {
+        let m = Metrics::new();
+        m.input_messages.with_label_values(&["processed"]).inc();
+        let text = m.render();
+        assert!(text.contains("callstream_input_messages_total{outcome=\"processed\"} 1"));
+        assert!(text.contains("callstream_build_info"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("callstream_"), "{line}");
+        }
+    }
+}

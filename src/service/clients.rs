@@ -1,0 +1,235 @@
+//! librdkafka clients: the consumer and producer settings callstream relies on, and the contexts
+//! that route librdkafka's logs, errors, statistics and delivery reports.
+
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
+use rdkafka::producer::ProducerContext;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::config::{Guarantee, ServiceConfig};
+use super::offsets::InputRef;
+use crate::metrics::Metrics;
+
+/// A record to (re)send, owned.
+#[derive(Debug, Clone)]
+pub struct OutgoingRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+    pub timestamp: Option<i64>,
+}
+
+/// What the producer reports for one record.
+#[derive(Debug)]
+pub enum Delivery {
+    Acknowledged(InputRef),
+    /// The record was not delivered within `message.timeout.ms` (or was refused); it is handed
+    /// back so that it can be sent again.
+    Failed {
+        input: InputRef,
+        error: KafkaError,
+        record: OutgoingRecord,
+    },
+}
+
+/// Consumer settings: cooperative rebalancing, offsets stored only by callstream, bounded
+/// prefetch. User properties are applied last.
+pub fn consumer_config(config: &ServiceConfig, statistics_interval_ms: u64) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("group.id", &config.group_id)
+        .set("client.id", "callstream")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", &config.auto_offset_reset)
+        // Offsets are stored by callstream after delivery (at-least-once) or sent in the
+        // transaction (exactly-once); librdkafka must never store one on its own.
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "enable.auto.commit",
+            if config.guarantee == Guarantee::AtLeastOnce {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .set("auto.commit.interval.ms", "1000")
+        .set("isolation.level", "read_committed")
+        // Bounded prefetch: at most ~16 MiB and 2,000 messages queued per partition.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("queued.min.messages", "2000")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", statistics_interval_ms.to_string());
+    if let Some(id) = &config.group_instance_id {
+        c.set("group.instance.id", id);
+    }
+    apply_overrides(&mut c, config);
+    c
+}
+
+/// Producer settings: idempotent, `acks=all`, Java-compatible partitioning, bounded queue.
+pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", "callstream")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // murmur2_random is what the Java client does: Kafka Streams and Java consumers agree on
+        // the partition of a key.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "65536")
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        );
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id)
+            // An abandoned transaction (a killed process with another id) blocks read_committed
+            // readers until it times out; keep that short.
+            .set(
+                "transaction.timeout.ms",
+                config.message_timeout.as_millis().max(10_000).to_string(),
+            );
+    }
+    apply_overrides(&mut c, config);
+    c
+}
+
+/// The `-X key=value` passthrough. Consumer-only or producer-only keys given to the other client
+/// make librdkafka log a warning, not fail.
+fn apply_overrides(c: &mut ClientConfig, config: &ServiceConfig) {
+    for (key, value) in &config.librdkafka {
+        c.set(key, value);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+}
+
+/// Errors after which the service cannot go on (and retrying would not help).
+pub fn is_fatal(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => e.is_fatal(),
+        _ => matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Fatal
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidRecord
+            )
+        ),
+    }
+}
+
+/// Logs librdkafka's own messages through `tracing`, and exports its statistics.
+pub struct ObservedContext {
+    pub metrics: Arc<Metrics>,
+    pub role: &'static str,
+}
+
+impl ClientContext for ObservedContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(self.role, level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(client = self.role, %error, reason, "librdkafka error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        export_statistics(&self.metrics, &statistics);
+    }
+}
+
+fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(client = role, facility, "librdkafka: {message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(client = role, facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(client = role, facility, "librdkafka: {message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(client = role, facility, "librdkafka: {message}"),
+    }
+}
+
+fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
+    if statistics.client_type == "producer" {
+        metrics.producer_queue.set(statistics.msg_cnt as i64);
+        return;
+    }
+    for topic in statistics.topics.values() {
+        for (id, partition) in &topic.partitions {
+            // librdkafka reports -1 for partitions it does not fetch and for the internal one.
+            if *id < 0 || partition.consumer_lag < 0 || partition.fetch_state != "active" {
+                continue;
+            }
+            metrics
+                .consumer_lag
+                .with_label_values(&[&id.to_string()])
+                .set(partition.consumer_lag);
+        }
+    }
+}
+
+/// The producer's context: forwards each delivery report to the service loop.
+pub struct DeliveryContext {
+    pub reports: Sender<Delivery>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka("producer", level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(client = "producer", %error, reason, "librdkafka error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        export_statistics(&self.metrics, &statistics);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<InputRef>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, input: Self::DeliveryOpaque) {
+        let report = match result {
+            Ok(_) => Delivery::Acknowledged(*input),
+            Err((error, message)) => Delivery::Failed {
+                input: *input,
+                error: error.clone(),
+                record: OutgoingRecord {
+                    topic: message.topic().to_owned(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: message.headers().map(|h| h.detach()),
+                    timestamp: message.timestamp().to_millis(),
+                },
+            },
+        };
+        // The receiver is gone only when the service is shutting down; nothing to report to then.
+        let _ = self.reports.send(report);
+    }
+}

@@ -1,0 +1,816 @@
+//! The service loop: consume, process, produce, and commit only what is safe to commit.
+//!
+//! One thread owns the consumer and polls it; librdkafka calls the rebalance callback from inside
+//! that poll, on the same thread, so the callback and the loop never run at once and share the
+//! `Engine` through an uncontended mutex. The producer runs its own thread and reports each
+//! delivery over a channel, which the loop drains between polls.
+//!
+//! Guarantees, and where they are implemented:
+//! - at-least-once: an input offset is stored for commit only when every record it produced and
+//!   every earlier offset of its partition is acknowledged (`OffsetTracker`); failed deliveries
+//!   are sent again with backoff (`Engine::apply_report`), never skipped;
+//! - exactly-once: records, dead letters and input offsets commit in one Kafka transaction every
+//!   `commit_interval`; an abort rewinds the consumer to the committed offsets and forgets the
+//!   duplicate window (`Engine::abort_and_rewind`);
+//! - revoke: in-flight work of revoked partitions is drained under `drain_timeout` and committed
+//!   before the partitions go (`Engine::on_revoke`); a lost assignment commits nothing;
+//! - bounded memory: past `max_in_flight_messages`/`_bytes` the assigned partitions are paused
+//!   (`Engine::apply_backpressure`), and the consumer's prefetch is capped (`clients`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use thiserror::Error;
+
+use super::clients::{
+    consumer_config, is_fatal, producer_config, Delivery, DeliveryContext, OutgoingRecord,
+};
+use super::config::{Guarantee, ServiceConfig};
+use super::dead_letters::{self, Source};
+use super::offsets::{InputRef, OffsetTracker};
+use crate::core::encode::write_avro;
+use crate::core::{Processor, Rejection, Stage};
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// How long one consumer poll may block; bounds the reaction time to shutdown and reports.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Timeout of the blocking transactional calls and of synchronous admin-like requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Derived records larger than this are refused at the encode stage rather than by the broker.
+const MAX_RECORD_BYTES: usize = 900_000;
+
+/// Why the service stopped with an error.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("input topic {topic:?} does not exist (create it, or check --input-topic and the brokers)")]
+    InputTopicMissing { topic: String },
+    #[error("{action} failed: {source}")]
+    Kafka {
+        action: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("fatal Kafka error, stopping: {0}")]
+    Fatal(String),
+}
+
+fn kafka(action: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
+    move |source| ServiceError::Kafka { action, source }
+}
+
+/// Counts of one run, for the caller's summary.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub records: u64,
+    pub dead_letters: u64,
+}
+
+/// A record whose delivery failed, waiting for its next attempt.
+struct Retry {
+    due: Instant,
+    attempt: u32,
+    input: InputRef,
+    record: OutgoingRecord,
+}
+
+/// State of the open transaction (exactly-once only).
+struct Transaction {
+    started: Instant,
+    /// Next offset to read, per partition, of everything sent in this transaction.
+    positions: BTreeMap<i32, i64>,
+    /// A record of this transaction failed: it must abort.
+    failed: bool,
+}
+
+/// Everything the loop and the rebalance callback share.
+pub struct Engine {
+    config: ServiceConfig,
+    producer: ThreadedProducer<DeliveryContext>,
+    reports: Receiver<Delivery>,
+    processor: Processor,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+    tracker: OffsetTracker,
+    retries: VecDeque<Retry>,
+    transaction: Option<Transaction>,
+    paused: bool,
+    fatal: Option<ServiceError>,
+    summary: RunSummary,
+}
+
+/// The consumer's context: runs the rebalance steps on the shared engine.
+pub struct GroupContext {
+    engine: Arc<Mutex<Engine>>,
+}
+
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    // A panic while holding the lock ends the loop anyway; the state is still the best we have.
+    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        if matches!(
+            level,
+            rdkafka::config::RDKafkaLogLevel::Debug | rdkafka::config::RDKafkaLogLevel::Info
+        ) {
+            tracing::debug!(client = "consumer", facility, "librdkafka: {message}");
+        } else {
+            tracing::warn!(client = "consumer", facility, "librdkafka: {message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(client = "consumer", %error, reason, "librdkafka error");
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let metrics = lock(&self.engine).metrics.clone();
+        for topic in statistics.topics.values() {
+            for (id, partition) in &topic.partitions {
+                if *id < 0 || partition.consumer_lag < 0 || partition.fetch_state != "active" {
+                    continue;
+                }
+                metrics
+                    .consumer_lag
+                    .with_label_values(&[&id.to_string()])
+                    .set(partition.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut engine = lock(&self.engine);
+        match rebalance {
+            Rebalance::Assign(tpl) => engine.on_assign(&partitions_of(tpl)),
+            Rebalance::Revoke(tpl) => {
+                let lost = consumer.assignment_lost();
+                engine.on_revoke(consumer, &partitions_of(tpl), lost);
+            }
+            Rebalance::Error(error) => {
+                engine.metrics.rebalances.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        let engine = lock(&self.engine);
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        engine.health.set_assigned_partitions(assigned);
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    fn on_assign(&mut self, partitions: &[i32]) {
+        self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        for &p in partitions {
+            self.tracker.assign(p);
+        }
+        tracing::info!(?partitions, "partitions assigned");
+    }
+
+    fn on_revoke(&mut self, consumer: &BaseConsumer<GroupContext>, partitions: &[i32], lost: bool) {
+        let kind = if lost { "lost" } else { "revoke" };
+        self.metrics.rebalances.with_label_values(&[kind]).inc();
+        tracing::info!(?partitions, lost, "partitions revoked");
+        if self.transaction.is_some() {
+            // The open transaction holds records of the revoked partitions: commit it while they
+            // are still ours, or abort it if they are already someone else's.
+            let result = if lost {
+                self.abort_and_rewind(consumer)
+            } else {
+                self.commit_transaction(consumer)
+            };
+            if let Err(e) = result {
+                self.fatal.get_or_insert(e);
+            }
+            if let Some(txn) = &mut self.transaction {
+                for p in partitions {
+                    txn.positions.remove(p);
+                }
+            }
+        } else if !lost {
+            let deadline = Instant::now() + self.config.drain_timeout;
+            let drained = self.drain(|t| partitions.iter().all(|&p| t.pending_in(p) == 0), deadline);
+            if !drained {
+                tracing::warn!(
+                    ?partitions,
+                    "drain deadline passed; unacknowledged offsets are not committed and will be read again"
+                );
+            }
+            self.commit_offsets(consumer, partitions);
+        }
+        for &p in partitions {
+            self.tracker.revoke(p);
+        }
+        self.retries.retain(|r| !partitions.contains(&r.input.partition));
+        self.update_gauges();
+    }
+
+    /// Waits for delivery reports until `done` holds or the deadline passes; returns `done`.
+    fn drain(&mut self, done: impl Fn(&OffsetTracker) -> bool, deadline: Instant) -> bool {
+        loop {
+            self.resend_due_retries();
+            if done(&self.tracker) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || self.fatal.is_some() {
+                return false;
+            }
+            match self
+                .reports
+                .recv_timeout((deadline - now).min(Duration::from_millis(100)))
+            {
+                Ok(report) => self.apply_report(report),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return done(&self.tracker),
+            }
+        }
+    }
+
+    /// Applies every delivery report that has arrived.
+    fn pump_reports(&mut self) {
+        while let Ok(report) = self.reports.try_recv() {
+            self.apply_report(report);
+        }
+    }
+
+    fn apply_report(&mut self, report: Delivery) {
+        match report {
+            Delivery::Acknowledged(input) => {
+                self.tracker.ack(input);
+            }
+            Delivery::Failed {
+                input,
+                error,
+                record,
+            } => {
+                if let Some(txn) = &mut self.transaction {
+                    // The transaction cannot commit with a lost record: abort and read again.
+                    txn.failed = true;
+                    self.tracker.ack(input);
+                    tracing::warn!(%error, topic = record.topic, "delivery failed inside a transaction; it will abort");
+                } else if is_fatal(&error) {
+                    self.fatal.get_or_insert(ServiceError::Fatal(format!(
+                        "delivery to {} failed: {error}",
+                        record.topic
+                    )));
+                } else if self.tracker.generation(input.partition) == Some(input.generation) {
+                    self.metrics.delivery_retries.inc();
+                    tracing::warn!(%error, topic = record.topic, "delivery failed; sending again");
+                    self.retries.push_back(Retry {
+                        due: Instant::now() + Duration::from_millis(100),
+                        attempt: 1,
+                        input,
+                        record,
+                    });
+                }
+            }
+        }
+    }
+
+    fn resend_due_retries(&mut self) {
+        let now = Instant::now();
+        let mut pending = VecDeque::new();
+        while let Some(retry) = self.retries.pop_front() {
+            if retry.due > now {
+                pending.push_back(retry);
+                continue;
+            }
+            let attempt = retry.attempt;
+            if let Err((error, record)) = self.try_send(retry.record, retry.input) {
+                // Queue full or transient: back off exponentially up to 10 s, never give up.
+                let backoff = Duration::from_millis(100u64 << attempt.min(7)).min(Duration::from_secs(10));
+                tracing::debug!(%error, "resend refused; backing off");
+                pending.push_back(Retry {
+                    due: now + backoff,
+                    attempt: attempt + 1,
+                    input: retry.input,
+                    record,
+                });
+            }
+        }
+        self.retries = pending;
+    }
+
+    fn try_send(
+        &self,
+        record: OutgoingRecord,
+        input: InputRef,
+    ) -> Result<(), (KafkaError, OutgoingRecord)> {
+        let mut base: BaseRecord<'_, [u8], Vec<u8>, Box<InputRef>> =
+            BaseRecord::with_opaque_to(&record.topic, Box::new(input)).payload(&record.value);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        if let Some(headers) = &record.headers {
+            base = base.headers(headers.clone());
+        }
+        if let Some(ts) = record.timestamp {
+            base = base.timestamp(ts);
+        }
+        match self.producer.send(base) {
+            Ok(()) => Ok(()),
+            Err((error, _)) => Err((error, record)),
+        }
+    }
+
+    /// Sends a record, waiting while the producer queue is full.
+    fn send(&mut self, record: OutgoingRecord, input: InputRef) -> Result<(), ServiceError> {
+        let mut record = record;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            match self.try_send(record, input) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    if self.stop.load(Ordering::Relaxed) && backoff >= Duration::from_secs(1) {
+                        // Stopping: the offset of this message is not committed, so it is read
+                        // again after restart; nothing is lost by giving up here.
+                        return Err(ServiceError::Fatal(
+                            "producer queue stayed full during shutdown".into(),
+                        ));
+                    }
+                    self.pump_reports();
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err((error, _)) => return Err(kafka("producing a record")(error)),
+            }
+        }
+    }
+
+    /// Runs one input message through the core and hands its records to the producer.
+    fn handle_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let partition = message.partition();
+        let offset = message.offset();
+        if self.tracker.generation(partition).is_none() {
+            tracing::debug!(partition, offset, "message of a partition no longer assigned; skipped");
+            return Ok(());
+        }
+        let payload = message.payload().unwrap_or_default();
+        let timestamp = message.timestamp().to_millis();
+        let mut outgoing = Vec::new();
+        let Engine {
+            processor, config, ..
+        } = self;
+        let topics = &config.topics;
+        let result = processor.process(payload, |record| {
+            let mut value = Vec::with_capacity(512);
+            write_avro(record, &mut value);
+            if value.len() > MAX_RECORD_BYTES {
+                return Err(Rejection::new(
+                    Stage::Encode,
+                    "record_too_large",
+                    format!(
+                        "record {} is {} bytes, over the limit of {MAX_RECORD_BYTES}",
+                        record.record_id(),
+                        value.len()
+                    ),
+                    None,
+                ));
+            }
+            outgoing.push((
+                record.topic(),
+                OutgoingRecord {
+                    topic: topics.of(record.topic()).to_owned(),
+                    key: Some(record.key().as_bytes().to_vec()),
+                    value,
+                    headers: None,
+                    timestamp,
+                },
+            ));
+            Ok(())
+        });
+        let outgoing: Vec<OutgoingRecord> = match result {
+            Ok(outcome) => {
+                let outcome_label = if outcome.duplicate { "duplicate" } else { "processed" };
+                self.metrics.input_messages.with_label_values(&[outcome_label]).inc();
+                self.metrics.records_suppressed.inc_by(outcome.suppressed as u64);
+                let now = now_ms();
+                for (kind, at) in [("event", outcome.event_time_ms), ("delivery", outcome.sent_at_ms)] {
+                    if let Some(at) = at {
+                        self.metrics
+                            .lag
+                            .with_label_values(&[kind])
+                            .observe(((now - at).max(0) as f64) / 1000.0);
+                    }
+                }
+                for (kind, _) in &outgoing {
+                    self.metrics.output_records.with_label_values(&[kind.label()]).inc();
+                }
+                self.summary.records += outgoing.len() as u64;
+                outgoing.into_iter().map(|(_, r)| r).collect()
+            }
+            Err(rejection) => {
+                self.metrics.input_messages.with_label_values(&["rejected"]).inc();
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&[rejection.stage.as_str(), rejection.code])
+                    .inc();
+                self.summary.dead_letters += 1;
+                tracing::debug!(partition, offset, rejection = %crate::logging::mask_phone_numbers(&rejection.to_string()), "dead letter");
+                vec![self.dead_letter(message, &rejection)]
+            }
+        };
+        self.summary.messages += 1;
+        self.metrics
+            .processing_duration
+            .observe(started.elapsed().as_secs_f64());
+
+        let Some(input) = self
+            .tracker
+            .track(partition, offset, outgoing.len(), payload.len())
+        else {
+            return Ok(());
+        };
+        for record in outgoing {
+            self.send(record, input)?;
+        }
+        if let Some(txn) = &mut self.transaction {
+            txn.positions.insert(partition, offset + 1);
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, message: &BorrowedMessage<'_>, rejection: &Rejection) -> OutgoingRecord {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for header in original.iter() {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+        let source = Source {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        for (key, value) in dead_letters::headers(rejection, source) {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        OutgoingRecord {
+            topic: self.config.topics.dead_letters.clone(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: Some(headers),
+            timestamp: message.timestamp().to_millis(),
+        }
+    }
+
+    /// At-least-once: hands the offsets that became safe to the consumer's offset store, which
+    /// the auto-commit then commits.
+    fn store_offsets(&mut self, consumer: &BaseConsumer<GroupContext>) {
+        if self.transaction.is_some() {
+            return;
+        }
+        let changes = self.tracker.committable_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in changes {
+            if tpl
+                .add_partition_offset(&self.config.topics.input, partition, Offset::Offset(offset))
+                .is_err()
+            {
+                continue;
+            }
+        }
+        if let Err(error) = consumer.store_offsets(&tpl) {
+            tracing::debug!(%error, "storing offsets failed (partition revoked meanwhile?)");
+        }
+    }
+
+    /// Synchronously commits the safe offsets of `partitions` (at-least-once).
+    fn commit_offsets(&mut self, consumer: &BaseConsumer<GroupContext>, partitions: &[i32]) {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            if let Some(offset) = self.tracker.committable(p) {
+                let _ = tpl.add_partition_offset(&self.config.topics.input, p, Offset::Offset(offset));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => self.metrics.offset_commits.with_label_values(&["ok"]).inc(),
+            Err(error) => {
+                self.metrics.offset_commits.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, "offset commit failed; the offsets will be read again");
+            }
+        }
+    }
+
+    fn commit_transaction_if_due(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), ServiceError> {
+        let due = self.transaction.as_ref().is_some_and(|t| {
+            (!t.positions.is_empty() || t.failed) && t.started.elapsed() >= self.config.commit_interval
+        });
+        if due {
+            self.commit_transaction(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction with the input offsets it covers, then opens the next one.
+    fn commit_transaction(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+        let Some(txn) = &self.transaction else {
+            return Ok(());
+        };
+        if txn.failed {
+            return self.abort_and_rewind(consumer);
+        }
+        if txn.positions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in &txn.positions {
+            let _ = tpl.add_partition_offset(&self.config.topics.input, partition, Offset::Offset(offset));
+        }
+        let metadata = consumer
+            .group_metadata()
+            .ok_or_else(|| ServiceError::Fatal("consumer has no group metadata".into()))?;
+        let result = self
+            .producer
+            .send_offsets_to_transaction(&tpl, &metadata, REQUEST_TIMEOUT)
+            .and_then(|()| self.producer.commit_transaction(REQUEST_TIMEOUT));
+        match result {
+            Ok(()) => {
+                self.metrics.transactions.with_label_values(&["committed"]).inc();
+                self.metrics.offset_commits.with_label_values(&["ok"]).inc();
+                self.pump_reports();
+                self.begin_transaction()
+            }
+            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                tracing::warn!(error = %e, "transaction must abort");
+                self.abort_and_rewind(consumer)
+            }
+            Err(error) if is_fatal(&error) => Err(fatal_transaction_error(error)),
+            Err(error) => {
+                // Retriable (a timeout): committing again later is allowed and safe.
+                self.metrics.offset_commits.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, "transaction commit did not complete; will retry");
+                Ok(())
+            }
+        }
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), ServiceError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| if is_fatal(&e) { fatal_transaction_error(e) } else { kafka("beginning a transaction")(e) })?;
+        self.transaction = Some(Transaction {
+            started: Instant::now(),
+            positions: BTreeMap::new(),
+            failed: false,
+        });
+        Ok(())
+    }
+
+    /// Aborts the open transaction and rewinds every assigned partition to its committed offset,
+    /// so that what the transaction held is processed again.
+    fn abort_and_rewind(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+        self.producer
+            .abort_transaction(REQUEST_TIMEOUT)
+            .map_err(|e| if is_fatal(&e) { fatal_transaction_error(e) } else { kafka("aborting a transaction")(e) })?;
+        self.metrics.transactions.with_label_values(&["aborted"]).inc();
+        // What was "emitted" in the aborted transaction was never published.
+        self.processor.forget_emitted();
+        for p in self.tracker.assigned() {
+            self.tracker.assign(p);
+        }
+        self.pump_reports();
+        let committed = consumer
+            .committed(REQUEST_TIMEOUT)
+            .map_err(kafka("reading committed offsets"))?;
+        for element in committed.elements() {
+            let target = match element.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ if self.config.auto_offset_reset == "latest" => Offset::End,
+                _ => Offset::Beginning,
+            };
+            if let Err(error) = consumer.seek(element.topic(), element.partition(), target, REQUEST_TIMEOUT) {
+                tracing::warn!(%error, partition = element.partition(), "rewind failed");
+            }
+        }
+        self.begin_transaction()
+    }
+
+    fn apply_backpressure(&mut self, consumer: &BaseConsumer<GroupContext>) {
+        let over = self.tracker.in_flight_messages() >= self.config.max_in_flight_messages
+            || self.tracker.in_flight_bytes() >= self.config.max_in_flight_bytes;
+        if over == self.paused {
+            return;
+        }
+        if let Ok(assignment) = consumer.assignment() {
+            let result = if over {
+                consumer.pause(&assignment)
+            } else {
+                consumer.resume(&assignment)
+            };
+            match result {
+                Ok(()) => self.paused = over,
+                Err(error) => tracing::warn!(%error, "pause/resume failed"),
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        self.metrics
+            .in_flight_messages
+            .set(self.tracker.in_flight_messages() as i64);
+        self.metrics
+            .in_flight_bytes
+            .set(self.tracker.in_flight_bytes() as i64);
+    }
+
+    /// Shutdown: drain and commit everything that can be.
+    fn finish(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+        if self.transaction.is_some() {
+            let result = self.commit_transaction(consumer);
+            // Nothing more will be sent; an empty open transaction has nothing on the broker.
+            return result;
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
+        if !self.drain(|t| t.in_flight_messages() == 0, deadline) {
+            tracing::warn!(
+                in_flight = self.tracker.in_flight_messages(),
+                "shutdown drain deadline passed; unacknowledged offsets are not committed"
+            );
+        }
+        let partitions = self.tracker.assigned();
+        self.commit_offsets(consumer, &partitions);
+        Ok(())
+    }
+}
+
+fn fatal_transaction_error(error: KafkaError) -> ServiceError {
+    let fenced = matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    ) || error.to_string().to_lowercase().contains("fenced");
+    if fenced {
+        ServiceError::Fatal(format!(
+            "this producer was fenced: another instance uses the same transactional.id ({error})"
+        ))
+    } else {
+        ServiceError::Fatal(error.to_string())
+    }
+}
+
+/// The transactional id of this process: the configured one, else one unique to host and process.
+fn transactional_id(config: &ServiceConfig) -> String {
+    if let Some(id) = &config.transactional_id {
+        return id.clone();
+    }
+    let base = config
+        .group_instance_id
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    format!("callstream-{}-{base}-{}", config.group_id, std::process::id())
+}
+
+/// Runs the service until `stop` is set or a fatal error occurs.
+pub fn run(
+    config: ServiceConfig,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> Result<RunSummary, ServiceError> {
+    let (reports_tx, reports) = mpsc::channel();
+    let transactional = config.guarantee == Guarantee::ExactlyOnce;
+    let txn_id = transactional.then(|| transactional_id(&config));
+    let producer: ThreadedProducer<DeliveryContext> = producer_config(&config, txn_id.as_deref())
+        .create_with_context(DeliveryContext {
+            reports: reports_tx,
+            metrics: metrics.clone(),
+        })
+        .map_err(kafka("creating the producer"))?;
+    if transactional {
+        producer
+            .init_transactions(REQUEST_TIMEOUT)
+            .map_err(|e| if is_fatal(&e) { fatal_transaction_error(e) } else { kafka("initializing transactions")(e) })?;
+        tracing::info!(transactional_id = txn_id.as_deref().unwrap_or(""), "transactions initialized");
+    }
+    let input_topic = config.topics.input.clone();
+    let statistics_interval_ms = 5_000;
+    let consumer_settings = consumer_config(&config, statistics_interval_ms);
+    let engine = Arc::new(Mutex::new(Engine {
+        processor: Processor::new(config.processor),
+        config,
+        producer,
+        reports,
+        metrics,
+        health: health.clone(),
+        stop: stop.clone(),
+        tracker: OffsetTracker::new(),
+        retries: VecDeque::new(),
+        transaction: None,
+        paused: false,
+        fatal: None,
+        summary: RunSummary::default(),
+    }));
+    if transactional {
+        lock(&engine).begin_transaction()?;
+    }
+    let consumer: BaseConsumer<GroupContext> = consumer_settings
+        .create_with_context(GroupContext {
+            engine: engine.clone(),
+        })
+        .map_err(kafka("creating the consumer"))?;
+
+    let metadata = consumer
+        .fetch_metadata(Some(&input_topic), REQUEST_TIMEOUT)
+        .map_err(kafka("reading topic metadata"))?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == input_topic && t.error().is_none() && !t.partitions().is_empty());
+    if !exists {
+        return Err(ServiceError::InputTopicMissing { topic: input_topic });
+    }
+    consumer
+        .subscribe(&[&input_topic])
+        .map_err(kafka("subscribing"))?;
+    health.set_running(true);
+    tracing::info!(topic = input_topic, "consuming");
+
+    let outcome = run_loop(&consumer, &engine, &health, &stop);
+    health.set_shutting_down();
+    let finished = outcome.and_then(|()| lock(&engine).finish(&consumer));
+    // Closing the consumer leaves the group; its revoke callback finds nothing left to do.
+    consumer.unsubscribe();
+    drop(consumer);
+    health.set_running(false);
+    let summary = lock(&engine).summary.clone();
+    finished.map(|()| summary)
+}
+
+fn run_loop(
+    consumer: &BaseConsumer<GroupContext>,
+    engine: &Mutex<Engine>,
+    health: &Health,
+    stop: &AtomicBool,
+) -> Result<(), ServiceError> {
+    while !stop.load(Ordering::Relaxed) {
+        health.record_poll();
+        {
+            let mut e = lock(engine);
+            e.pump_reports();
+            e.resend_due_retries();
+            e.store_offsets(consumer);
+            e.commit_transaction_if_due(consumer)?;
+            e.apply_backpressure(consumer);
+            e.update_gauges();
+            if let Some(fatal) = e.fatal.take() {
+                return Err(fatal);
+            }
+        }
+        match consumer.poll(POLL_INTERVAL) {
+            None => {}
+            Some(Err(error)) if is_fatal(&error) => {
+                return Err(ServiceError::Fatal(format!("consumer: {error}")))
+            }
+            Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+            Some(Ok(message)) => lock(engine).handle_message(&message)?,
+        }
+    }
+    Ok(())
+}

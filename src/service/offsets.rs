@@ -1,0 +1,240 @@
+//! The at-least-once guarantee lives here: which input offset may be committed.
+//!
+//! Every polled message is tracked with the number of records it produced that the broker has not
+//! acknowledged yet. A partition's committable offset is the lowest offset still pending, or one
+//! past the highest offset seen when nothing is pending. So a later success never moves the
+//! offset past an earlier failure: an unacknowledged record holds its partition's offset back
+//! until it is delivered (failed deliveries are retried, never skipped).
+//!
+//! Each partition's state carries the generation of the assignment it belongs to. When a
+//! partition is revoked or lost its state is dropped, and acknowledgements that arrive later for
+//! the old generation are ignored: work from a lost assignment cannot move an offset.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Identifies an input message for acknowledgements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InputRef {
+    pub partition: i32,
+    pub offset: i64,
+    /// The assignment generation of the partition when the message was polled.
+    pub generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    generation: u64,
+    /// Offset -> records of that message not yet acknowledged.
+    pending: BTreeMap<i64, usize>,
+    /// Bytes of the pending messages, for the in-flight memory bound.
+    pending_bytes: BTreeMap<i64, usize>,
+    highest_seen: Option<i64>,
+    /// The last offset handed out by `committable_changes`, to report only changes.
+    last_reported: Option<i64>,
+}
+
+/// Per-partition tracking of in-flight input messages.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: HashMap<i32, PartitionState>,
+    next_generation: u64,
+    in_flight_messages: usize,
+    in_flight_bytes: usize,
+}
+
+impl OffsetTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts tracking a partition (on assignment); returns its generation.
+    pub fn assign(&mut self, partition: i32) -> u64 {
+        self.revoke(partition);
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                generation,
+                ..PartitionState::default()
+            },
+        );
+        generation
+    }
+
+    /// Stops tracking a partition (revoked or lost): its pending work no longer counts.
+    pub fn revoke(&mut self, partition: i32) {
+        if let Some(state) = self.partitions.remove(&partition) {
+            self.in_flight_messages -= state.pending.len();
+            self.in_flight_bytes -= state.pending_bytes.values().sum::<usize>();
+        }
+    }
+
+    /// The generation of a tracked partition.
+    pub fn generation(&self, partition: i32) -> Option<u64> {
+        self.partitions.get(&partition).map(|s| s.generation)
+    }
+
+    /// Records a polled message that produced `records` records (0 is done at once).
+    /// Returns `None` if the partition is not assigned.
+    pub fn track(&mut self, partition: i32, offset: i64, records: usize, bytes: usize) -> Option<InputRef> {
+        let state = self.partitions.get_mut(&partition)?;
+        state.highest_seen = Some(state.highest_seen.map_or(offset, |h| h.max(offset)));
+        if records > 0 {
+            state.pending.insert(offset, records);
+            state.pending_bytes.insert(offset, bytes);
+            self.in_flight_messages += 1;
+            self.in_flight_bytes += bytes;
+        }
+        Some(InputRef {
+            partition,
+            offset,
+            generation: state.generation,
+        })
+    }
+
+    /// One record of a message was acknowledged by the broker. Returns false if the
+    /// acknowledgement is stale (its partition was revoked or re-assigned since).
+    pub fn ack(&mut self, input: InputRef) -> bool {
+        let Some(state) = self.partitions.get_mut(&input.partition) else {
+            return false;
+        };
+        if state.generation != input.generation {
+            return false;
+        }
+        let Some(remaining) = state.pending.get_mut(&input.offset) else {
+            return false;
+        };
+        *remaining -= 1;
+        if *remaining == 0 {
+            state.pending.remove(&input.offset);
+            let bytes = state.pending_bytes.remove(&input.offset).unwrap_or(0);
+            self.in_flight_messages -= 1;
+            self.in_flight_bytes -= bytes;
+        }
+        true
+    }
+
+    /// The offset to commit for a partition (the next message to read), if any message was seen.
+    pub fn committable(&self, partition: i32) -> Option<i64> {
+        let state = self.partitions.get(&partition)?;
+        match state.pending.keys().next() {
+            Some(&lowest_pending) => Some(lowest_pending),
+            None => state.highest_seen.map(|h| h + 1),
+        }
+    }
+
+    /// Committable offsets that moved since the last call, for storing with the consumer.
+    pub fn committable_changes(&mut self) -> Vec<(i32, i64)> {
+        let mut changes = Vec::new();
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        for partition in partitions {
+            let Some(offset) = self.committable(partition) else {
+                continue;
+            };
+            if let Some(state) = self.partitions.get_mut(&partition) {
+                if state.last_reported != Some(offset) {
+                    state.last_reported = Some(offset);
+                    changes.push((partition, offset));
+                }
+            }
+        }
+        changes.sort_unstable();
+        changes
+    }
+
+    /// Messages of a partition with records not yet acknowledged.
+    pub fn pending_in(&self, partition: i32) -> usize {
+        self.partitions.get(&partition).map_or(0, |s| s.pending.len())
+    }
+
+    pub fn in_flight_messages(&self) -> usize {
+        self.in_flight_messages
+    }
+
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
+    }
+
+    pub fn assigned(&self) -> Vec<i32> {
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        partitions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_success_does_not_move_the_offset_past_an_earlier_failure() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        let first = t.track(0, 10, 1, 100).unwrap();
+        let second = t.track(0, 11, 1, 100).unwrap();
+        assert!(t.ack(second));
+        // Offset 10 is still unacknowledged (its delivery failed and is being retried).
+        assert_eq!(t.committable(0), Some(10));
+        assert!(t.ack(first));
+        assert_eq!(t.committable(0), Some(12));
+    }
+
+    #[test]
+    fn a_message_is_done_only_when_all_its_records_are_acknowledged() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        let m = t.track(0, 5, 3, 10).unwrap();
+        t.ack(m);
+        t.ack(m);
+        assert_eq!(t.committable(0), Some(5));
+        assert_eq!(t.in_flight_messages(), 1);
+        t.ack(m);
+        assert_eq!(t.committable(0), Some(6));
+        assert_eq!(t.in_flight_messages(), 0);
+        assert_eq!(t.in_flight_bytes(), 0);
+    }
+
+    #[test]
+    fn messages_with_no_records_complete_at_once_and_gaps_in_offsets_are_fine() {
+        let mut t = OffsetTracker::new();
+        t.assign(3);
+        t.track(3, 100, 0, 10);
+        t.track(3, 107, 0, 10); // compaction and transaction markers leave gaps
+        assert_eq!(t.committable(3), Some(108));
+    }
+
+    #[test]
+    fn acknowledgements_from_a_revoked_assignment_are_ignored() {
+        let mut t = OffsetTracker::new();
+        t.assign(1);
+        let old = t.track(1, 0, 1, 10).unwrap();
+        t.revoke(1);
+        assert_eq!(t.in_flight_messages(), 0);
+        t.assign(1);
+        assert!(!t.ack(old), "stale ack must not count");
+        assert_eq!(t.committable(1), None);
+        let new = t.track(1, 0, 1, 10).unwrap();
+        assert_ne!(old.generation, new.generation);
+        assert_eq!(t.committable(1), Some(0));
+    }
+
+    #[test]
+    fn unassigned_partitions_are_not_tracked() {
+        let mut t = OffsetTracker::new();
+        assert!(t.track(9, 0, 1, 1).is_none());
+    }
+
+    #[test]
+    fn committable_changes_reports_each_move_once() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        t.assign(1);
+        let a = t.track(0, 0, 1, 1).unwrap();
+        t.track(1, 4, 0, 1);
+        assert_eq!(t.committable_changes(), vec![(0, 0), (1, 5)]);
+        assert_eq!(t.committable_changes(), vec![]);
+        t.ack(a);
+        assert_eq!(t.committable_changes(), vec![(0, 1)]);
+    }
+}
