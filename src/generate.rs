@@ -66,8 +66,14 @@ struct Agent {
 }
 
 const NAMES: [&str; 8] = [
-    "Tom Sawyer", "Huck Finn", "Becky Thatcher", "Polly Smith", "Joe Harper", "Ben Rogers",
-    "Amy Lawrence", "Sid Sawyer",
+    "Tom Sawyer",
+    "Huck Finn",
+    "Becky Thatcher",
+    "Polly Smith",
+    "Joe Harper",
+    "Ben Rogers",
+    "Amy Lawrence",
+    "Sid Sawyer",
 ];
 
 /// One party's state change, before it is wrapped in an envelope.
@@ -131,7 +137,11 @@ impl Generator {
     }
 
     fn external_number(&mut self) -> String {
-        format!("+1{}{:07}", 200 + self.rng.below(700), self.rng.below(10_000_000))
+        format!(
+            "+1{}{:07}",
+            200 + self.rng.below(700),
+            self.rng.below(10_000_000)
+        )
     }
 
     /// Generates the notifications of one more call into the buffer.
@@ -139,7 +149,11 @@ impl Generator {
         self.sessions += 1;
         self.clock_ms += self.rng.below(2_000) as i64;
         let mut session = Session {
-            telephony_session_id: format!("s-a0d7{:012x}{:04x}", self.rng.next() >> 16, self.sessions & 0xffff),
+            telephony_session_id: format!(
+                "s-a0d7{:012x}{:04x}",
+                self.rng.next() >> 16,
+                self.sessions & 0xffff
+            ),
             session_id: format!("{}", 402_936_341_008u64 + self.sessions * 1_000),
             sequence: self.rng.below(3) as i64,
             time_ms: self.clock_ms,
@@ -159,7 +173,15 @@ impl Generator {
         self.emit(session);
     }
 
-    fn party(&mut self, session: &Session, index: usize, agent: Option<&Agent>, direction: &str, from: Value, to: Value) -> Value {
+    fn party(
+        &mut self,
+        session: &Session,
+        index: usize,
+        agent: Option<&Agent>,
+        direction: &str,
+        from: Value,
+        to: Value,
+    ) -> Value {
         let tag = &session.telephony_session_id[2..];
         let mut party = json!({
             "id": format!("p-{tag}-{}", index + 1),
@@ -194,24 +216,73 @@ impl Generator {
     }
 
     /// States of one party: Setup/Proceeding, Answered, optional holds, then an end.
-    fn lifecycle(&mut self, session: &mut Session, base: &Value, answered: bool, end: (&str, Option<&str>)) {
-        let first = if base["direction"] == "Outbound" { "Setup" } else { "Proceeding" };
-        session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), first, None) });
+    fn lifecycle(
+        &mut self,
+        session: &mut Session,
+        base: &Value,
+        answered: bool,
+        end: (&str, Option<&str>),
+    ) {
+        let first = if base["direction"] == "Outbound" {
+            "Setup"
+        } else {
+            "Proceeding"
+        };
+        session.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(base.clone(), first, None),
+            },
+        );
         if answered {
-            session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), "Answered", None) });
+            session.push(
+                &mut self.rng,
+                Event {
+                    party: Self::with_status(base.clone(), "Answered", None),
+                },
+            );
             for _ in 0..self.rng.below(3) {
-                session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), "Hold", None) });
-                session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), "Answered", None) });
+                session.push(
+                    &mut self.rng,
+                    Event {
+                        party: Self::with_status(base.clone(), "Hold", None),
+                    },
+                );
+                session.push(
+                    &mut self.rng,
+                    Event {
+                        party: Self::with_status(base.clone(), "Answered", None),
+                    },
+                );
             }
         }
-        session.push(&mut self.rng, Event { party: Self::with_status(base.clone(), end.0, end.1) });
+        session.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(base.clone(), end.0, end.1),
+            },
+        );
     }
 
     fn inbound_answered(&mut self, s: &mut Session) {
         let agent = self.agent();
         let caller = self.external_number();
-        let external = self.party(s, 0, None, "Outbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
-        let internal = self.party(s, 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+        let external = self.party(
+            s,
+            0,
+            None,
+            "Outbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&agent),
+        );
+        let internal = self.party(
+            s,
+            1,
+            Some(&agent),
+            "Inbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&agent),
+        );
         self.lifecycle(s, &external, true, ("Disconnected", None));
         self.lifecycle(s, &internal, true, ("Disconnected", None));
     }
@@ -219,13 +290,46 @@ impl Generator {
     fn missed_to_voicemail(&mut self, s: &mut Session) {
         let agent = self.agent();
         let caller = self.external_number();
-        let mut internal = self.party(s, 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
-        s.push(&mut self.rng, Event { party: Self::with_status(internal.clone(), "Proceeding", None) });
+        let mut internal = self.party(
+            s,
+            1,
+            Some(&agent),
+            "Inbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&agent),
+        );
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(internal.clone(), "Proceeding", None),
+            },
+        );
         internal["missedCall"] = json!(true);
-        let (code, reason) = if self.rng.chance(0.5) { ("VoiceMail", None) } else { ("Disconnected", Some("Voicemail")) };
-        s.push(&mut self.rng, Event { party: Self::with_status(internal.clone(), code, reason) });
-        let external = self.party(s, 0, None, "Outbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
-        s.push(&mut self.rng, Event { party: Self::with_status(external, "Disconnected", None) });
+        let (code, reason) = if self.rng.chance(0.5) {
+            ("VoiceMail", None)
+        } else {
+            ("Disconnected", Some("Voicemail"))
+        };
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(internal.clone(), code, reason),
+            },
+        );
+        let external = self.party(
+            s,
+            0,
+            None,
+            "Outbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&agent),
+        );
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(external, "Disconnected", None),
+            },
+        );
     }
 
     fn queue_call(&mut self, s: &mut Session) {
@@ -234,14 +338,31 @@ impl Generator {
         let answering = self.rng.below(members as u64) as usize;
         for m in 0..members {
             let agent = self.agent();
-            let mut leg = self.party(s, m + 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
+            let mut leg = self.party(
+                s,
+                m + 1,
+                Some(&agent),
+                "Inbound",
+                Self::endpoint_external(&caller),
+                Self::endpoint_agent(&agent),
+            );
             leg["queueCall"] = json!(true);
             if m == answering {
                 self.lifecycle(s, &leg, true, ("Disconnected", None));
             } else {
                 // Ringing members that did not answer end without being "missed".
-                s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Proceeding", None) });
-                s.push(&mut self.rng, Event { party: Self::with_status(leg, "Disconnected", Some("AgentAnswered")) });
+                s.push(
+                    &mut self.rng,
+                    Event {
+                        party: Self::with_status(leg.clone(), "Proceeding", None),
+                    },
+                );
+                s.push(
+                    &mut self.rng,
+                    Event {
+                        party: Self::with_status(leg, "Disconnected", Some("AgentAnswered")),
+                    },
+                );
             }
         }
     }
@@ -250,17 +371,38 @@ impl Generator {
         let first = self.agent();
         let target = self.agent();
         let caller = self.external_number();
-        let leg = self.party(s, 1, Some(&first), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&first));
+        let leg = self.party(
+            s,
+            1,
+            Some(&first),
+            "Inbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&first),
+        );
         let reason = ["BlindTransfer", "RccTransfer", "DtmfTransfer"][self.rng.below(3) as usize];
         self.lifecycle(s, &leg, true, ("Disconnected", Some(reason)));
-        let next = self.party(s, 2, Some(&target), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&target));
+        let next = self.party(
+            s,
+            2,
+            Some(&target),
+            "Inbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&target),
+        );
         self.lifecycle(s, &next, true, ("Disconnected", None));
     }
 
     fn attended_transfer(&mut self, s: &mut Session) {
         let first = self.agent();
         let caller = self.external_number();
-        let mut leg = self.party(s, 1, Some(&first), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&first));
+        let mut leg = self.party(
+            s,
+            1,
+            Some(&first),
+            "Inbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&first),
+        );
         self.lifecycle(s, &leg, true, ("Answered", None));
         let linked = format!("s-a0d7{:012x}ffff", self.rng.next() >> 16);
         leg["status"] = json!({
@@ -274,21 +416,55 @@ impl Generator {
     fn recorded_call(&mut self, s: &mut Session) {
         let agent = self.agent();
         let caller = self.external_number();
-        let mut leg = self.party(s, 1, Some(&agent), "Inbound", Self::endpoint_external(&caller), Self::endpoint_agent(&agent));
-        s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Proceeding", None) });
+        let mut leg = self.party(
+            s,
+            1,
+            Some(&agent),
+            "Inbound",
+            Self::endpoint_external(&caller),
+            Self::endpoint_agent(&agent),
+        );
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(leg.clone(), "Proceeding", None),
+            },
+        );
         let recording_id = format!("{}", 1_000_000_000u64 + self.rng.below(1_000_000_000));
         leg["recordings"] = json!([{"id": recording_id, "active": true}]);
-        s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Answered", None) });
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(leg.clone(), "Answered", None),
+            },
+        );
         leg["recordings"] = json!([{"id": recording_id, "active": false}]);
-        s.push(&mut self.rng, Event { party: Self::with_status(leg.clone(), "Answered", None) });
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(leg.clone(), "Answered", None),
+            },
+        );
         leg["recordings"] = json!([{"id": recording_id, "active": true}]);
-        s.push(&mut self.rng, Event { party: Self::with_status(leg, "Disconnected", None) });
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(leg, "Disconnected", None),
+            },
+        );
     }
 
     fn conference(&mut self, s: &mut Session) {
         let agent = self.agent();
         let caller = self.external_number();
-        let mut leg = self.party(s, 1, Some(&agent), "Outbound", Self::endpoint_agent(&agent), Self::endpoint_external(&caller));
+        let mut leg = self.party(
+            s,
+            1,
+            Some(&agent),
+            "Outbound",
+            Self::endpoint_agent(&agent),
+            Self::endpoint_external(&caller),
+        );
         leg["conferenceRole"] = json!("Host");
         self.lifecycle(s, &leg, true, ("Gone", Some("Conference")));
     }
@@ -296,12 +472,31 @@ impl Generator {
     fn outbound_call(&mut self, s: &mut Session) {
         let agent = self.agent();
         let callee = self.external_number();
-        let mut leg = self.party(s, 1, Some(&agent), "Outbound", Self::endpoint_agent(&agent), Self::endpoint_external(&callee));
+        let mut leg = self.party(
+            s,
+            1,
+            Some(&agent),
+            "Outbound",
+            Self::endpoint_agent(&agent),
+            Self::endpoint_external(&callee),
+        );
         leg["uiCallInfo"] = json!({"primary": {"type": "QueueName", "value": "Sales"}, "additional": {"type": "CallerIdName", "value": "WIRELESS CALLER"}});
         let answered = self.rng.chance(0.8);
         self.lifecycle(s, &leg, answered, ("Disconnected", None));
-        let external = self.party(s, 0, None, "Inbound", Self::endpoint_agent(&agent), Self::endpoint_external(&callee));
-        s.push(&mut self.rng, Event { party: Self::with_status(external, "Disconnected", None) });
+        let external = self.party(
+            s,
+            0,
+            None,
+            "Inbound",
+            Self::endpoint_agent(&agent),
+            Self::endpoint_external(&callee),
+        );
+        s.push(
+            &mut self.rng,
+            Event {
+                party: Self::with_status(external, "Disconnected", None),
+            },
+        );
     }
 
     /// Wraps each event in an envelope of a random shape, reorders and duplicates some.
@@ -318,9 +513,13 @@ impl Generator {
                 "parties": [party],
                 "origin": {"type": "Call"},
             });
-            let extension = body["parties"][0]["extensionId"].as_str().map(str::to_owned);
+            let extension = body["parties"][0]["extensionId"]
+                .as_str()
+                .map(str::to_owned);
             let event = match &extension {
-                Some(ext) => format!("/restapi/v1.0/account/{ACCOUNT}/extension/{ext}/telephony/sessions"),
+                Some(ext) => {
+                    format!("/restapi/v1.0/account/{ACCOUNT}/extension/{ext}/telephony/sessions")
+                }
                 None => format!("/restapi/v1.0/account/{ACCOUNT}/telephony/sessions"),
             };
             let uuid = self.uuid.to_string();
@@ -330,7 +529,11 @@ impl Generator {
                 "uuid": uuid, "event": event, "timestamp": timestamp,
                 "subscriptionId": SUBSCRIPTION, "ownerId": owner, "body": body,
             });
-            let shape = if self.config.webhook_only { 0 } else { self.rng.below(10) };
+            let shape = if self.config.webhook_only {
+                0
+            } else {
+                self.rng.below(10)
+            };
             let value = match shape {
                 0..=6 => envelope,
                 7 => {
@@ -338,7 +541,9 @@ impl Generator {
                     inner["aps"] = json!({"content-available": 1});
                     json!({"uuid": uuid, "subscriptionId": SUBSCRIPTION, "ownerId": owner, "pn_apns": inner})
                 }
-                8 => json!([{"type": "ServerNotification", "messageId": format!("{}", self.uuid), "status": 200, "wsc": {"token": "x", "sequence": sequence}}, envelope]),
+                8 => {
+                    json!([{"type": "ServerNotification", "messageId": format!("{}", self.uuid), "status": 200, "wsc": {"token": "x", "sequence": sequence}}, envelope])
+                }
                 _ => envelope["body"].clone(),
             };
             let line = value.to_string();
@@ -407,9 +612,24 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_traffic() {
-        let a: Vec<String> = Generator::new(GeneratorConfig { seed: 7, ..Default::default() }).take(200).collect();
-        let b: Vec<String> = Generator::new(GeneratorConfig { seed: 7, ..Default::default() }).take(200).collect();
-        let c: Vec<String> = Generator::new(GeneratorConfig { seed: 8, ..Default::default() }).take(200).collect();
+        let a: Vec<String> = Generator::new(GeneratorConfig {
+            seed: 7,
+            ..Default::default()
+        })
+        .take(200)
+        .collect();
+        let b: Vec<String> = Generator::new(GeneratorConfig {
+            seed: 7,
+            ..Default::default()
+        })
+        .take(200)
+        .collect();
+        let c: Vec<String> = Generator::new(GeneratorConfig {
+            seed: 8,
+            ..Default::default()
+        })
+        .take(200)
+        .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -427,7 +647,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}: {line}"));
         }
         for topic in ["parties", "missed", "recorded", "transfers"] {
-            assert!(topics.get(topic).copied().unwrap_or(0) > 0, "{topic}: {topics:?}");
+            assert!(
+                topics.get(topic).copied().unwrap_or(0) > 0,
+                "{topic}: {topics:?}"
+            );
         }
     }
 }

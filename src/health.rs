@@ -52,7 +52,8 @@ impl Health {
             return self.started.elapsed() < stall_after * 4;
         }
         let now = self.started.elapsed().as_millis() as u64;
-        now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed)) < stall_after.as_millis() as u64
+        now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed))
+            < stall_after.as_millis() as u64
     }
 
     pub fn is_ready(&self) -> bool {

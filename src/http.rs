@@ -39,7 +39,8 @@ pub async fn serve(listener: TcpListener, endpoints: Endpoints) {
         };
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, &endpoints)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(10), respond(stream, &endpoints)).await;
         });
     }
 }
@@ -74,7 +75,11 @@ async fn respond(mut stream: TcpStream, endpoints: &Endpoints) -> std::io::Resul
 fn route(method: &str, path: &str, e: &Endpoints) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     if method != "GET" && method != "HEAD" {
-        return ("405 Method Not Allowed", TEXT, "method not allowed\n".into());
+        return (
+            "405 Method Not Allowed",
+            TEXT,
+            "method not allowed\n".into(),
+        );
     }
     match path {
         "/metrics" => (
@@ -86,12 +91,20 @@ fn route(method: &str, path: &str, e: &Endpoints) -> (&'static str, &'static str
             if e.health.is_live(e.stall_after) {
                 ("200 OK", TEXT, "live\n".into())
             } else {
-                ("503 Service Unavailable", TEXT, "consume loop stalled\n".into())
+                (
+                    "503 Service Unavailable",
+                    TEXT,
+                    "consume loop stalled\n".into(),
+                )
             }
         }
         "/health/ready" => {
             if e.health.is_ready() {
-                ("200 OK", TEXT, format!("ready: {} partitions\n", e.health.assigned_partitions()))
+                (
+                    "200 OK",
+                    TEXT,
+                    format!("ready: {} partitions\n", e.health.assigned_partitions()),
+                )
             } else {
                 ("503 Service Unavailable", TEXT, "not ready\n".into())
             }

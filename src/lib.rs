@@ -4,10 +4,10 @@
 
 pub mod cli;
 pub mod core;
-pub mod topics;
-pub mod health;
-pub mod metrics;
-pub mod service;
 pub mod generate;
+pub mod health;
 pub mod http;
 pub mod logging;
+pub mod metrics;
+pub mod service;
+pub mod topics;

@@ -5,7 +5,9 @@
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -70,7 +72,10 @@ mod tests {
             mask_phone_numbers("invalid type: integer `17205551234` at parties[0]"),
             "invalid type: integer `*********34` at parties[0]"
         );
-        assert_eq!(mask_phone_numbers("ext 101, offset 42"), "ext 101, offset 42");
+        assert_eq!(
+            mask_phone_numbers("ext 101, offset 42"),
+            "ext 101, offset 42"
+        );
         assert_eq!(mask_phone_numbers("héllo 123456"), "héllo ****56");
     }
 }

@@ -2,8 +2,8 @@
 //! place (the README's observability section lists them).
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Handles to every metric, registered in one registry.
@@ -34,13 +34,17 @@ pub struct Metrics {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let metric = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
@@ -97,7 +101,9 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
-        registry.register(Box::new(lag.clone())).expect("unique metric");
+        registry
+            .register(Box::new(lag.clone()))
+            .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "callstream_consumer_lag_messages",
@@ -151,7 +157,10 @@ impl Metrics {
             .register(Box::new(delivery_retries.clone()))
             .expect("unique metric");
         let build_info = IntGaugeVec::new(
-            Opts::new("callstream_build_info", "Always 1; labels say what is running."),
+            Opts::new(
+                "callstream_build_info",
+                "Always 1; labels say what is running.",
+            ),
             &["version", "revision"],
         )
         .expect("valid metric");
@@ -159,7 +168,10 @@ impl Metrics {
             .register(Box::new(build_info.clone()))
             .expect("unique metric");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("CALLSTREAM_GIT_REVISION").unwrap_or("unknown")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("CALLSTREAM_GIT_REVISION").unwrap_or("unknown"),
+            ])
             .set(1);
         Self {
             registry,

@@ -32,7 +32,11 @@ const PARTITIONS: i32 = 3;
 
 /// `callstream demo`.
 pub fn demo(args: DemoArgs) -> ExitCode {
-    let level = args.log.log_level.clone().unwrap_or_else(|| "callstream=info,warn".into());
+    let level = args
+        .log
+        .log_level
+        .clone()
+        .unwrap_or_else(|| "callstream=info,warn".into());
     crate::logging::init(args.log.log_format, Some(&level));
     match run_demo(&args) {
         Ok(code) => code,
@@ -122,7 +126,10 @@ fn print_summary(
         "\ninput: {} processed, {} rejected (dead letters), {} duplicate notifications suppressed",
         input["processed"], input["rejected"], input["duplicate"]
     );
-    println!("records suppressed as duplicates: {}\n", metrics.records_suppressed.get());
+    println!(
+        "records suppressed as duplicates: {}\n",
+        metrics.records_suppressed.get()
+    );
     let kinds: Vec<(Option<TopicKind>, &str)> = TopicKind::ALL
         .iter()
         .map(|&k| (Some(k), topics.of(k)))

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::error::KafkaError;
 
 use super::GenerateArgs;
 use crate::generate::{Generator, GeneratorConfig};
@@ -33,7 +33,13 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
                 eprintln!("callstream: give --count, --rate, or both");
                 return ExitCode::from(2);
             }
-            to_kafka(generator, bootstrap, &args.input_topic, args.count, args.rate)
+            to_kafka(
+                generator,
+                bootstrap,
+                &args.input_topic,
+                args.count,
+                args.rate,
+            )
         }
     };
     match result {

@@ -26,7 +26,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Sets `stop` on the first SIGINT or SIGTERM; a second one exits at once.
 pub async fn stop_on_signal(stop: Arc<AtomicBool>) {
     wait_for_signal().await;
-    tracing::info!("signal received: stopping intake, draining and committing (signal again to exit at once)");
+    tracing::info!(
+        "signal received: stopping intake, draining and committing (signal again to exit at once)"
+    );
     stop.store(true, Ordering::Relaxed);
     wait_for_signal().await;
     tracing::warn!("second signal: exiting without draining");
@@ -114,7 +116,8 @@ pub async fn run_service(
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 ) -> ExitCode {
-    let result = tokio::task::spawn_blocking(move || service::run(config, metrics, health, stop)).await;
+    let result =
+        tokio::task::spawn_blocking(move || service::run(config, metrics, health, stop)).await;
     match result {
         Ok(Ok(summary)) => {
             tracing::info!(
@@ -160,7 +163,11 @@ pub fn topics_create(args: TopicsCreateArgs) -> ExitCode {
     match result {
         Ok(created) => {
             for topic in &wanted {
-                let state = if created.iter().any(|c| c == topic) { "created" } else { "exists" };
+                let state = if created.iter().any(|c| c == topic) {
+                    "created"
+                } else {
+                    "exists"
+                };
                 println!("{state}\t{topic}");
             }
             ExitCode::SUCCESS

@@ -27,7 +27,10 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
     for recording in &party.recordings {
         if let Some(recording_id) = recording.id.as_deref() {
             out.push(OutputRecord::Recorded(RecordedCall {
-                call: derived(format!("{session_id}:{}:recording:{recording_id}", party.id)),
+                call: derived(format!(
+                    "{session_id}:{}:recording:{recording_id}",
+                    party.id
+                )),
                 recording_id,
                 active: recording.active,
             }));

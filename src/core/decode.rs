@@ -70,13 +70,30 @@ pub fn decode<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<RawMessage<'
     // JSON text is UTF-8 (RFC 8259). Checked over the whole message, not per string: serde_json
     // skips the strings of fields it ignores without checking them, so invalid bytes in an
     // unknown field would otherwise pass. Parsing from `str` then skips the per-string checks.
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Err(explain_bad_utf8(bytes, e)),
+    };
     match serde_json::from_str(text) {
         Ok(message) => Ok(message),
         Err(_) => Err(explain_failure(text)),
     }
+}
+
+/// A message cut inside a multi-byte character is truncated, not badly encoded, if the JSON
+/// before the cut is unfinished.
+fn explain_bad_utf8(bytes: &[u8], e: std::str::Utf8Error) -> DecodeError {
+    let offset = e.valid_up_to();
+    if e.error_len().is_none() {
+        // The bytes end inside a character; everything before it is valid UTF-8.
+        let prefix = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        if !prefix.trim().is_empty() {
+            if let truncated @ DecodeError::Truncated { .. } = explain_failure(prefix) {
+                return truncated;
+            }
+        }
+    }
+    DecodeError::NotUtf8 { offset }
 }
 
 /// The slow path: parse again, tracking the path, to say precisely what failed.

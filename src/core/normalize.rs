@@ -6,9 +6,9 @@ use std::borrow::Cow;
 
 use super::envelope::Unwrapped;
 use super::model::{
-    ConferenceRole, Coded, Direction, Endpoint, Envelope, LinkedSession, Notification,
-    OriginType, Party, PhoneNumberKind, Recording, RingRole, Session, SipData, StatusCode,
-    StatusReason, UiCallInfo,
+    Coded, ConferenceRole, Direction, Endpoint, Envelope, LinkedSession, Notification, OriginType,
+    Party, PhoneNumberKind, Recording, RingRole, Session, SipData, StatusCode, StatusReason,
+    UiCallInfo,
 };
 use super::raw::{Flag, Id, RawEndpoint, RawParty, Str};
 use super::validate::{join_path, ValidationError};
@@ -26,22 +26,24 @@ pub fn normalize(message: Unwrapped<'_>) -> Result<Notification<'_>, ValidationE
     let sent_at_ms = parse_time_field(envelope.timestamp.as_ref(), || {
         envelope_field_path(body_path, "timestamp")
     })?;
-    let event_time_ms =
-        parse_time_field(body.event_time.as_ref(), || join_path(body_path, "eventTime"))?;
+    let event_time_ms = parse_time_field(body.event_time.as_ref(), || {
+        join_path(body_path, "eventTime")
+    })?;
 
     let event = envelope.event.map(|e| e.0);
-    let account_id = body
-        .account_id
-        .map(|a| a.0)
-        .or_else(|| event.as_deref().and_then(account_in_event).map(|a| Cow::Owned(a.to_owned())));
+    let account_id = body.account_id.map(|a| a.0).or_else(|| {
+        event
+            .as_deref()
+            .and_then(account_in_event)
+            .map(|a| Cow::Owned(a.to_owned()))
+    });
 
     let session = Session {
-        telephony_session_id: body
-            .telephony_session_id
-            .map(|id| id.0)
-            .ok_or_else(|| ValidationError::Missing {
+        telephony_session_id: body.telephony_session_id.map(|id| id.0).ok_or_else(|| {
+            ValidationError::Missing {
                 path: join_path(body_path, "telephonySessionId"),
-            })?,
+            }
+        })?,
         session_id: id(body.session_id),
         server_id: id(body.server_id),
         sequence: body.sequence.map(|s| s.0),
@@ -83,7 +85,10 @@ fn normalize_party<'a>(
     let status_code = status.code.ok_or_else(|| missing("status.code"))?;
     Ok(Party {
         id: raw.id.ok_or_else(|| missing("id"))?.0,
-        account_id: raw.account_id.map(|a| a.0).or_else(|| session.account_id.clone()),
+        account_id: raw
+            .account_id
+            .map(|a| a.0)
+            .or_else(|| session.account_id.clone()),
         extension_id: id(raw.extension_id).filter(|e| !e.trim().is_empty()),
         direction: coded(raw.direction, Direction::parse),
         status: Coded {
@@ -188,12 +193,14 @@ fn parse_time_field(
 ) -> Result<Option<i64>, ValidationError> {
     match value {
         None => Ok(None),
-        Some(s) => parse_iso8601_millis(s.as_str())
-            .map(Some)
-            .ok_or_else(|| ValidationError::Invalid {
-                path: path(),
-                reason: format!("{:?} is not an ISO 8601 date-time", s.as_str()),
-            }),
+        Some(s) => {
+            parse_iso8601_millis(s.as_str())
+                .map(Some)
+                .ok_or_else(|| ValidationError::Invalid {
+                    path: path(),
+                    reason: format!("{:?} is not an ISO 8601 date-time", s.as_str()),
+                })
+        }
     }
 }
 
@@ -318,7 +325,10 @@ mod tests {
             parse_iso8601_millis("2018-06-05T00:14:50.1479999Z"),
             Some(1_528_157_690_147)
         );
-        assert_eq!(parse_iso8601_millis("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_iso8601_millis("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
     }
 
     #[test]
@@ -346,7 +356,10 @@ mod tests {
         assert_eq!(phone_number_kind("7205551234"), PhoneNumberKind::Other);
         assert_eq!(phone_number_kind("anonymous"), PhoneNumberKind::Other);
         assert_eq!(phone_number_kind("+"), PhoneNumberKind::Other);
-        assert_eq!(phone_number_kind("#[email protected]:5060"), PhoneNumberKind::Other);
+        assert_eq!(
+            phone_number_kind("#[email protected]:5060"),
+            PhoneNumberKind::Other
+        );
     }
 
     #[test]

@@ -61,11 +61,7 @@ impl Processor {
     /// Processes one message: calls `emit` for each record that is not a duplicate. If `emit`
     /// fails, nothing of this message is remembered as emitted and its error is returned, so that
     /// a retry or a dead letter is not mistaken for a duplicate later.
-    pub fn process<E>(
-        &mut self,
-        bytes: &[u8],
-        mut emit: E,
-    ) -> Result<Outcome, Rejection>
+    pub fn process<E>(&mut self, bytes: &[u8], mut emit: E) -> Result<Outcome, Rejection>
     where
         E: FnMut(&OutputRecord<'_>) -> Result<(), Rejection>,
     {

@@ -440,7 +440,9 @@ impl<'de: 'a, 'a> Visitor<'de> for MessageVisitor<'a> {
             extra += 1;
         }
         match payload {
-            None => Ok(RawMessage::NotAFrame("it has no payload element".to_owned())),
+            None => Ok(RawMessage::NotAFrame(
+                "it has no payload element".to_owned(),
+            )),
             Some(_) if extra > 0 => Ok(RawMessage::NotAFrame(format!(
                 "it has {} elements, expected 2",
                 2 + extra

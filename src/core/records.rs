@@ -200,7 +200,12 @@ impl Record for PartyEvent<'_> {
         sink.opt_string("server_id", session.server_id.as_deref());
         sink.opt_long("sequence", session.sequence);
         sink.opt_long("event_time", session.event_time_ms);
-        opt_coded(sink, "origin_type", "origin_type_raw", session.origin.as_ref());
+        opt_coded(
+            sink,
+            "origin_type",
+            "origin_type_raw",
+            session.origin.as_ref(),
+        );
         sink.opt_string("account_id", p.account_id.as_deref());
         sink.opt_string("extension_id", p.extension_id.as_deref());
         sink.boolean("external", p.is_external());
@@ -208,7 +213,12 @@ impl Record for PartyEvent<'_> {
         opt_coded(sink, "direction", "direction_raw", p.direction.as_ref());
         sink.enumeration("status_code", p.status.value);
         sink.string("status_code_raw", &p.status.raw);
-        opt_coded(sink, "status_reason", "status_reason_raw", p.reason.as_ref());
+        opt_coded(
+            sink,
+            "status_reason",
+            "status_reason_raw",
+            p.reason.as_ref(),
+        );
         sink.opt_string("status_description", p.description.as_deref());
         sink.opt_boolean("rcc", p.rcc);
         sink.opt_record("peer", p.peer.as_ref());
@@ -217,9 +227,24 @@ impl Record for PartyEvent<'_> {
         sink.opt_boolean("stand_alone", p.stand_alone);
         sink.opt_boolean("muted", p.muted);
         sink.opt_boolean("queue_call", p.queue_call);
-        opt_coded(sink, "conference_role", "conference_role_raw", p.conference_role.as_ref());
-        opt_coded(sink, "ring_out_role", "ring_out_role_raw", p.ring_out_role.as_ref());
-        opt_coded(sink, "ring_me_role", "ring_me_role_raw", p.ring_me_role.as_ref());
+        opt_coded(
+            sink,
+            "conference_role",
+            "conference_role_raw",
+            p.conference_role.as_ref(),
+        );
+        opt_coded(
+            sink,
+            "ring_out_role",
+            "ring_out_role_raw",
+            p.ring_out_role.as_ref(),
+        );
+        opt_coded(
+            sink,
+            "ring_me_role",
+            "ring_me_role_raw",
+            p.ring_me_role.as_ref(),
+        );
         sink.opt_record("from", p.from.as_ref());
         sink.opt_record("to", p.to.as_ref());
         sink.array("recordings", &p.recordings);
@@ -242,7 +267,12 @@ impl Record for MissedCall<'_> {
         opt_coded(sink, "direction", "direction_raw", p.direction.as_ref());
         sink.enumeration("status_code", p.status.value);
         sink.string("status_code_raw", &p.status.raw);
-        opt_coded(sink, "status_reason", "status_reason_raw", p.reason.as_ref());
+        opt_coded(
+            sink,
+            "status_reason",
+            "status_reason_raw",
+            p.reason.as_ref(),
+        );
         sink.boolean("reached_voicemail", self.reached_voicemail);
         sink.opt_boolean("queue_call", p.queue_call);
         sink.opt_record("from", p.from.as_ref());

@@ -50,7 +50,11 @@ pub fn join_path(base: &str, field: &str) -> String {
 pub fn validate(message: &Unwrapped<'_>) -> Result<(), ValidationError> {
     let base = message.body_path;
     let body = &message.body;
-    required_id(body.telephony_session_id.as_ref(), base, "telephonySessionId")?;
+    required_id(
+        body.telephony_session_id.as_ref(),
+        base,
+        "telephonySessionId",
+    )?;
     let parties = match &body.parties {
         None => {
             return Err(ValidationError::Missing {

@@ -164,7 +164,9 @@ fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str, message: &
         | RDKafkaLogLevel::Error => {
             tracing::error!(client = role, facility, "librdkafka: {message}")
         }
-        RDKafkaLogLevel::Warning => tracing::warn!(client = role, facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(client = role, facility, "librdkafka: {message}")
+        }
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
             tracing::info!(client = role, facility, "librdkafka: {message}")
         }

@@ -52,7 +52,9 @@ const MAX_RECORD_BYTES: usize = 900_000;
 /// Why the service stopped with an error.
 #[derive(Debug, Error)]
 pub enum ServiceError {
-    #[error("input topic {topic:?} does not exist (create it, or check --input-topic and the brokers)")]
+    #[error(
+        "input topic {topic:?} does not exist (create it, or check --input-topic and the brokers)"
+    )]
     InputTopicMissing { topic: String },
     #[error("{action} failed: {source}")]
     Kafka {
@@ -117,7 +119,9 @@ pub struct GroupContext {
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     // A panic while holding the lock ends the loop anyway; the state is still the best we have.
-    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ClientContext for GroupContext {
@@ -162,7 +166,11 @@ impl ConsumerContext for GroupContext {
                 engine.on_revoke(consumer, &partitions_of(tpl), lost);
             }
             Rebalance::Error(error) => {
-                engine.metrics.rebalances.with_label_values(&["error"]).inc();
+                engine
+                    .metrics
+                    .rebalances
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::warn!(%error, "rebalance error");
             }
         }
@@ -217,7 +225,10 @@ impl Engine {
             }
         } else if !lost {
             let deadline = Instant::now() + self.config.drain_timeout;
-            let drained = self.drain(|t| partitions.iter().all(|&p| t.pending_in(p) == 0), deadline);
+            let drained = self.drain(
+                |t| partitions.iter().all(|&p| t.pending_in(p) == 0),
+                deadline,
+            );
             if !drained {
                 tracing::warn!(
                     ?partitions,
@@ -229,7 +240,8 @@ impl Engine {
         for &p in partitions {
             self.tracker.revoke(p);
         }
-        self.retries.retain(|r| !partitions.contains(&r.input.partition));
+        self.retries
+            .retain(|r| !partitions.contains(&r.input.partition));
         self.update_gauges();
     }
 
@@ -307,7 +319,8 @@ impl Engine {
             let attempt = retry.attempt;
             if let Err((error, record)) = self.try_send(retry.record, retry.input) {
                 // Queue full or transient: back off exponentially up to 10 s, never give up.
-                let backoff = Duration::from_millis(100u64 << attempt.min(7)).min(Duration::from_secs(10));
+                let backoff =
+                    Duration::from_millis(100u64 << attempt.min(7)).min(Duration::from_secs(10));
                 tracing::debug!(%error, "resend refused; backing off");
                 pending.push_back(Retry {
                     due: now + backoff,
@@ -373,7 +386,11 @@ impl Engine {
         let partition = message.partition();
         let offset = message.offset();
         if self.tracker.generation(partition).is_none() {
-            tracing::debug!(partition, offset, "message of a partition no longer assigned; skipped");
+            tracing::debug!(
+                partition,
+                offset,
+                "message of a partition no longer assigned; skipped"
+            );
             return Ok(());
         }
         let payload = message.payload().unwrap_or_default();
@@ -412,11 +429,23 @@ impl Engine {
         });
         let outgoing: Vec<OutgoingRecord> = match result {
             Ok(outcome) => {
-                let outcome_label = if outcome.duplicate { "duplicate" } else { "processed" };
-                self.metrics.input_messages.with_label_values(&[outcome_label]).inc();
-                self.metrics.records_suppressed.inc_by(outcome.suppressed as u64);
+                let outcome_label = if outcome.duplicate {
+                    "duplicate"
+                } else {
+                    "processed"
+                };
+                self.metrics
+                    .input_messages
+                    .with_label_values(&[outcome_label])
+                    .inc();
+                self.metrics
+                    .records_suppressed
+                    .inc_by(outcome.suppressed as u64);
                 let now = now_ms();
-                for (kind, at) in [("event", outcome.event_time_ms), ("delivery", outcome.sent_at_ms)] {
+                for (kind, at) in [
+                    ("event", outcome.event_time_ms),
+                    ("delivery", outcome.sent_at_ms),
+                ] {
                     if let Some(at) = at {
                         self.metrics
                             .lag
@@ -425,13 +454,19 @@ impl Engine {
                     }
                 }
                 for (kind, _) in &outgoing {
-                    self.metrics.output_records.with_label_values(&[kind.label()]).inc();
+                    self.metrics
+                        .output_records
+                        .with_label_values(&[kind.label()])
+                        .inc();
                 }
                 self.summary.records += outgoing.len() as u64;
                 outgoing.into_iter().map(|(_, r)| r).collect()
             }
             Err(rejection) => {
-                self.metrics.input_messages.with_label_values(&["rejected"]).inc();
+                self.metrics
+                    .input_messages
+                    .with_label_values(&["rejected"])
+                    .inc();
                 self.metrics
                     .dead_letters
                     .with_label_values(&[rejection.stage.as_str(), rejection.code])
@@ -520,7 +555,8 @@ impl Engine {
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
             if let Some(offset) = self.tracker.committable(p) {
-                let _ = tpl.add_partition_offset(&self.config.topics.input, p, Offset::Offset(offset));
+                let _ =
+                    tpl.add_partition_offset(&self.config.topics.input, p, Offset::Offset(offset));
             }
         }
         if tpl.count() == 0 {
@@ -529,7 +565,10 @@ impl Engine {
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => self.metrics.offset_commits.with_label_values(&["ok"]).inc(),
             Err(error) => {
-                self.metrics.offset_commits.with_label_values(&["error"]).inc();
+                self.metrics
+                    .offset_commits
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::warn!(%error, "offset commit failed; the offsets will be read again");
             }
         }
@@ -540,7 +579,8 @@ impl Engine {
         consumer: &BaseConsumer<GroupContext>,
     ) -> Result<(), ServiceError> {
         let due = self.transaction.as_ref().is_some_and(|t| {
-            (!t.positions.is_empty() || t.failed) && t.started.elapsed() >= self.config.commit_interval
+            (!t.positions.is_empty() || t.failed)
+                && t.started.elapsed() >= self.config.commit_interval
         });
         if due {
             self.commit_transaction(consumer)?;
@@ -549,7 +589,10 @@ impl Engine {
     }
 
     /// Commits the open transaction with the input offsets it covers, then opens the next one.
-    fn commit_transaction(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+    fn commit_transaction(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), ServiceError> {
         let Some(txn) = &self.transaction else {
             return Ok(());
         };
@@ -561,7 +604,11 @@ impl Engine {
         }
         let mut tpl = TopicPartitionList::new();
         for (&partition, &offset) in &txn.positions {
-            let _ = tpl.add_partition_offset(&self.config.topics.input, partition, Offset::Offset(offset));
+            let _ = tpl.add_partition_offset(
+                &self.config.topics.input,
+                partition,
+                Offset::Offset(offset),
+            );
         }
         let metadata = consumer
             .group_metadata()
@@ -572,7 +619,10 @@ impl Engine {
             .and_then(|()| self.producer.commit_transaction(REQUEST_TIMEOUT));
         match result {
             Ok(()) => {
-                self.metrics.transactions.with_label_values(&["committed"]).inc();
+                self.metrics
+                    .transactions
+                    .with_label_values(&["committed"])
+                    .inc();
                 self.metrics.offset_commits.with_label_values(&["ok"]).inc();
                 self.pump_reports();
                 self.begin_transaction()
@@ -584,7 +634,10 @@ impl Engine {
             Err(error) if is_fatal(&error) => Err(fatal_transaction_error(error)),
             Err(error) => {
                 // Retriable (a timeout): committing again later is allowed and safe.
-                self.metrics.offset_commits.with_label_values(&["error"]).inc();
+                self.metrics
+                    .offset_commits
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::warn!(%error, "transaction commit did not complete; will retry");
                 Ok(())
             }
@@ -592,9 +645,13 @@ impl Engine {
     }
 
     fn begin_transaction(&mut self) -> Result<(), ServiceError> {
-        self.producer
-            .begin_transaction()
-            .map_err(|e| if is_fatal(&e) { fatal_transaction_error(e) } else { kafka("beginning a transaction")(e) })?;
+        self.producer.begin_transaction().map_err(|e| {
+            if is_fatal(&e) {
+                fatal_transaction_error(e)
+            } else {
+                kafka("beginning a transaction")(e)
+            }
+        })?;
         self.transaction = Some(Transaction {
             started: Instant::now(),
             positions: BTreeMap::new(),
@@ -605,11 +662,23 @@ impl Engine {
 
     /// Aborts the open transaction and rewinds every assigned partition to its committed offset,
     /// so that what the transaction held is processed again.
-    fn abort_and_rewind(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+    fn abort_and_rewind(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), ServiceError> {
         self.producer
             .abort_transaction(REQUEST_TIMEOUT)
-            .map_err(|e| if is_fatal(&e) { fatal_transaction_error(e) } else { kafka("aborting a transaction")(e) })?;
-        self.metrics.transactions.with_label_values(&["aborted"]).inc();
+            .map_err(|e| {
+                if is_fatal(&e) {
+                    fatal_transaction_error(e)
+                } else {
+                    kafka("aborting a transaction")(e)
+                }
+            })?;
+        self.metrics
+            .transactions
+            .with_label_values(&["aborted"])
+            .inc();
         // What was "emitted" in the aborted transaction was never published.
         self.processor.forget_emitted();
         for p in self.tracker.assigned() {
@@ -625,7 +694,12 @@ impl Engine {
                 _ if self.config.auto_offset_reset == "latest" => Offset::End,
                 _ => Offset::Beginning,
             };
-            if let Err(error) = consumer.seek(element.topic(), element.partition(), target, REQUEST_TIMEOUT) {
+            if let Err(error) = consumer.seek(
+                element.topic(),
+                element.partition(),
+                target,
+                REQUEST_TIMEOUT,
+            ) {
                 tracing::warn!(%error, partition = element.partition(), "rewind failed");
             }
         }
@@ -683,7 +757,11 @@ impl Engine {
 fn fatal_transaction_error(error: KafkaError) -> ServiceError {
     let fenced = matches!(
         error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
     ) || error.to_string().to_lowercase().contains("fenced");
     if fenced {
         ServiceError::Fatal(format!(
@@ -704,7 +782,11 @@ fn transactional_id(config: &ServiceConfig) -> String {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "host".into());
-    format!("callstream-{}-{base}-{}", config.group_id, std::process::id())
+    format!(
+        "callstream-{}-{base}-{}",
+        config.group_id,
+        std::process::id()
+    )
 }
 
 /// Runs the service until `stop` is set or a fatal error occurs.
@@ -724,10 +806,17 @@ pub fn run(
         })
         .map_err(kafka("creating the producer"))?;
     if transactional {
-        producer
-            .init_transactions(REQUEST_TIMEOUT)
-            .map_err(|e| if is_fatal(&e) { fatal_transaction_error(e) } else { kafka("initializing transactions")(e) })?;
-        tracing::info!(transactional_id = txn_id.as_deref().unwrap_or(""), "transactions initialized");
+        producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
+            if is_fatal(&e) {
+                fatal_transaction_error(e)
+            } else {
+                kafka("initializing transactions")(e)
+            }
+        })?;
+        tracing::info!(
+            transactional_id = txn_id.as_deref().unwrap_or(""),
+            "transactions initialized"
+        );
     }
     let input_topic = config.topics.input.clone();
     let statistics_interval_ms = 5_000;

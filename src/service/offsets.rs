@@ -77,7 +77,13 @@ impl OffsetTracker {
 
     /// Records a polled message that produced `records` records (0 is done at once).
     /// Returns `None` if the partition is not assigned.
-    pub fn track(&mut self, partition: i32, offset: i64, records: usize, bytes: usize) -> Option<InputRef> {
+    pub fn track(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        records: usize,
+        bytes: usize,
+    ) -> Option<InputRef> {
         let state = self.partitions.get_mut(&partition)?;
         state.highest_seen = Some(state.highest_seen.map_or(offset, |h| h.max(offset)));
         if records > 0 {
@@ -145,7 +151,9 @@ impl OffsetTracker {
 
     /// Messages of a partition with records not yet acknowledged.
     pub fn pending_in(&self, partition: i32) -> usize {
-        self.partitions.get(&partition).map_or(0, |s| s.pending.len())
+        self.partitions
+            .get(&partition)
+            .map_or(0, |s| s.pending.len())
     }
 
     pub fn in_flight_messages(&self) -> usize {

@@ -1,0 +1,218 @@
+//! `callstream run` against a real Apache Kafka broker (started by scripts/test.sh).
+
+mod kafka_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use callstream::core::TopicKind;
+use callstream::service::dead_letters::header;
+use kafka_support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn derived_topics(t: &callstream::topics::TopicNames) -> Vec<(TopicKind, String)> {
+    TopicKind::ALL
+        .iter()
+        .map(|&k| (k, t.of(k).to_owned()))
+        .collect()
+}
+
+/// Record ids per derived topic, sorted, as read back.
+fn published(t: &callstream::topics::TopicNames) -> BTreeMap<TopicKind, Vec<String>> {
+    derived_topics(t)
+        .into_iter()
+        .map(|(kind, topic)| {
+            let mut ids: Vec<String> = read_topic(&topic)
+                .iter()
+                .map(|r| record_id(kind, &r.value))
+                .collect();
+            ids.sort();
+            (kind, ids)
+        })
+        .collect()
+}
+
+fn count_parties(t: &callstream::topics::TopicNames) -> usize {
+    read_topic(&t.parties).len()
+}
+
+fn dedup(ids: &[String]) -> Vec<String> {
+    let mut v = ids.to_vec();
+    v.dedup();
+    v
+}
+
+#[test]
+fn publishes_every_record_and_dead_letters_then_shuts_down_gracefully() {
+    let t = unique_topics("e2e");
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(400, 11);
+    let (want, rejected) = expected(&lines);
+    produce(&t.input, &lines);
+
+    let service = Service::start(&t, "e2e-group", &[]);
+    let want_parties = want[&TopicKind::Parties].len();
+    wait_for("all party records", TIMEOUT, || {
+        count_parties(&t) >= want_parties
+    });
+    wait_for("all dead letters", TIMEOUT, || {
+        read_topic(&t.dead_letters).len() >= rejected
+    });
+
+    // Graceful shutdown: exit 0 in bounded time, with every input offset committed.
+    let status = service.stop(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        committed_total("e2e-group", &t.input, PARTITIONS),
+        lines.len() as i64
+    );
+
+    let got = published(&t);
+    for (kind, ids) in &want {
+        assert_eq!(&got[kind], ids, "records of {kind:?}");
+    }
+    // Keys: the party's extension, or the telephony session id for external parties.
+    for record in read_topic(&t.parties) {
+        let key = record.key.expect("keyed");
+        assert!(!key.is_empty());
+    }
+    let dead = read_topic(&t.dead_letters);
+    assert_eq!(dead.len(), rejected);
+    for letter in &dead {
+        for name in [
+            header::STAGE,
+            header::CODE,
+            header::REASON,
+            header::SOURCE_TOPIC,
+            header::SOURCE_PARTITION,
+            header::SOURCE_OFFSET,
+            header::VERSION,
+        ] {
+            assert!(
+                letter.headers.contains_key(name),
+                "dead letter lacks {name}: {:?}",
+                letter.headers
+            );
+        }
+        assert_eq!(letter.headers[header::SOURCE_TOPIC], t.input);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.as_bytes() == letter.value.as_slice()),
+            "original value kept"
+        );
+    }
+}
+
+#[test]
+fn restart_resumes_from_the_committed_offsets() {
+    let t = unique_topics("restart");
+    create_topics(&t, PARTITIONS);
+    let first = corpus(200, 21);
+    let second = corpus(200, 22);
+    produce(&t.input, &first);
+    let service = Service::start(&t, "restart-group", &[]);
+    let (want_first, _) = expected(&first);
+    let n_first = want_first[&TopicKind::Parties].len();
+    wait_for("first batch", TIMEOUT, || count_parties(&t) >= n_first);
+    assert!(service.stop(Duration::from_secs(30)).success());
+
+    produce(&t.input, &second);
+    let service = Service::start(&t, "restart-group", &[]);
+    let (want_second, _) = expected(&second);
+    let n_total = n_first + want_second[&TopicKind::Parties].len();
+    wait_for("second batch", TIMEOUT, || count_parties(&t) >= n_total);
+    assert!(service.stop(Duration::from_secs(30)).success());
+    // Nothing of the first batch was processed again.
+    assert_eq!(count_parties(&t), n_total);
+}
+
+#[test]
+fn two_processes_in_one_group_share_the_partitions() {
+    let t = unique_topics("pair");
+    create_topics(&t, 6);
+    let lines = corpus(600, 31);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let a = Service::start(&t, "pair-group", &[]);
+    let b = Service::start(&t, "pair-group", &[]);
+    let want_parties = dedup(&want[&TopicKind::Parties]);
+    wait_for("every party record from the pair", TIMEOUT, || {
+        dedup(&published(&t)[&TopicKind::Parties]) == want_parties
+    });
+    assert!(a.stop(Duration::from_secs(30)).success());
+    assert!(b.stop(Duration::from_secs(30)).success());
+    assert_eq!(
+        committed_total("pair-group", &t.input, 6),
+        end_total(&t.input, 6)
+    );
+}
+
+fn crash_and_restart(
+    guarantee: &str,
+    test: &str,
+) -> (
+    BTreeMap<TopicKind, Vec<String>>,
+    BTreeMap<TopicKind, Vec<String>>,
+) {
+    let t = unique_topics(test);
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(20_000, 41);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let group = format!("{test}-group");
+    let txn_id = format!("{test}-txn");
+    let extra = ["--guarantee", guarantee, "--transactional-id", &txn_id];
+    let service = Service::start(&t, &group, &extra);
+    wait_for("some output before the crash", TIMEOUT, || {
+        end_total(&t.parties, PARTITIONS) > 0
+    });
+    service.kill9();
+    // The crash happened mid-stream: not everything was committed yet.
+    assert!(committed_total(&group, &t.input, PARTITIONS) < lines.len() as i64);
+    let service = Service::start(&t, &group, &extra);
+    let total = want[&TopicKind::Parties].len();
+    wait_for("catching up after restart", TIMEOUT, || {
+        dedup(&published(&t)[&TopicKind::Parties]).len() >= dedup(&want[&TopicKind::Parties]).len()
+            && committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64
+    });
+    assert!(total > 0);
+    assert!(service.stop(Duration::from_secs(30)).success());
+    (want, published(&t))
+}
+
+#[test]
+fn at_least_once_loses_nothing_when_killed_mid_stream() {
+    let (want, got) = crash_and_restart("at-least-once", "alo-kill");
+    for (kind, ids) in &want {
+        assert_eq!(dedup(&got[kind]), dedup(ids), "no {kind:?} record lost");
+    }
+}
+
+#[test]
+fn exactly_once_loses_and_duplicates_nothing_when_killed_mid_stream() {
+    let (want, got) = crash_and_restart("exactly-once", "eos-kill");
+    // Party records are unique per notification: read_committed sees each exactly once.
+    assert_eq!(got[&TopicKind::Parties], want[&TopicKind::Parties]);
+    for (kind, ids) in &want {
+        assert_eq!(dedup(&got[kind]), dedup(ids), "no {kind:?} record lost");
+    }
+}
+
+#[test]
+fn run_fails_fast_when_the_input_topic_is_missing() {
+    let t = unique_topics("missing");
+    let mut service = Service::start(&t, "missing-group", &[]);
+    let status = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = service.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not fail fast");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(!status.success());
+}

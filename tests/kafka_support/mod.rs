@@ -1,0 +1,348 @@
+//! Helpers for tests against the real broker started by `scripts/kafka.sh` (via scripts/test.sh,
+//! which exports CALLSTREAM_TEST_BOOTSTRAP).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use callstream::core::{Processor, ProcessorConfig, TopicKind};
+use callstream::generate::{Generator, GeneratorConfig};
+use callstream::topics::TopicNames;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const PARTITIONS: i32 = 3;
+
+pub fn bootstrap() -> String {
+    std::env::var("CALLSTREAM_TEST_BOOTSTRAP").expect(
+        "CALLSTREAM_TEST_BOOTSTRAP is not set: run the suite with scripts/test.sh, which starts a real Kafka broker",
+    )
+}
+
+/// Topic names unique to one test.
+pub fn unique_topics(test: &str) -> TopicNames {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let id = format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    TopicNames {
+        input: format!("{id}.raw"),
+        parties: format!("{id}.parties"),
+        missed: format!("{id}.missed"),
+        recorded: format!("{id}.recorded"),
+        transfers: format!("{id}.transfers"),
+        dead_letters: format!("{id}.dlq"),
+    }
+}
+
+pub fn topic_flags(t: &TopicNames) -> Vec<String> {
+    vec![
+        "--input-topic".into(),
+        t.input.clone(),
+        "--parties-topic".into(),
+        t.parties.clone(),
+        "--missed-topic".into(),
+        t.missed.clone(),
+        "--recorded-topic".into(),
+        t.recorded.clone(),
+        "--transfers-topic".into(),
+        t.transfers.clone(),
+        "--dead-letter-topic".into(),
+        t.dead_letters.clone(),
+    ]
+}
+
+/// Creates every topic through `callstream topics create --include-input`.
+pub fn create_topics(t: &TopicNames, partitions: i32) {
+    let status = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "topics",
+            "create",
+            "--include-input",
+            "--bootstrap-servers",
+            &bootstrap(),
+        ])
+        .args(["--partitions", &partitions.to_string()])
+        .args(topic_flags(t))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run topics create");
+    assert!(status.success(), "topics create failed");
+}
+
+/// A realistic corpus: generated calls plus lines the core rejects.
+pub fn corpus(count: usize, seed: u64) -> Vec<String> {
+    let mut lines: Vec<String> = Generator::new(GeneratorConfig {
+        seed,
+        ..Default::default()
+    })
+    .take(count)
+    .collect();
+    for (i, bad) in [
+        "",
+        "null",
+        "{\"body\":{\"telephonySessionId\":\"s-x\",\"parties\":[]}}",
+        "{\"uuid\":1,\"body\":{\"telephonySessionId\":\"s-y\",\"parties\":\"oops\"}}",
+        "[1,2,3]",
+    ]
+    .iter()
+    .enumerate()
+    {
+        lines.insert((i * 97) % lines.len().max(1), (*bad).to_owned());
+    }
+    lines
+}
+
+/// What the service must publish for a corpus, per topic: record ids (with multiplicity).
+pub fn expected(lines: &[String]) -> (BTreeMap<TopicKind, Vec<String>>, usize) {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut out: BTreeMap<TopicKind, Vec<String>> = BTreeMap::new();
+    let mut rejected = 0;
+    for line in lines {
+        let result = processor.process(line.as_bytes(), |r| {
+            out.entry(r.topic())
+                .or_default()
+                .push(r.record_id().to_owned());
+            Ok(())
+        });
+        if result.is_err() {
+            rejected += 1;
+        }
+    }
+    for ids in out.values_mut() {
+        ids.sort();
+    }
+    (out, rejected)
+}
+
+pub fn produce(topic: &str, lines: &[String]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (i, line) in lines.iter().enumerate() {
+        let key = format!("k{}", i % 17);
+        let mut record = BaseRecord::to(topic)
+            .payload(line.as_bytes())
+            .key(key.as_bytes());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// One record read back.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads a whole topic with `read_committed`, from the beginning to the current end.
+pub fn read_topic(topic: &str) -> Vec<ReadRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", "callstream-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+            ends.insert(p, high);
+        }
+    }
+    let mut records = Vec::new();
+    if ends.is_empty() {
+        return records;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut position: BTreeMap<i32, i64> = BTreeMap::new();
+    // read_committed stops at the last stable offset; transaction markers occupy offsets too, so
+    // reading ends when every partition's position reached its end or nothing more arrives.
+    let mut idle_polls = 0;
+    while Instant::now() < deadline && idle_polls < 20 {
+        let done = ends
+            .iter()
+            .all(|(p, end)| position.get(p).is_some_and(|pos| pos + 1 >= *end));
+        if done {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                idle_polls = 0;
+                position.insert(m.partition(), m.offset());
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                (
+                                    x.key.to_owned(),
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(ReadRecord {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            _ => idle_polls += 1,
+        }
+    }
+    records
+}
+
+/// Polls `condition` every 200 ms until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The record id of a derived record, decoded with its schema.
+pub fn record_id(kind: TopicKind, value: &[u8]) -> String {
+    let schema = callstream::core::encode::schema(kind).expect("schema");
+    let datum = apache_avro::from_avro_datum(schema, &mut &value[..], None)
+        .expect("decodes with the shipped schema");
+    let json = serde_json::Value::try_from(datum).expect("json");
+    json["record_id"].as_str().expect("record_id").to_owned()
+}
+
+/// A running `callstream run` process.
+pub struct Service {
+    pub child: Child,
+}
+
+impl Service {
+    pub fn start(topics: &TopicNames, group: &str, extra: &[&str]) -> Service {
+        let child = Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .args([
+                "run",
+                "--bootstrap-servers",
+                &bootstrap(),
+                "--group-id",
+                group,
+            ])
+            .args(topic_flags(topics))
+            .args(extra)
+            .env("CALLSTREAM_LOG", "callstream=info,warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn callstream run");
+        Service { child }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGTERM, then the exit status within `timeout`.
+    pub fn stop(mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "callstream did not exit within {timeout:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Committed offsets of a group on a topic, summed over partitions.
+pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed");
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+pub fn end_total(topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .sum()
+}

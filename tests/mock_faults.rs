@@ -1,0 +1,210 @@
+//! Fault injection with librdkafka's in-process mock cluster: produce errors and a broker outage
+//! are retried, and no input offset is committed past an unacknowledged record.
+//!
+//! The mock cluster is used here only for what a real broker cannot do on demand; the delivery
+//! guarantees themselves are tested against a real broker in `kafka_service.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use callstream::core::{Processor, ProcessorConfig, TopicKind};
+use callstream::generate::{Generator, GeneratorConfig};
+use callstream::health::Health;
+use callstream::metrics::Metrics;
+use callstream::service::{self, RunSummary, ServiceConfig, ServiceError};
+use callstream::topics::TopicNames;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::{MockCluster, MockCoordinator};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{Offset, TopicPartitionList};
+
+const INPUT_BROKER: i32 = 1;
+const OUTPUT_BROKER: i32 = 2;
+
+struct Setup {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    bootstrap: String,
+    topics: TopicNames,
+    lines: Vec<String>,
+    expected_parties: usize,
+}
+
+/// Three mock brokers: input and group coordination on broker 1, every output topic on broker 2,
+/// so that output can fail while input keeps flowing.
+fn setup(count: usize) -> Setup {
+    let cluster = MockCluster::new(3).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let topics = TopicNames::default();
+    cluster
+        .create_topic(&topics.input, 1, 1)
+        .expect("input topic");
+    cluster
+        .partition_leader(&topics.input, 0, Some(INPUT_BROKER))
+        .expect("leader");
+    for topic in topics.outputs() {
+        cluster.create_topic(topic, 1, 1).expect("output topic");
+        cluster
+            .partition_leader(topic, 0, Some(OUTPUT_BROKER))
+            .expect("leader");
+    }
+    cluster
+        .coordinator(MockCoordinator::Group("mock-group".into()), INPUT_BROKER)
+        .expect("coordinator");
+    let lines: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 5,
+        ..Default::default()
+    })
+    .take(count)
+    .collect();
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut expected_parties = 0;
+    for line in &lines {
+        processor
+            .process(line.as_bytes(), |r| {
+                expected_parties += usize::from(r.topic() == TopicKind::Parties);
+                Ok(())
+            })
+            .expect("generated traffic is valid");
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    for line in &lines {
+        producer
+            .send(BaseRecord::<(), String>::to(&topics.input).payload(line))
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    Setup {
+        cluster,
+        bootstrap,
+        topics,
+        lines,
+        expected_parties,
+    }
+}
+
+fn start(
+    setup: &Setup,
+    message_timeout: Duration,
+) -> (
+    Arc<Metrics>,
+    Arc<AtomicBool>,
+    JoinHandle<Result<RunSummary, ServiceError>>,
+) {
+    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
+    config.message_timeout = message_timeout;
+    let metrics = Arc::new(Metrics::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (metrics, stop) = (metrics.clone(), stop.clone());
+        std::thread::spawn(move || service::run(config, metrics, Arc::new(Health::default()), stop))
+    };
+    (metrics, stop, handle)
+}
+
+fn committed(setup: &Setup) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.bootstrap)
+        .set("group.id", "mock-group")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&setup.topics.input, 0);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .ok()?;
+    match committed.elements()[0].offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+fn output_count(setup: &Setup, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.bootstrap)
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(5))
+        .map(|(low, high)| high - low)
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn consumed(metrics: &Metrics) -> u64 {
+    ["processed", "rejected", "duplicate"]
+        .iter()
+        .map(|o| metrics.input_messages.with_label_values(&[o]).get())
+        .sum()
+}
+
+#[test]
+fn a_broker_outage_is_retried_and_no_offset_passes_an_unacknowledged_record() {
+    let setup = setup(300);
+    setup
+        .cluster
+        .broker_down(OUTPUT_BROKER)
+        .expect("broker down");
+    let (metrics, stop, handle) = start(&setup, Duration::from_millis(1_500));
+
+    wait_for(
+        "every input message consumed",
+        Duration::from_secs(60),
+        || consumed(&metrics) == setup.lines.len() as u64,
+    );
+    wait_for(
+        "failed deliveries being retried",
+        Duration::from_secs(60),
+        || metrics.delivery_retries.get() > 0,
+    );
+    // Nothing was acknowledged, so nothing may be committed.
+    assert!(
+        committed(&setup).unwrap_or(0) == 0,
+        "an offset was committed past unacknowledged records: {:?}",
+        committed(&setup)
+    );
+
+    setup.cluster.broker_up(OUTPUT_BROKER).expect("broker up");
+    wait_for(
+        "every offset committed after recovery",
+        Duration::from_secs(90),
+        || committed(&setup) == Some(setup.lines.len() as i64),
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert!(output_count(&setup, &setup.topics.parties) >= setup.expected_parties as i64);
+}
+
+#[test]
+fn injected_produce_errors_are_retried_without_loss() {
+    let setup = setup(200);
+    setup.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 20],
+    );
+    let (metrics, stop, handle) = start(&setup, Duration::from_secs(30));
+    wait_for("every offset committed", Duration::from_secs(90), || {
+        committed(&setup) == Some(setup.lines.len() as i64)
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert_eq!(consumed(&metrics), setup.lines.len() as u64);
+    assert_eq!(
+        output_count(&setup, &setup.topics.parties),
+        setup.expected_parties as i64
+    );
+}
