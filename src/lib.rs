@@ -3,6 +3,7 @@
 //! `core` is the pure pipeline (bytes in, records out). `cli` holds the offline commands.
 
 pub mod cli;
+pub mod config;
 pub mod core;
 pub mod generate;
 pub mod health;

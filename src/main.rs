@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use callstream::cli::offline::{self, Input};
-use callstream::cli::{demo, generate, service, Cli, Command, TopicsCommand};
+use callstream::cli::{demo, generate, service, Cli, Command, ConfigCommand, TopicsCommand};
 use callstream::topics::TopicNames;
 
 /// Exit status for an I/O error, as grep uses it (1 means "something was rejected").
@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             command: TopicsCommand::Create(args),
         } => service::topics_create(args),
         Command::Generate(args) => generate::generate(args),
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => service::config_check(args),
     }
 }
 

@@ -17,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::generate::produce_lines;
 use super::service::{run_service, start_http, stop_on_signal};
 use super::DemoArgs;
-use crate::core::encode::schema;
+use crate::core::framing::decode_value;
 use crate::core::TopicKind;
 use crate::generate::{Generator, GeneratorConfig};
 use crate::health::Health;
@@ -141,8 +141,7 @@ fn print_summary(
         for (key, value) in samples {
             let shown = match kind {
                 Some(kind) => {
-                    let schema = schema(kind).map_err(|e| e.to_string())?;
-                    let datum = apache_avro::from_avro_datum(schema, &mut value.as_slice(), None)?;
+                    let datum = decode_value(kind, &value)?;
                     serde_json::Value::try_from(datum)?.to_string()
                 }
                 None => String::from_utf8_lossy(&value).into_owned(),

@@ -7,15 +7,14 @@ pub mod service;
 
 use std::path::PathBuf;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{ConfigError, Settings};
 use crate::core::{DecodeLimits, ProcessorConfig};
 use crate::logging::LogFormat;
-use crate::service::{Guarantee, ServiceConfig};
+use crate::service::Guarantee;
 use crate::topics::TopicNames;
 
 /// Kafka stream processor for RingCentral telephony-session notifications.
@@ -54,6 +53,11 @@ pub enum Command {
     },
     /// Generate realistic synthetic RingCentral traffic, to stdout or to the input topic.
     Generate(GenerateArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,51 +66,50 @@ pub enum TopicsCommand {
     Create(TopicsCreateArgs),
 }
 
-/// Names of the topics, each overridable.
-#[derive(Debug, Clone, Args)]
+/// Topic names; each overrides the configuration file.
+#[derive(Debug, Clone, Default, Args)]
 pub struct TopicArgs {
-    /// Topic of raw notifications.
-    #[arg(long, env = "CALLSTREAM_INPUT_TOPIC", default_value_t = TopicNames::default().input)]
-    pub input_topic: String,
-    /// Topic of per-party records.
-    #[arg(long, env = "CALLSTREAM_PARTIES_TOPIC", default_value_t = TopicNames::default().parties)]
-    pub parties_topic: String,
-    /// Topic of missed calls.
-    #[arg(long, env = "CALLSTREAM_MISSED_TOPIC", default_value_t = TopicNames::default().missed)]
-    pub missed_topic: String,
-    /// Topic of recorded calls.
-    #[arg(long, env = "CALLSTREAM_RECORDED_TOPIC", default_value_t = TopicNames::default().recorded)]
-    pub recorded_topic: String,
-    /// Topic of transfers.
-    #[arg(long, env = "CALLSTREAM_TRANSFERS_TOPIC", default_value_t = TopicNames::default().transfers)]
-    pub transfers_topic: String,
-    /// Dead-letter topic.
-    #[arg(long, env = "CALLSTREAM_DEAD_LETTER_TOPIC", default_value_t = TopicNames::default().dead_letters)]
-    pub dead_letter_topic: String,
+    /// Topic of raw notifications [default: telephony.sessions.raw]
+    #[arg(long, env = "CALLSTREAM_INPUT_TOPIC")]
+    pub input_topic: Option<String>,
+    /// Topic of per-party records [default: telephony.sessions.parties]
+    #[arg(long, env = "CALLSTREAM_PARTIES_TOPIC")]
+    pub parties_topic: Option<String>,
+    /// Topic of missed calls [default: telephony.calls.missed]
+    #[arg(long, env = "CALLSTREAM_MISSED_TOPIC")]
+    pub missed_topic: Option<String>,
+    /// Topic of recorded calls [default: telephony.calls.recorded]
+    #[arg(long, env = "CALLSTREAM_RECORDED_TOPIC")]
+    pub recorded_topic: Option<String>,
+    /// Topic of transfers [default: telephony.calls.transfers]
+    #[arg(long, env = "CALLSTREAM_TRANSFERS_TOPIC")]
+    pub transfers_topic: Option<String>,
+    /// Dead-letter topic [default: telephony.sessions.dlq]
+    #[arg(long, env = "CALLSTREAM_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
 }
 
-impl TopicArgs {
-    pub fn names(&self) -> TopicNames {
-        TopicNames {
-            input: self.input_topic.clone(),
-            parties: self.parties_topic.clone(),
-            missed: self.missed_topic.clone(),
-            recorded: self.recorded_topic.clone(),
-            transfers: self.transfers_topic.clone(),
-            dead_letters: self.dead_letter_topic.clone(),
-        }
+fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        *target = v.clone();
     }
 }
 
-/// Logging options.
-#[derive(Debug, Clone, Args)]
-pub struct LogArgs {
-    /// Log format.
-    #[arg(long, env = "CALLSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Log filter (`info`, `callstream=debug,rdkafka=warn`, ...); default from CALLSTREAM_LOG or RUST_LOG, else info.
-    #[arg(long)]
-    pub log_level: Option<String>,
+fn set_some<T: Clone>(target: &mut Option<T>, value: &Option<T>) {
+    if value.is_some() {
+        *target = value.clone();
+    }
+}
+
+impl TopicArgs {
+    pub fn apply(&self, t: &mut TopicNames) {
+        set(&mut t.input, &self.input_topic);
+        set(&mut t.parties, &self.parties_topic);
+        set(&mut t.missed, &self.missed_topic);
+        set(&mut t.recorded, &self.recorded_topic);
+        set(&mut t.transfers, &self.transfers_topic);
+        set(&mut t.dead_letters, &self.dead_letter_topic);
+    }
 }
 
 /// Parses `key=value` for `-X`.
@@ -120,73 +123,153 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
-/// Options of `run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Kafka bootstrap servers.
+/// The configuration file and how to reach the brokers.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectionArgs {
+    /// TOML configuration file; environment variables and flags override it
+    #[arg(long, env = "CALLSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers [default: localhost:9092]
     #[arg(long, env = "CALLSTREAM_BOOTSTRAP_SERVERS")]
-    pub bootstrap_servers: String,
-    /// Consumer group id.
-    #[arg(long, env = "CALLSTREAM_GROUP_ID", default_value = "callstream")]
-    pub group_id: String,
-    /// Static membership id (group.instance.id); also the default transactional id's suffix.
+    pub bootstrap_servers: Option<String>,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl
+    #[arg(long, env = "CALLSTREAM_SECURITY_PROTOCOL")]
+    pub security_protocol: Option<String>,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    #[arg(long, env = "CALLSTREAM_SASL_MECHANISM")]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long, env = "CALLSTREAM_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    #[arg(long, env = "CALLSTREAM_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<String>,
+    /// CA certificate file (PEM) to verify the brokers
+    #[arg(long, env = "CALLSTREAM_SSL_CA_LOCATION")]
+    pub ssl_ca_location: Option<String>,
+    /// Raw librdkafka property for every client, as kcat takes it (repeatable): -X fetch.min.bytes=1024
+    #[arg(short = 'X', value_parser = parse_property)]
+    pub librdkafka: Vec<(String, String)>,
+}
+
+impl ConnectionArgs {
+    /// The file's settings (or the defaults) with these flags applied.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut s = Settings::load(self.config.as_deref())?;
+        self.apply(&mut s);
+        Ok(s)
+    }
+
+    fn apply(&self, s: &mut Settings) {
+        set(&mut s.kafka.bootstrap_servers, &self.bootstrap_servers);
+        let sec = &mut s.kafka.security;
+        set_some(&mut sec.protocol, &self.security_protocol);
+        set_some(&mut sec.sasl_mechanism, &self.sasl_mechanism);
+        set_some(&mut sec.sasl_username, &self.sasl_username);
+        set_some(&mut sec.sasl_password, &self.sasl_password);
+        set_some(&mut sec.ssl_ca_location, &self.ssl_ca_location);
+        s.kafka.librdkafka.extend(self.librdkafka.iter().cloned());
+    }
+}
+
+/// Options of `run` (and `config check`). Every option also comes from the configuration file;
+/// precedence is flag > environment variable > file > default.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Consumer group id [default: callstream]
+    #[arg(long, env = "CALLSTREAM_GROUP_ID")]
+    pub group_id: Option<String>,
+    /// Static membership id (group.instance.id)
     #[arg(long, env = "CALLSTREAM_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
     #[command(flatten)]
     pub topics: TopicArgs,
-    /// Delivery guarantee.
-    #[arg(long, env = "CALLSTREAM_GUARANTEE", value_enum, default_value_t = Guarantee::AtLeastOnce)]
-    pub guarantee: Guarantee,
-    /// Where a group without committed offsets starts (earliest or latest).
-    #[arg(long, default_value = "earliest", value_parser = ["earliest", "latest"])]
-    pub auto_offset_reset: String,
-    /// Exactly-once: transaction commit interval.
-    #[arg(long, default_value_t = 100)]
-    pub commit_interval_ms: u64,
-    /// Exactly-once: transactional.id (default: callstream-<group>-<instance or host>-<pid>).
+    /// Delivery guarantee [default: at-least-once]
+    #[arg(long, env = "CALLSTREAM_GUARANTEE", value_enum)]
+    pub guarantee: Option<Guarantee>,
+    /// Where a group without committed offsets starts [default: earliest]
+    #[arg(long, env = "CALLSTREAM_AUTO_OFFSET_RESET", value_parser = ["earliest", "latest"])]
+    pub auto_offset_reset: Option<String>,
+    /// Exactly-once: transaction commit interval [default: 100]
+    #[arg(long, env = "CALLSTREAM_COMMIT_INTERVAL_MS")]
+    pub commit_interval_ms: Option<u64>,
+    /// Exactly-once: transactional.id [default: callstream-<group>-<instance or host>-<pid>]
     #[arg(long, env = "CALLSTREAM_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
-    /// Most input messages in flight (produced, not yet acknowledged) before intake pauses.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_in_flight_messages: usize,
-    /// Most bytes of input messages in flight before intake pauses.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
-    pub max_in_flight_bytes: usize,
-    /// Deadline for draining in-flight work on revoke and shutdown.
-    #[arg(long, default_value_t = 20_000)]
-    pub drain_timeout_ms: u64,
-    /// librdkafka message.timeout.ms for produced records.
-    #[arg(long, default_value_t = 30_000)]
-    pub message_timeout_ms: u64,
-    /// Raw librdkafka property for every client, as kcat takes it (repeatable): -X security.protocol=SASL_SSL
-    #[arg(short = 'X', value_parser = parse_property)]
-    pub librdkafka: Vec<(String, String)>,
-    /// Address of the HTTP listener for /metrics and /health/*; none to disable.
+    /// Most input messages awaiting acknowledgement before intake pauses [default: 10000]
+    #[arg(long, env = "CALLSTREAM_MAX_IN_FLIGHT_MESSAGES")]
+    pub max_in_flight_messages: Option<usize>,
+    /// Most bytes of input awaiting acknowledgement before intake pauses [default: 67108864]
+    #[arg(long, env = "CALLSTREAM_MAX_IN_FLIGHT_BYTES")]
+    pub max_in_flight_bytes: Option<usize>,
+    /// Deadline for draining in-flight work on revoke and shutdown [default: 20000]
+    #[arg(long, env = "CALLSTREAM_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// librdkafka message.timeout.ms for produced records [default: 30000]
+    #[arg(long, env = "CALLSTREAM_MESSAGE_TIMEOUT_MS")]
+    pub message_timeout_ms: Option<u64>,
+    /// Input messages larger than this are dead letters [default: 1048576]
+    #[arg(long, env = "CALLSTREAM_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Recent notifications and records remembered to suppress duplicates, 0 = off [default: 100000]
+    #[arg(long, env = "CALLSTREAM_DEDUP_WINDOW")]
+    pub dedup_window: Option<usize>,
+    /// HTTP listener for /metrics and /health/* [default: none]
     #[arg(long, env = "CALLSTREAM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    #[command(flatten)]
-    pub core: CoreArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
+    /// Confluent Schema Registry URL; without it, values use Avro single-object encoding
+    #[arg(long, env = "CALLSTREAM_SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+    /// Log format [default: text]
+    #[arg(long, env = "CALLSTREAM_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `callstream=debug,warn` [default: info]
+    #[arg(long, env = "CALLSTREAM_LOG")]
+    pub log_level: Option<String>,
 }
 
 impl RunArgs {
-    pub fn service_config(&self) -> ServiceConfig {
-        let mut c = ServiceConfig::new(&self.bootstrap_servers, &self.group_id);
-        c.group_instance_id = self.group_instance_id.clone();
-        c.topics = self.topics.names();
-        c.guarantee = self.guarantee;
-        c.auto_offset_reset = self.auto_offset_reset.clone();
-        c.commit_interval = Duration::from_millis(self.commit_interval_ms);
-        c.transactional_id = self.transactional_id.clone();
-        c.max_in_flight_messages = self.max_in_flight_messages.max(1);
-        c.max_in_flight_bytes = self.max_in_flight_bytes.max(1);
-        c.drain_timeout = Duration::from_millis(self.drain_timeout_ms);
-        c.message_timeout = Duration::from_millis(self.message_timeout_ms);
-        c.processor = self.core.processor_config();
-        c.librdkafka = self.librdkafka.iter().cloned().collect::<BTreeMap<_, _>>();
-        c
+    /// Defaults, then the file, then environment variables and flags; validated.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut s = self.connection.settings()?;
+        let k = &mut s.kafka;
+        set(&mut k.group_id, &self.group_id);
+        set_some(&mut k.group_instance_id, &self.group_instance_id);
+        set(&mut k.guarantee, &self.guarantee);
+        set(&mut k.auto_offset_reset, &self.auto_offset_reset);
+        set(&mut k.commit_interval_ms, &self.commit_interval_ms);
+        set_some(&mut k.transactional_id, &self.transactional_id);
+        set(&mut k.max_in_flight_messages, &self.max_in_flight_messages);
+        set(&mut k.max_in_flight_bytes, &self.max_in_flight_bytes);
+        set(&mut k.drain_timeout_ms, &self.drain_timeout_ms);
+        set(&mut k.message_timeout_ms, &self.message_timeout_ms);
+        self.topics.apply(&mut s.topics);
+        set(&mut s.core.max_message_bytes, &self.max_message_bytes);
+        set(&mut s.core.dedup_window, &self.dedup_window);
+        set_some(&mut s.http.metrics_addr, &self.metrics_addr);
+        set_some(&mut s.schema_registry.url, &self.schema_registry_url);
+        set(&mut s.log.format, &self.log_format);
+        set_some(&mut s.log.level, &self.log_level);
+        s.validate()?;
+        Ok(s)
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets masked); exit 1 with the reason if it is invalid.
+    Check(RunArgs),
+}
+
+/// Logging options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter [default: callstream=info,warn]
+    #[arg(long)]
+    pub log_level: Option<String>,
 }
 
 /// Options of `demo`.
@@ -214,8 +297,8 @@ pub struct DemoArgs {
 /// Options of `topics create`.
 #[derive(Debug, Args)]
 pub struct TopicsCreateArgs {
-    #[arg(long, env = "CALLSTREAM_BOOTSTRAP_SERVERS")]
-    pub bootstrap_servers: String,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
     #[arg(long, default_value_t = 1)]
@@ -225,9 +308,6 @@ pub struct TopicsCreateArgs {
     pub include_input: bool,
     #[command(flatten)]
     pub topics: TopicArgs,
-    /// Raw librdkafka property (repeatable).
-    #[arg(short = 'X', value_parser = parse_property)]
-    pub librdkafka: Vec<(String, String)>,
 }
 
 /// Options of `generate`.

@@ -14,6 +14,8 @@ use super::{RunArgs, TopicsCreateArgs};
 
 /// Exit status when the service stops on an error.
 const EXIT_SERVICE_ERROR: u8 = 1;
+/// Exit status for an invalid configuration (like a usage error).
+const EXIT_CONFIG_ERROR: u8 = 2;
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -80,8 +82,15 @@ pub async fn start_http(
 
 /// `callstream run`.
 pub fn run(args: RunArgs) -> ExitCode {
-    crate::logging::init(args.log.log_format, args.log.log_level.as_deref());
-    let config = args.service_config();
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    crate::logging::init(settings.log.format, settings.log.level.as_deref());
+    let config = settings.service_config();
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -93,8 +102,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let stop = Arc::new(AtomicBool::new(false));
-        if let Err(e) = start_http(args.metrics_addr, &metrics, &health).await {
+        if let Err(e) = start_http(settings.http.metrics_addr, &metrics, &health).await {
             tracing::error!(error = %e, "cannot bind the HTTP listener");
+            eprintln!("callstream: cannot bind the HTTP listener: {e}");
             return ExitCode::from(EXIT_SERVICE_ERROR);
         }
         tokio::spawn(stop_on_signal(stop.clone()));
@@ -107,6 +117,20 @@ pub fn run(args: RunArgs) -> ExitCode {
         );
         run_service(config, metrics, health, stop).await
     })
+}
+
+/// `callstream config check`: the effective configuration, secrets masked.
+pub fn config_check(args: RunArgs) -> ExitCode {
+    match args.settings() {
+        Ok(settings) => {
+            print!("{}", settings.masked().to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
 }
 
 /// Runs the blocking service loop on its own thread and maps its end to an exit status.
@@ -143,16 +167,26 @@ pub async fn run_service(
 /// `callstream topics create`.
 pub fn topics_create(args: TopicsCreateArgs) -> ExitCode {
     crate::logging::init(crate::logging::LogFormat::Text, None);
-    let names = args.topics.names();
+    let settings = match args.connection.settings().and_then(|mut s| {
+        args.topics.apply(&mut s.topics);
+        s.validate().map(|()| s)
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    let names = &settings.topics;
     let mut wanted: Vec<&str> = Vec::new();
     if args.include_input {
         wanted.push(&names.input);
     }
     wanted.extend(names.outputs());
-    let overrides = args.librdkafka.iter().cloned().collect();
+    let overrides = settings.librdkafka_properties();
     let result = runtime().map_err(|e| e.to_string()).and_then(|rt| {
         rt.block_on(admin::create_topics(
-            &args.bootstrap_servers,
+            &settings.kafka.bootstrap_servers,
             &wanted,
             args.partitions,
             args.replication_factor,

@@ -17,6 +17,7 @@ pub mod decode;
 pub mod dedup;
 pub mod encode;
 pub mod envelope;
+pub mod framing;
 pub mod model;
 pub mod normalize;
 pub mod processor;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::registry::RegistryConfig;
 use crate::core::ProcessorConfig;
 use crate::topics::TopicNames;
 
@@ -56,6 +57,8 @@ pub struct ServiceConfig {
     /// before reporting a failure (which callstream then retries again).
     pub message_timeout: Duration,
     pub processor: ProcessorConfig,
+    /// Confluent Schema Registry; without it values use Avro single-object encoding.
+    pub schema_registry: Option<RegistryConfig>,
     /// Raw librdkafka properties applied to every client, last (they win).
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -76,6 +79,7 @@ impl ServiceConfig {
             drain_timeout: Duration::from_secs(20),
             message_timeout: Duration::from_secs(30),
             processor: ProcessorConfig::default(),
+            schema_registry: None,
             librdkafka: BTreeMap::new(),
         }
     }

@@ -37,7 +37,9 @@ use super::clients::{
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
 use super::offsets::{InputRef, OffsetTracker};
+use super::registry;
 use crate::core::encode::write_avro;
+use crate::core::framing::ValueFormat;
 use crate::core::{Processor, Rejection, Stage};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -64,6 +66,10 @@ pub enum ServiceError {
     },
     #[error("fatal Kafka error, stopping: {0}")]
     Fatal(String),
+    #[error("{0}")]
+    SchemaRegistry(#[from] super::registry::RegistryError),
+    #[error("value framing: {0}")]
+    Framing(#[from] crate::core::framing::FramingError),
 }
 
 fn kafka(action: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
@@ -101,6 +107,7 @@ pub struct Engine {
     producer: ThreadedProducer<DeliveryContext>,
     reports: Receiver<Delivery>,
     processor: Processor,
+    value_format: ValueFormat,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -397,11 +404,15 @@ impl Engine {
         let timestamp = message.timestamp().to_millis();
         let mut outgoing = Vec::new();
         let Engine {
-            processor, config, ..
+            processor,
+            config,
+            value_format,
+            ..
         } = self;
         let topics = &config.topics;
         let result = processor.process(payload, |record| {
             let mut value = Vec::with_capacity(512);
+            value.extend_from_slice(value_format.prefix(record.topic()));
             write_avro(record, &mut value);
             if value.len() > MAX_RECORD_BYTES {
                 return Err(Rejection::new(
@@ -796,6 +807,10 @@ pub fn run(
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, ServiceError> {
+    let value_format = match &config.schema_registry {
+        Some(registry) => registry::resolve(registry, &config.topics)?,
+        None => ValueFormat::single_object()?,
+    };
     let (reports_tx, reports) = mpsc::channel();
     let transactional = config.guarantee == Guarantee::ExactlyOnce;
     let txn_id = transactional.then(|| transactional_id(&config));
@@ -823,6 +838,7 @@ pub fn run(
     let consumer_settings = consumer_config(&config, statistics_interval_ms);
     let engine = Arc::new(Mutex::new(Engine {
         processor: Processor::new(config.processor),
+        value_format,
         config,
         producer,
         reports,

@@ -241,9 +241,8 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 
 /// The record id of a derived record, decoded with its schema.
 pub fn record_id(kind: TopicKind, value: &[u8]) -> String {
-    let schema = callstream::core::encode::schema(kind).expect("schema");
-    let datum = apache_avro::from_avro_datum(schema, &mut &value[..], None)
-        .expect("decodes with the shipped schema");
+    let datum = callstream::core::framing::decode_value(kind, value)
+        .expect("decodes with the shipped schema and framing");
     let json = serde_json::Value::try_from(datum).expect("json");
     json["record_id"].as_str().expect("record_id").to_owned()
 }

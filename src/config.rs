@@ -1,0 +1,450 @@
+//! Configuration: typed settings with defaults, read from a TOML file, then overridden by
+//! environment variables (`CALLSTREAM_*`) and flags. Precedence, lowest first:
+//! defaults < file (`--config`, `CALLSTREAM_CONFIG`) < environment < flags.
+//!
+//! The flag and environment layers are parsed by clap into `Option`s (see `cli`); this module
+//! holds the file format, the checks, and the translation into the service's settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::core::{DecodeLimits, ProcessorConfig};
+use crate::logging::LogFormat;
+use crate::service::registry::RegistryConfig;
+use crate::service::{Guarantee, ServiceConfig};
+use crate::topics::TopicNames;
+
+/// What is wrong with a configuration, and where.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Everything callstream can be configured with. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub topics: TopicNames,
+    pub core: CoreSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub schema_registry: RegistrySettings,
+}
+
+/// The consumer group, the guarantees, and the connection to the brokers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub group_instance_id: Option<String>,
+    pub guarantee: Guarantee,
+    /// `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    pub commit_interval_ms: u64,
+    pub transactional_id: Option<String>,
+    pub max_in_flight_messages: usize,
+    pub max_in_flight_bytes: usize,
+    pub drain_timeout_ms: u64,
+    pub message_timeout_ms: u64,
+    pub security: SecuritySettings,
+    /// Raw librdkafka properties for every client; they win over everything else.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "localhost:9092".into(),
+            group_id: "callstream".into(),
+            group_instance_id: None,
+            guarantee: Guarantee::AtLeastOnce,
+            auto_offset_reset: "earliest".into(),
+            commit_interval_ms: 100,
+            transactional_id: None,
+            max_in_flight_messages: 10_000,
+            max_in_flight_bytes: 64 * 1024 * 1024,
+            drain_timeout_ms: 20_000,
+            message_timeout_ms: 30_000,
+            security: SecuritySettings::default(),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// TLS and SASL to the brokers, translated into librdkafka properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<String>,
+    /// CA certificate(s) to verify the brokers (PEM file).
+    pub ssl_ca_location: Option<String>,
+    /// Client certificate and key for mutual TLS (PEM files).
+    pub ssl_certificate_location: Option<String>,
+    pub ssl_key_location: Option<String>,
+    pub ssl_key_password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreSettings {
+    pub max_message_bytes: usize,
+    pub dedup_window: usize,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: DecodeLimits::default().max_message_bytes,
+            dedup_window: ProcessorConfig::default().record_window,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listener for `/metrics` and `/health/*`; none disables it.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter; none means `CALLSTREAM_LOG`, `RUST_LOG`, else `info`.
+    pub level: Option<String>,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: None,
+        }
+    }
+}
+
+/// Confluent Schema Registry; without a URL, values use Avro single-object encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Register the schemas (default) or only look up ones registered already.
+    pub auto_register: bool,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            auto_register: true,
+        }
+    }
+}
+
+const MASK: &str = "********";
+
+impl Settings {
+    /// Reads a TOML file; unknown keys are errors, so that a typo does not silently do nothing.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Defaults, or the file's settings when a path is given.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        match path {
+            Some(path) => Self::from_file(path),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// Checks values that the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "is empty"));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "is empty"));
+        }
+        if !matches!(k.auto_offset_reset.as_str(), "earliest" | "latest") {
+            return Err(invalid(
+                "kafka.auto_offset_reset",
+                format!("{:?} is not earliest or latest", k.auto_offset_reset),
+            ));
+        }
+        for (field, value) in [
+            ("kafka.commit_interval_ms", k.commit_interval_ms as u128),
+            (
+                "kafka.max_in_flight_messages",
+                k.max_in_flight_messages as u128,
+            ),
+            ("kafka.max_in_flight_bytes", k.max_in_flight_bytes as u128),
+            ("kafka.message_timeout_ms", k.message_timeout_ms as u128),
+            (
+                "core.max_message_bytes",
+                self.core.max_message_bytes as u128,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        let s = &k.security;
+        if let Some(protocol) = &s.protocol {
+            if !matches!(
+                protocol.to_ascii_lowercase().as_str(),
+                "plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl"
+            ) {
+                return Err(invalid(
+                    "kafka.security.protocol",
+                    format!("{protocol:?} is not plaintext, ssl, sasl_plaintext or sasl_ssl"),
+                ));
+            }
+        }
+        if let Some(mechanism) = &s.sasl_mechanism {
+            if !matches!(
+                mechanism.to_ascii_uppercase().as_str(),
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            ) {
+                return Err(invalid(
+                    "kafka.security.sasl_mechanism",
+                    format!("{mechanism:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                ));
+            }
+            if s.sasl_username.is_none() || s.sasl_password.is_none() {
+                return Err(invalid(
+                    "kafka.security.sasl_mechanism",
+                    "needs sasl_username and sasl_password",
+                ));
+            }
+        }
+        if let Some(url) = &self.schema_registry.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "schema_registry.url",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// librdkafka properties for TLS and SASL, then the raw passthrough (which wins).
+    pub fn librdkafka_properties(&self) -> BTreeMap<String, String> {
+        let s = &self.kafka.security;
+        let mut props = BTreeMap::new();
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                props.insert(key.to_owned(), v.clone());
+            }
+        };
+        put("security.protocol", &s.protocol);
+        put("sasl.mechanisms", &s.sasl_mechanism);
+        put("sasl.username", &s.sasl_username);
+        put("sasl.password", &s.sasl_password);
+        put("ssl.ca.location", &s.ssl_ca_location);
+        put("ssl.certificate.location", &s.ssl_certificate_location);
+        put("ssl.key.location", &s.ssl_key_location);
+        put("ssl.key.password", &s.ssl_key_password);
+        props.extend(self.kafka.librdkafka.clone());
+        props
+    }
+
+    /// The settings of the service loop.
+    pub fn service_config(&self) -> ServiceConfig {
+        let k = &self.kafka;
+        let mut c = ServiceConfig::new(&k.bootstrap_servers, &k.group_id);
+        c.group_instance_id = k.group_instance_id.clone();
+        c.topics = self.topics.clone();
+        c.guarantee = k.guarantee;
+        c.auto_offset_reset = k.auto_offset_reset.clone();
+        c.commit_interval = Duration::from_millis(k.commit_interval_ms);
+        c.transactional_id = k.transactional_id.clone();
+        c.max_in_flight_messages = k.max_in_flight_messages;
+        c.max_in_flight_bytes = k.max_in_flight_bytes;
+        c.drain_timeout = Duration::from_millis(k.drain_timeout_ms);
+        c.message_timeout = Duration::from_millis(k.message_timeout_ms);
+        c.processor = ProcessorConfig {
+            limits: DecodeLimits {
+                max_message_bytes: self.core.max_message_bytes,
+            },
+            notification_window: self.core.dedup_window,
+            record_window: self.core.dedup_window,
+        };
+        c.librdkafka = self.librdkafka_properties();
+        c.schema_registry = self.schema_registry.url.as_ref().map(|url| RegistryConfig {
+            url: url.clone(),
+            username: self.schema_registry.username.clone(),
+            password: self.schema_registry.password.clone(),
+            auto_register: self.schema_registry.auto_register,
+        });
+        c
+    }
+
+    /// A copy safe to print: passwords and secret-looking librdkafka properties masked.
+    pub fn masked(&self) -> Settings {
+        let mut m = self.clone();
+        let s = &mut m.kafka.security;
+        for secret in [&mut s.sasl_password, &mut s.ssl_key_password] {
+            if secret.is_some() {
+                *secret = Some(MASK.into());
+            }
+        }
+        if m.schema_registry.password.is_some() {
+            m.schema_registry.password = Some(MASK.into());
+        }
+        for (key, value) in m.kafka.librdkafka.iter_mut() {
+            if is_secret_property(key) {
+                *value = MASK.into();
+            }
+        }
+        m
+    }
+
+    /// The settings as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// librdkafka property names that carry secrets.
+fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || key.ends_with(".pem")
+        || key.contains("jaas")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let s: Settings = toml::from_str("").unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.topics.input, "telephony.sessions.raw");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults() {
+        let s: Settings = toml::from_str(
+            r#"
+            [kafka]
+            bootstrap_servers = "k1:9092,k2:9092"
+            guarantee = "exactly-once"
+            [kafka.librdkafka]
+            "fetch.min.bytes" = "1024"
+            [topics]
+            input = "calls.raw"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.kafka.bootstrap_servers, "k1:9092,k2:9092");
+        assert_eq!(s.kafka.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(s.topics.input, "calls.raw");
+        assert_eq!(s.topics.parties, "telephony.sessions.parties");
+        assert_eq!(s.service_config().librdkafka["fetch.min.bytes"], "1024");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Settings>("[kafka]\nbootstrap_server = \"x\"").is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let mut s = Settings::default();
+        s.kafka.auto_offset_reset = "smallest".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("kafka.auto_offset_reset"), "{e}");
+        let mut s = Settings::default();
+        s.kafka.security.sasl_mechanism = Some("SCRAM-SHA-512".into());
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sasl_username"));
+    }
+
+    #[test]
+    fn sasl_and_tls_become_librdkafka_properties_and_passthrough_wins() {
+        let mut s = Settings::default();
+        s.kafka.security.protocol = Some("sasl_ssl".into());
+        s.kafka.security.sasl_mechanism = Some("SCRAM-SHA-256".into());
+        s.kafka.security.sasl_username = Some("cs".into());
+        s.kafka.security.sasl_password = Some("hunter2".into());
+        s.kafka.security.ssl_ca_location = Some("/etc/ca.pem".into());
+        s.kafka
+            .librdkafka
+            .insert("sasl.username".into(), "override".into());
+        let p = s.librdkafka_properties();
+        assert_eq!(p["security.protocol"], "sasl_ssl");
+        assert_eq!(p["sasl.mechanisms"], "SCRAM-SHA-256");
+        assert_eq!(p["sasl.password"], "hunter2");
+        assert_eq!(p["ssl.ca.location"], "/etc/ca.pem");
+        assert_eq!(p["sasl.username"], "override");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn secrets_are_masked_for_printing() {
+        let mut s = Settings::default();
+        s.kafka.security.sasl_password = Some("hunter2".into());
+        s.schema_registry.password = Some("pw".into());
+        s.kafka
+            .librdkafka
+            .insert("sasl.password".into(), "hunter3".into());
+        s.kafka
+            .librdkafka
+            .insert("fetch.min.bytes".into(), "1".into());
+        let text = s.masked().to_toml();
+        assert!(
+            !text.contains("hunter2") && !text.contains("hunter3") && !text.contains("\"pw\""),
+            "{text}"
+        );
+        assert!(text.contains("fetch.min.bytes"));
+    }
+}

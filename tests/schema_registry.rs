@@ -1,0 +1,153 @@
+//! Schema Registry framing against a real broker and a registry-compatible test server
+//! (`tests/support/fake_schema_registry.py`; see its header for why it is not a real registry).
+
+mod kafka_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use callstream::core::TopicKind;
+use kafka_support::*;
+use serde_json::{json, Value};
+
+struct Registry {
+    child: Child,
+    url: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let mut child = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/fake_schema_registry.py"
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the test registry");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("port line");
+        let port = line
+            .trim()
+            .strip_prefix("port=")
+            .expect("port=N")
+            .to_owned();
+        Registry {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("{}{path}", self.url))
+            .send_json(body)
+            .expect("registry answers");
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_json::<Value>()
+            .unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        agent
+            .get(format!("{}{path}", self.url))
+            .call()
+            .expect("registry answers")
+            .body_mut()
+            .read_json()
+            .expect("json")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn registers_value_schemas_and_frames_records_in_the_confluent_wire_format() {
+    let registry = Registry::start();
+    let t = unique_topics("registry");
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(100, 51);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let service = Service::start(
+        &t,
+        "registry-group",
+        &["--schema-registry-url", &registry.url],
+    );
+    let n = want[&TopicKind::Parties].len();
+    wait_for("party records", Duration::from_secs(90), || {
+        read_topic(&t.parties).len() >= n
+    });
+    assert!(service.stop(Duration::from_secs(30)).success());
+
+    for kind in TopicKind::ALL {
+        let subject = format!("{}-value", t.of(kind));
+        let latest = registry.get(&format!("/subjects/{subject}/versions/latest"));
+        let id = latest["id"].as_u64().expect("registered") as u32;
+        let registered: Value = serde_json::from_str(latest["schema"].as_str().unwrap()).unwrap();
+        let shipped: Value =
+            serde_json::from_str(callstream::core::encode::schema_text(kind)).unwrap();
+        assert_eq!(registered, shipped, "{subject} holds the shipped schema");
+        for record in read_topic(t.of(kind)) {
+            assert_eq!(record.value[0], 0, "magic byte");
+            assert_eq!(
+                u32::from_be_bytes(record.value[1..5].try_into().unwrap()),
+                id
+            );
+            record_id(kind, &record.value);
+        }
+    }
+}
+
+#[test]
+fn an_incompatible_schema_stops_start_up_with_a_clear_error() {
+    let registry = Registry::start();
+    let t = unique_topics("incompatible");
+    create_topics(&t, PARTITIONS);
+    let subject = format!("{}-value", t.parties);
+    let other =
+        json!({"type": "record", "name": "Other", "fields": [{"name": "x", "type": "int"}]});
+    let (status, _) = registry.post(
+        &format!("/subjects/{subject}/versions"),
+        json!({"schema": other.to_string()}),
+    );
+    assert_eq!(status, 200);
+    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "run",
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--group-id",
+            "incompatible-group",
+        ])
+        .args(topic_flags(&t))
+        .args(["--schema-registry-url", &registry.url])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("incompatible") && stderr.contains(&subject),
+        "{stderr}"
+    );
+}
