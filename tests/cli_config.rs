@@ -1,0 +1,140 @@
+//! Configuration precedence (defaults < file < environment < flags), `config check`, and the
+//! README's configuration reference checked against the code.
+
+use std::process::Command;
+
+use callstream::config::Settings;
+
+fn config_check(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_callstream"));
+    command.args(["config", "check"]).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CALLSTREAM_")) {
+        command.env_remove(k);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run config check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn group_id(toml: &str) -> String {
+    let settings: Settings = toml::from_str(toml).expect("config check prints valid TOML");
+    settings.kafka.group_id
+}
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("callstream-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn flags_beat_environment_beat_file_beat_defaults() {
+    let file = write_config("precedence", "[kafka]\ngroup_id = \"from-file\"\n");
+    let file = file.to_str().unwrap();
+    let (code, out, _) = config_check(&[], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(group_id(&out), "callstream");
+    let (_, out, _) = config_check(&["--config", file], &[]);
+    assert_eq!(group_id(&out), "from-file");
+    let (_, out, _) = config_check(&[], &[("CALLSTREAM_CONFIG", file)]);
+    assert_eq!(group_id(&out), "from-file");
+    let (_, out, _) = config_check(&["--config", file], &[("CALLSTREAM_GROUP_ID", "from-env")]);
+    assert_eq!(group_id(&out), "from-env");
+    let (_, out, _) = config_check(
+        &["--config", file, "--group-id", "from-flag"],
+        &[("CALLSTREAM_GROUP_ID", "from-env")],
+    );
+    assert_eq!(group_id(&out), "from-flag");
+}
+
+#[test]
+fn secrets_are_masked_and_sasl_is_configured() {
+    let file = write_config(
+        "secrets",
+        "[kafka.security]\nprotocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"cs\"\n",
+    );
+    let (code, out, err) = config_check(
+        &["--config", file.to_str().unwrap(), "-X", "ssl.key.password=topsecret"],
+        &[("CALLSTREAM_SASL_PASSWORD", "hunter2")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("hunter2") && !out.contains("topsecret"), "{out}");
+    let settings: Settings = toml::from_str(&out).unwrap();
+    assert_eq!(settings.kafka.security.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+    assert!(settings.kafka.security.sasl_password.is_some());
+}
+
+#[test]
+fn an_invalid_configuration_exits_non_zero_naming_the_setting() {
+    let (code, _, err) = config_check(&["--commit-interval-ms", "0"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("kafka.commit_interval_ms"), "{err}");
+    let file = write_config("typo", "[kafka]\nbootstrap_server = \"x:9092\"\n");
+    let (code, _, err) = config_check(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("bootstrap_server"), "{err}");
+    let (code, _, err) = config_check(&["--config", "/nonexistent/callstream.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/callstream.toml"), "{err}");
+}
+
+/// Dotted keys of a TOML document (`kafka.security.protocol`).
+fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(table) = value {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if matches!(v, toml::Value::Table(t) if !t.is_empty()) {
+                keys(v, &key, out);
+            } else {
+                out.push(key);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_readme_documents_every_setting_and_environment_variable() {
+    let readme = include_str!("../README.md");
+    let cli = include_str!("../src/cli/mod.rs");
+    for var in cli
+        .split("env = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+    {
+        assert!(readme.contains(var), "README does not document {var}");
+    }
+    // Every key of the file format, with optional ones filled in so that they render.
+    let mut settings = Settings::default();
+    settings.kafka.group_instance_id = Some(String::new());
+    settings.kafka.transactional_id = Some(String::new());
+    let s = &mut settings.kafka.security;
+    for field in [
+        &mut s.protocol,
+        &mut s.sasl_mechanism,
+        &mut s.sasl_username,
+        &mut s.sasl_password,
+        &mut s.ssl_ca_location,
+        &mut s.ssl_certificate_location,
+        &mut s.ssl_key_location,
+        &mut s.ssl_key_password,
+    ] {
+        *field = Some(String::new());
+    }
+    settings.http.metrics_addr = Some("127.0.0.1:9464".parse().unwrap());
+    settings.log.level = Some(String::new());
+    settings.schema_registry.url = Some(String::new());
+    settings.schema_registry.username = Some(String::new());
+    settings.schema_registry.password = Some(String::new());
+    let value: toml::Value = toml::from_str(&settings.to_toml()).unwrap();
+    let mut all = Vec::new();
+    keys(&value, "", &mut all);
+    for key in all {
+        assert!(readme.contains(&format!("`{key}`")), "README does not document `{key}`");
+    }
+}
