@@ -17,6 +17,18 @@ if ! pkg-config --exists openssl 2>/dev/null || ! need make || ! need cc; then
   fi
 fi
 
+# The observability tests scrape the service with a real Prometheus and check its output with
+# promtool: Debian's prometheus package has both.
+if ! need prometheus || ! need promtool; then
+  if need apt-get && [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing Debian's prometheus package (prometheus, promtool)" >&2
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "test.sh: prometheus and promtool are required (apt-get install prometheus)" >&2; exit 1
+  fi
+fi
+need python3 || { echo "test.sh: python3 is required (broker readiness check, test registry)" >&2; exit 1; }
+
 cleanup() { scripts/kafka.sh stop || true; }
 trap cleanup EXIT
 

@@ -112,3 +112,57 @@ fn route(method: &str, path: &str, e: &Endpoints) -> (&'static str, &'static str
         _ => ("404 Not Found", TEXT, "not found\n".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> u16 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_assignment_and_shutdown_and_liveness_follows_the_loop() {
+        let health = Arc::new(Health::default());
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        tokio::spawn(serve(
+            listener,
+            Endpoints {
+                metrics: Arc::new(Metrics::new()),
+                health: health.clone(),
+                stall_after: Duration::from_millis(200),
+            },
+        ));
+        assert_eq!(get(addr, "/health/ready").await, 503, "not running yet");
+        health.set_running(true);
+        health.record_poll();
+        assert_eq!(get(addr, "/health/ready").await, 503, "no partitions yet");
+        health.set_assigned_partitions(3);
+        assert_eq!(get(addr, "/health/ready").await, 200);
+        assert_eq!(get(addr, "/health/live").await, 200);
+        health.set_shutting_down();
+        assert_eq!(get(addr, "/health/ready").await, 503, "shutting down");
+
+        // The loop stops polling: liveness fails once the stall threshold has passed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while get(addr, "/health/live").await == 200 {
+            assert!(std::time::Instant::now() < deadline, "liveness never failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        health.record_poll();
+        assert_eq!(get(addr, "/health/live").await, 200, "polling again");
+        assert_eq!(get(addr, "/metrics").await, 200);
+        assert_eq!(get(addr, "/elsewhere").await, 404);
+    }
+}
