@@ -1,0 +1,1237 @@
+//! One test per rule of `domain.md`: the input shapes, what real payloads do beyond the official
+//! page, duplicates, the rules of the derived topics, and per-party records and keys.
+
+mod common;
+
+use callstream::core::{Processor, ProcessorConfig, Stage, TopicKind};
+use common::*;
+use serde_json::{json, Value};
+
+/// The party records of an accepted message.
+fn party_records(message: &Value) -> Vec<Emitted> {
+    accept(message)
+        .into_iter()
+        .filter(|r| r.topic == TopicKind::Parties)
+        .collect()
+}
+
+/// The one party record of a one-party message.
+fn the_party_record(message: &Value) -> Emitted {
+    let mut records = party_records(message);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    records.remove(0)
+}
+
+/// A webhook of one party whose fields are changed by `edit`.
+fn webhook_with_party(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut party = party(PARTY_ID, EXTENSION_ID, "Answered");
+    edit(&mut party);
+    webhook("100000000000000001", body(SESSION_ID, 5, vec![party]))
+}
+
+fn status_of(code: &str, reason: Option<&str>) -> Value {
+    webhook_with_party(|p| {
+        p["status"]["code"] = json!(code);
+        if let Some(reason) = reason {
+            p["status"]["reason"] = json!(reason);
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// §1 Where messages come from: every input shape is accepted.
+
+/// The fields every shape must yield identically.
+fn assert_standard_party_record(record: &Emitted, shape: Shape) {
+    assert_eq!(record.key, EXTENSION_ID);
+    assert_eq!(record.str("input_shape"), Some(shape.symbol()));
+    assert_eq!(record.str("telephony_session_id"), Some(SESSION_ID));
+    assert_eq!(record.str("session_id"), Some(LEGACY_SESSION_ID));
+    assert_eq!(record.str("party_id"), Some(PARTY_ID));
+    assert_eq!(record.str("extension_id"), Some(EXTENSION_ID));
+    assert_eq!(record.str("account_id"), Some(ACCOUNT_ID));
+    assert_eq!(record.field("sequence"), &json!(5));
+    assert_eq!(record.field("event_time"), &json!(EVENT_TIME_MS));
+    assert_eq!(record.str("status_code"), Some("Answered"));
+    assert_eq!(record.str("origin_type"), Some("Call"));
+    assert_eq!(record.field("external"), &json!(false));
+    assert_eq!(
+        record.str("record_id"),
+        Some(format!("{SESSION_ID}:{PARTY_ID}:5").as_str())
+    );
+}
+
+fn assert_envelope_carried(record: &Emitted, uuid: &str) {
+    assert_eq!(record.str("notification_uuid"), Some(uuid));
+    assert_eq!(record.str("subscription_id"), Some(SUBSCRIPTION_ID));
+    assert_eq!(record.str("owner_id"), Some(EXTENSION_ID));
+    assert_eq!(record.str("event_filter"), Some(extension_event().as_str()));
+    assert_eq!(record.field("sent_at"), &json!(SENT_AT_MS));
+}
+
+#[test]
+fn accepts_the_webhook_shape() {
+    let record = the_party_record(&webhook("837270960869181944", one_party_body("Answered")));
+    assert_standard_party_record(&record, Shape::Webhook);
+    assert_envelope_carried(&record, "837270960869181944");
+}
+
+#[test]
+fn accepts_the_apple_push_wrapper_reading_the_envelope_from_pn_apns() {
+    let record = the_party_record(&apple_push(
+        "837270960869181944",
+        one_party_body("Answered"),
+    ));
+    assert_standard_party_record(&record, Shape::ApplePush);
+    assert_envelope_carried(&record, "837270960869181944");
+}
+
+#[test]
+fn apple_push_wrapper_falls_back_to_the_outer_uuid_and_subscription() {
+    let mut message = apple_push("837270960869181944", one_party_body("Answered"));
+    let inner = message["pn_apns"].as_object_mut().unwrap();
+    inner.remove("uuid");
+    inner.remove("subscriptionId");
+    inner.remove("ownerId");
+    let record = the_party_record(&message);
+    assert_envelope_carried(&record, "837270960869181944");
+}
+
+#[test]
+fn accepts_the_websocket_frame() {
+    let record = the_party_record(&websocket_frame(
+        "837270960869181945",
+        one_party_body("Answered"),
+    ));
+    assert_standard_party_record(&record, Shape::WebSocket);
+    assert_envelope_carried(&record, "837270960869181945");
+}
+
+#[test]
+fn accepts_a_bare_body_without_envelope() {
+    let record = the_party_record(&one_party_body("Answered"));
+    assert_standard_party_record(&record, Shape::BareBody);
+    for field in [
+        "notification_uuid",
+        "subscription_id",
+        "owner_id",
+        "event_filter",
+        "sent_at",
+    ] {
+        assert_eq!(record.field(field), &Value::Null, "{field}");
+    }
+}
+
+#[test]
+fn every_shape_yields_the_same_records_apart_from_the_shape() {
+    let mut outputs = Vec::new();
+    for shape in [Shape::Webhook, Shape::ApplePush, Shape::WebSocket] {
+        let mut records = accept(&shape.wrap("1", one_party_body("Disconnected")));
+        for r in &mut records {
+            r.value.as_object_mut().unwrap().remove("input_shape");
+        }
+        outputs.push(records);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+}
+
+#[test]
+fn the_event_filter_of_the_account_path_is_accepted() {
+    let mut message = webhook(
+        "1",
+        body(SESSION_ID, 3, vec![external_party("p-x-1", "Setup")]),
+    );
+    message["event"] = json!(account_event());
+    let record = the_party_record(&message);
+    assert_eq!(record.str("event_filter"), Some(account_event().as_str()));
+    // The account id comes from the filter when the body and party have none.
+    assert_eq!(record.str("account_id"), Some(ACCOUNT_ID));
+}
+
+#[test]
+fn the_event_filter_with_a_query_string_is_accepted() {
+    let mut message = webhook("1", one_party_body("Answered"));
+    message["event"] = json!(format!("{}?statusCode=Answered", extension_event()));
+    assert_eq!(party_records(&message).len(), 1);
+}
+
+#[test]
+fn a_non_telephony_event_is_rejected_at_the_envelope() {
+    let presence = format!("/restapi/v1.0/account/{ACCOUNT_ID}/extension/{EXTENSION_ID}/presence");
+    let mut message = webhook("1", one_party_body("Answered"));
+    message["event"] = json!(presence);
+    let rejection = assert_rejected(
+        &bytes(&message),
+        Stage::Envelope,
+        "wrong_event",
+        Some("event"),
+    );
+    assert!(
+        rejection.reason.contains("presence"),
+        "{}",
+        rejection.reason
+    );
+
+    let mut message = apple_push("1", one_party_body("Answered"));
+    message["pn_apns"]["event"] = json!(presence);
+    assert_rejected(
+        &bytes(&message),
+        Stage::Envelope,
+        "wrong_event",
+        Some("pn_apns.event"),
+    );
+
+    let mut message = websocket_frame("1", one_party_body("Answered"));
+    message[1]["event"] = json!(presence);
+    assert_rejected(
+        &bytes(&message),
+        Stage::Envelope,
+        "wrong_event",
+        Some("[1].event"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §2 What real payloads do that the official page does not say.
+
+#[test]
+fn tolerates_and_carries_status_rcc() {
+    let record = the_party_record(&webhook_with_party(|p| p["status"]["rcc"] = json!(true)));
+    assert_eq!(record.field("rcc"), &json!(true));
+    let record = the_party_record(&webhook_with_party(|p| {
+        p["status"].as_object_mut().unwrap().remove("rcc");
+    }));
+    assert_eq!(record.field("rcc"), &Value::Null);
+}
+
+#[test]
+fn tolerates_an_empty_park_object() {
+    let record = the_party_record(&webhook_with_party(|p| p["park"] = json!({})));
+    assert_eq!(record.field("park_id"), &Value::Null);
+}
+
+#[test]
+fn tolerates_and_carries_a_park_id() {
+    let record = the_party_record(&webhook_with_party(|p| p["park"] = json!({"id": "801"})));
+    assert_eq!(record.str("park_id"), Some("801"));
+}
+
+#[test]
+fn tolerates_and_carries_recordings() {
+    let record = the_party_record(&webhook_with_party(|p| {
+        p["recordings"] =
+            json!([{"id": "9312838004", "active": true}, {"id": "9312838005", "active": false}])
+    }));
+    assert_eq!(
+        record.field("recordings"),
+        &json!([{"id": "9312838004", "active": true}, {"id": "9312838005", "active": false}])
+    );
+}
+
+#[test]
+fn tolerates_and_carries_ui_call_info() {
+    let record = the_party_record(&webhook_with_party(|p| {
+        p["uiCallInfo"] = json!({
+            "primary": {"type": "QueueName", "value": "Support"},
+            "additional": {"type": "CallerIdName", "value": "WIRELESS CALLER"}
+        })
+    }));
+    assert_eq!(
+        record.field("ui_call_info"),
+        &json!({
+            "primary_type": "QueueName",
+            "primary_value": "Support",
+            "additional_type": "CallerIdName",
+            "additional_value": "WIRELESS CALLER"
+        })
+    );
+}
+
+#[test]
+fn tolerates_and_carries_status_description() {
+    let record = the_party_record(&webhook_with_party(|p| {
+        p["status"]["description"] = json!("Call was transferred")
+    }));
+    assert_eq!(
+        record.str("status_description"),
+        Some("Call was transferred")
+    );
+}
+
+#[test]
+fn tolerates_and_carries_ring_out_and_ring_me_roles() {
+    let record = the_party_record(&webhook_with_party(|p| {
+        p["ringOutRole"] = json!("Initiator");
+        p["ringMeRole"] = json!("Target");
+    }));
+    assert_eq!(record.str("ring_out_role"), Some("Initiator"));
+    assert_eq!(record.str("ring_out_role_raw"), Some("Initiator"));
+    assert_eq!(record.str("ring_me_role"), Some("Target"));
+    assert_eq!(record.str("ring_me_role_raw"), Some("Target"));
+}
+
+#[test]
+fn tolerates_an_owner_object() {
+    let record =
+        the_party_record(&webhook_with_party(
+            |p| {
+                p["owner"] =
+                    json!({"accountId": ACCOUNT_ID, "extensionId": EXTENSION_ID, "name": "Tom"})
+            },
+        ));
+    assert_eq!(record.str("party_id"), Some(PARTY_ID));
+}
+
+#[test]
+fn tolerates_body_level_account_and_extension_ids_and_uses_the_account() {
+    let mut party = party(PARTY_ID, EXTENSION_ID, "Proceeding");
+    party.as_object_mut().unwrap().remove("accountId");
+    let mut body = body(SESSION_ID, 5, vec![party]);
+    body["accountId"] = json!("999000111");
+    body["extensionId"] = json!(EXTENSION_ID);
+    let mut message = webhook("1", body);
+    message.as_object_mut().unwrap().remove("event");
+    let record = the_party_record(&message);
+    assert_eq!(record.str("account_id"), Some("999000111"));
+    assert_eq!(record.str("extension_id"), Some(EXTENSION_ID));
+}
+
+#[test]
+fn tolerates_fields_nobody_has_seen_yet_at_every_level() {
+    let mut message = webhook_with_party(|p| {
+        p["brandNew"] = json!({"deep": [1, {"x": null}], "s": "\u{00a0}"});
+        p["status"]["mobilePickupData"] = json!({"ccMailboxes": ["1"], "sid": "2"});
+        p["from"]["extra"] = json!(true);
+    });
+    message["body"]["conferenceBridge"] = json!([{"a": 1}]);
+    message["futureEnvelope"] = json!(3.5);
+    assert_eq!(party_records(&message).len(), 1);
+}
+
+#[test]
+fn ids_sent_as_numbers_are_normalized_to_strings() {
+    let mut message = webhook_with_party(|p| {
+        p["extensionId"] = json!(400144455008u64);
+        p["accountId"] = json!(400144452008u64);
+        p["from"]["deviceId"] = json!(802398128004u64);
+        p["to"]["extensionId"] = json!(400144455008u64);
+    });
+    message["body"]["sessionId"] = json!(402936341008u64);
+    message["uuid"] = json!(837270960869181944u64);
+    message["ownerId"] = json!(400144455008u64);
+    let record = the_party_record(&message);
+    assert_eq!(record.key, EXTENSION_ID);
+    assert_eq!(record.str("extension_id"), Some(EXTENSION_ID));
+    assert_eq!(record.str("account_id"), Some(ACCOUNT_ID));
+    assert_eq!(record.str("session_id"), Some(LEGACY_SESSION_ID));
+    assert_eq!(record.str("notification_uuid"), Some("837270960869181944"));
+    assert_eq!(record.str("owner_id"), Some(EXTENSION_ID));
+    assert_eq!(record.field("from")["device_id"], json!("802398128004"));
+    assert_eq!(record.field("to")["extension_id"], json!(EXTENSION_ID));
+}
+
+#[test]
+fn sequence_is_an_integer_also_when_sent_as_a_string() {
+    let mut message = webhook("1", one_party_body("Answered"));
+    message["body"]["sequence"] = json!("12");
+    assert_eq!(the_party_record(&message).field("sequence"), &json!(12));
+}
+
+#[test]
+fn string_booleans_true_and_false_are_normalized() {
+    let record_set = accept(&webhook_with_party(|p| {
+        p["missedCall"] = json!("True");
+        p["standAlone"] = json!("False");
+        p["muted"] = json!("false");
+        p["queueCall"] = json!("TRUE");
+        p["status"]["rcc"] = json!("True");
+        p["recordings"] = json!([{"id": "r1", "active": "False"}]);
+    }));
+    let record = only(&record_set, TopicKind::Parties);
+    assert_eq!(record.field("missed_call"), &json!(true));
+    assert_eq!(record.field("stand_alone"), &json!(false));
+    assert_eq!(record.field("muted"), &json!(false));
+    assert_eq!(record.field("queue_call"), &json!(true));
+    assert_eq!(record.field("rcc"), &json!(true));
+    assert_eq!(
+        record.field("recordings"),
+        &json!([{"id": "r1", "active": false}])
+    );
+    // The string boolean drives the rules as a real one would.
+    assert_eq!(of_topic(&record_set, TopicKind::Missed).len(), 1);
+    assert_eq!(
+        only(&record_set, TopicKind::Recorded).field("active"),
+        &json!(false)
+    );
+}
+
+fn status_code_of(code: &str) -> (Option<String>, Option<String>) {
+    let record = the_party_record(&status_of(code, None));
+    (
+        record.str("status_code").map(str::to_owned),
+        record.str("status_code_raw").map(str::to_owned),
+    )
+}
+
+#[test]
+fn status_code_voicemail_spellings_are_merged_and_the_raw_value_kept() {
+    for spelling in ["VoiceMail", "Voicemail"] {
+        assert_eq!(
+            status_code_of(spelling),
+            (Some("VoiceMail".into()), Some(spelling.into()))
+        );
+    }
+}
+
+#[test]
+fn status_code_voicemail_screening_spellings_are_merged() {
+    for spelling in ["VoiceMailScreening", "VMScreening"] {
+        assert_eq!(
+            status_code_of(spelling),
+            (Some("VoiceMailScreening".into()), Some(spelling.into()))
+        );
+    }
+}
+
+#[test]
+fn status_code_tds_from_the_spec_is_known() {
+    assert_eq!(
+        status_code_of("Tds"),
+        (Some("Tds".into()), Some("Tds".into()))
+    );
+}
+
+#[test]
+fn an_unknown_status_code_is_kept_raw_and_not_rejected() {
+    assert_eq!(
+        status_code_of("Ringing"),
+        (Some("UNKNOWN".into()), Some("Ringing".into()))
+    );
+}
+
+/// Production reasons outside the documented list (`Conference`, `Undefined`) are symbols of the
+/// contract; anything newer maps to `UNKNOWN`. Either way the raw value is kept and the message is
+/// accepted.
+#[test]
+fn reasons_outside_the_documented_list_are_kept_and_never_rejected() {
+    for (reason, symbol) in [
+        ("Conference", "Conference"),
+        ("Undefined", "Undefined"),
+        ("SomethingNewIn2031", "UNKNOWN"),
+        ("", "UNKNOWN"),
+    ] {
+        let record = the_party_record(&status_of("Disconnected", Some(reason)));
+        assert_eq!(record.str("status_reason"), Some(symbol), "{reason}");
+        assert_eq!(record.str("status_reason_raw"), Some(reason), "{reason}");
+    }
+}
+
+#[test]
+fn unknown_values_of_other_enums_are_kept_raw() {
+    let mut message = webhook_with_party(|p| {
+        p["direction"] = json!("Sideways");
+        p["conferenceRole"] = json!("Moderator");
+        p["ringOutRole"] = json!("Bystander");
+    });
+    message["body"]["origin"]["type"] = json!("Teleport");
+    let record = the_party_record(&message);
+    for (field, raw) in [
+        ("direction", "Sideways"),
+        ("conference_role", "Moderator"),
+        ("ring_out_role", "Bystander"),
+        ("origin_type", "Teleport"),
+    ] {
+        assert_eq!(record.str(field), Some("UNKNOWN"), "{field}");
+        assert_eq!(record.str(&format!("{field}_raw")), Some(raw), "{field}");
+    }
+}
+
+#[test]
+fn phone_numbers_are_kept_as_sent_with_their_kind() {
+    for (number, kind) in [
+        ("+17205551234", "E164"),
+        ("101", "Extension"),
+        ("11104", "Extension"),
+        ("7205551234", "Other"),
+        ("anonymous", "Other"),
+        ("#[email protected]:5060", "Other"),
+    ] {
+        let record = the_party_record(&webhook_with_party(|p| {
+            p["from"]["phoneNumber"] = json!(number);
+        }));
+        let from = record.field("from");
+        assert_eq!(from["phone_number"], json!(number));
+        assert_eq!(from["phone_number_kind"], json!(kind), "{number}");
+    }
+    // No number, no kind.
+    let record = the_party_record(&webhook_with_party(|p| {
+        p["to"].as_object_mut().unwrap().remove("phoneNumber");
+    }));
+    assert_eq!(record.field("to")["phone_number"], Value::Null);
+    assert_eq!(record.field("to")["phone_number_kind"], Value::Null);
+}
+
+#[test]
+fn direction_is_carried_as_the_party_sees_it() {
+    let record = the_party_record(&webhook(
+        "1",
+        body(SESSION_ID, 2, vec![external_party("p-x-1", "Setup")]),
+    ));
+    assert_eq!(record.str("direction"), Some("Outbound"));
+    assert_eq!(record.str("direction_raw"), Some("Outbound"));
+}
+
+#[test]
+fn times_are_normalized_to_epoch_millis_utc() {
+    let mut message = webhook("1", one_party_body("Answered"));
+    message["timestamp"] = json!("2018-06-05T02:14:50.181+02:00");
+    message["body"]["eventTime"] = json!("2018-06-05T00:14:50.147Z");
+    let record = the_party_record(&message);
+    assert_eq!(record.field("event_time"), &json!(EVENT_TIME_MS));
+    assert_eq!(record.field("sent_at"), &json!(SENT_AT_MS));
+
+    message["body"]["eventTime"] = json!("2018-06-05T00:14:50Z");
+    let record = the_party_record(&message);
+    assert_eq!(record.field("event_time"), &json!(1_528_157_690_000i64));
+}
+
+#[test]
+fn a_missing_time_is_null_and_not_rejected() {
+    let mut message = webhook("1", one_party_body("Answered"));
+    message.as_object_mut().unwrap().remove("timestamp");
+    message["body"].as_object_mut().unwrap().remove("eventTime");
+    let record = the_party_record(&message);
+    assert_eq!(record.field("event_time"), &Value::Null);
+    assert_eq!(record.field("sent_at"), &Value::Null);
+}
+
+#[test]
+fn a_time_that_is_not_iso_8601_is_rejected_with_its_path() {
+    for shape in [
+        Shape::Webhook,
+        Shape::ApplePush,
+        Shape::WebSocket,
+        Shape::BareBody,
+    ] {
+        let mut body = one_party_body("Answered");
+        body["eventTime"] = json!("yesterday");
+        let rejection = assert_rejected(
+            &bytes(&shape.wrap("1", body)),
+            Stage::Validate,
+            "invalid_value",
+            Some(&shape.path("eventTime")),
+        );
+        assert!(
+            rejection.reason.contains("yesterday"),
+            "{}",
+            rejection.reason
+        );
+    }
+    let mut message = apple_push("1", one_party_body("Answered"));
+    message["pn_apns"]["timestamp"] = json!("2018-06-05");
+    assert_rejected(
+        &bytes(&message),
+        Stage::Validate,
+        "invalid_value",
+        Some("pn_apns.timestamp"),
+    );
+}
+
+#[test]
+fn session_and_party_ids_of_every_era_are_opaque() {
+    for (session, party_id) in [
+        (
+            "s-a0d7a5e2c9f5d4e3b2a19z1c9d6f0e1a2b3",
+            "p-a0d7a5e2c9f5d4e3b2a19z1c9d6f0e1a2b3-1",
+        ),
+        (
+            "Y3MxNzE4NDE5MDM0MzQwMTgzODRAMTAuNjIuMjUuMTEx",
+            "cs171841903434018384-2",
+        ),
+    ] {
+        let record = the_party_record(&webhook(
+            "1",
+            body(session, 1, vec![party(party_id, EXTENSION_ID, "Setup")]),
+        ));
+        assert_eq!(record.str("telephony_session_id"), Some(session));
+        assert_eq!(record.str("party_id"), Some(party_id));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §4 Missed calls.
+
+#[test]
+fn missed_call_true_yields_one_missed_record() {
+    let records = accept(&webhook_with_party(|p| {
+        p["missedCall"] = json!(true);
+        p["status"]["code"] = json!("Disconnected");
+    }));
+    let missed = only(&records, TopicKind::Missed);
+    assert_eq!(missed.key, EXTENSION_ID);
+    assert_eq!(missed.str("party_id"), Some(PARTY_ID));
+    assert_eq!(missed.str("telephony_session_id"), Some(SESSION_ID));
+    assert_eq!(missed.str("session_id"), Some(LEGACY_SESSION_ID));
+    assert_eq!(missed.str("account_id"), Some(ACCOUNT_ID));
+    assert_eq!(missed.field("reached_voicemail"), &json!(false));
+    assert_eq!(missed.str("status_code"), Some("Disconnected"));
+    assert_eq!(
+        missed.str("record_id"),
+        Some(format!("{SESSION_ID}:{PARTY_ID}:missed").as_str())
+    );
+    assert_eq!(missed.field("from")["phone_number"], json!("+17205551234"));
+    assert_eq!(of_topic(&records, TopicKind::Parties).len(), 1);
+}
+
+#[test]
+fn missed_call_does_not_require_a_particular_status() {
+    for code in ["Proceeding", "Gone", "Setup", "SomethingElse"] {
+        let records = accept(&webhook_with_party(|p| {
+            p["missedCall"] = json!(true);
+            p["status"]["code"] = json!(code);
+        }));
+        assert_eq!(of_topic(&records, TopicKind::Missed).len(), 1, "{code}");
+    }
+}
+
+#[test]
+fn missed_call_says_the_caller_reached_voicemail_by_status() {
+    for code in ["VoiceMail", "Voicemail"] {
+        let records = accept(&webhook_with_party(|p| {
+            p["missedCall"] = json!(true);
+            p["status"]["code"] = json!(code);
+        }));
+        assert_eq!(
+            only(&records, TopicKind::Missed).field("reached_voicemail"),
+            &json!(true),
+            "{code}"
+        );
+    }
+}
+
+#[test]
+fn missed_call_says_the_caller_reached_voicemail_by_reason() {
+    let records = accept(&webhook_with_party(|p| {
+        p["missedCall"] = json!(true);
+        p["status"] = json!({"code": "Disconnected", "reason": "Voicemail"});
+    }));
+    let missed = only(&records, TopicKind::Missed);
+    assert_eq!(missed.field("reached_voicemail"), &json!(true));
+    assert_eq!(missed.str("status_reason"), Some("Voicemail"));
+}
+
+#[test]
+fn an_inbound_disconnect_without_missed_call_is_not_a_missed_call() {
+    for missed in [json!(false), Value::Null] {
+        let mut message = webhook_with_party(|p| {
+            p["direction"] = json!("Inbound");
+            p["status"] = json!({"code": "Disconnected", "reason": "NoAnswer"});
+            p["missedCall"] = missed.clone();
+        });
+        if missed.is_null() {
+            message["body"]["parties"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("missedCall");
+        }
+        let records = accept(&message);
+        assert_eq!(of_topic(&records, TopicKind::Missed).len(), 0, "{missed}");
+        assert_eq!(of_topic(&records, TopicKind::Parties).len(), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §4 Recorded calls.
+
+#[test]
+fn one_recorded_record_per_recording_id_with_active_carried() {
+    let records = accept(&webhook_with_party(|p| {
+        p["recordings"] = json!([
+            {"id": "9312838004", "active": true},
+            {"id": "9312838005", "active": false},
+            {"id": "9312838006"}
+        ]);
+    }));
+    let recorded = of_topic(&records, TopicKind::Recorded);
+    assert_eq!(recorded.len(), 3);
+    let summary: Vec<(Option<&str>, &Value)> = recorded
+        .iter()
+        .map(|r| (r.str("recording_id"), r.field("active")))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some("9312838004"), &json!(true)),
+            (Some("9312838005"), &json!(false)),
+            (Some("9312838006"), &Value::Null),
+        ]
+    );
+    for r in &recorded {
+        assert_eq!(r.key, EXTENSION_ID);
+        assert_eq!(r.str("party_id"), Some(PARTY_ID));
+        assert_eq!(
+            r.str("record_id"),
+            Some(
+                format!(
+                    "{SESSION_ID}:{PARTY_ID}:recording:{}",
+                    r.str("recording_id").unwrap()
+                )
+                .as_str()
+            )
+        );
+    }
+}
+
+#[test]
+fn no_recorded_record_without_recordings_or_without_a_recording_id() {
+    for recordings in [json!([]), json!([{"active": true}]), Value::Null] {
+        let records = accept(&webhook_with_party(|p| {
+            p["recordings"] = recordings.clone()
+        }));
+        assert_eq!(
+            of_topic(&records, TopicKind::Recorded).len(),
+            0,
+            "{recordings}"
+        );
+    }
+}
+
+#[test]
+fn recording_ids_sent_as_numbers_are_strings() {
+    let records = accept(&webhook_with_party(|p| {
+        p["recordings"] = json!([{"id": 9312838004u64, "active": true}])
+    }));
+    assert_eq!(
+        only(&records, TopicKind::Recorded).str("recording_id"),
+        Some("9312838004")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §4 Transfers.
+
+fn transfer_records(code: &str, reason: &str) -> Vec<Emitted> {
+    let records = accept(&status_of(code, Some(reason)));
+    assert_eq!(of_topic(&records, TopicKind::Parties).len(), 1);
+    of_topic(&records, TopicKind::Transfers)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+fn assert_one_transfer(code: &str, reason: &str) -> Emitted {
+    let transfers = transfer_records(code, reason);
+    assert_eq!(transfers.len(), 1, "{code} + {reason}: {transfers:#?}");
+    let transfer = transfers[0].clone();
+    assert_eq!(transfer.str("transfer_type"), Some(reason));
+    assert_eq!(transfer.str("transfer_type_raw"), Some(reason));
+    assert_eq!(transfer.str("status_code"), Some(code));
+    assert_eq!(transfer.key, EXTENSION_ID);
+    assert_eq!(
+        transfer.str("record_id"),
+        Some(format!("{SESSION_ID}:{PARTY_ID}:transfer").as_str())
+    );
+    transfer
+}
+
+#[test]
+fn blind_transfer_on_disconnected_is_a_transfer() {
+    assert_one_transfer("Disconnected", "BlindTransfer");
+}
+
+#[test]
+fn blind_transfer_on_gone_is_a_transfer() {
+    assert_one_transfer("Gone", "BlindTransfer");
+}
+
+#[test]
+fn attended_transfer_on_disconnected_is_a_transfer() {
+    assert_one_transfer("Disconnected", "AttendedTransfer");
+}
+
+#[test]
+fn attended_transfer_on_gone_is_a_transfer() {
+    assert_one_transfer("Gone", "AttendedTransfer");
+}
+
+#[test]
+fn rcc_transfer_on_disconnected_is_a_transfer() {
+    assert_one_transfer("Disconnected", "RccTransfer");
+}
+
+#[test]
+fn rcc_transfer_on_gone_is_a_transfer() {
+    assert_one_transfer("Gone", "RccTransfer");
+}
+
+#[test]
+fn dtmf_transfer_on_disconnected_is_a_transfer() {
+    assert_one_transfer("Disconnected", "DtmfTransfer");
+}
+
+#[test]
+fn dtmf_transfer_on_gone_is_a_transfer() {
+    assert_one_transfer("Gone", "DtmfTransfer");
+}
+
+#[test]
+fn attended_transfer_carries_the_peer_link() {
+    let peer = json!({
+        "telephonySessionId": "s-b1e8b6f3d0a6e5f4c3b2a0z2d0e7f1b2c3d4",
+        "sessionId": 402936342008u64,
+        "partyId": "p-b1e8b6f3d0a6e5f4c3b2a0z2d0e7f1b2c3d4-1"
+    });
+    let linked = json!({
+        "telephony_session_id": "s-b1e8b6f3d0a6e5f4c3b2a0z2d0e7f1b2c3d4",
+        "session_id": "402936342008",
+        "party_id": "p-b1e8b6f3d0a6e5f4c3b2a0z2d0e7f1b2c3d4-1"
+    });
+    for code in ["Disconnected", "Gone"] {
+        let records = accept(&webhook_with_party(|p| {
+            p["status"] =
+                json!({"code": code, "reason": "AttendedTransfer", "peerId": peer.clone()});
+        }));
+        let transfer = only(&records, TopicKind::Transfers);
+        assert_eq!(transfer.str("transfer_type"), Some("AttendedTransfer"));
+        assert_eq!(transfer.field("linked"), &linked);
+        assert_eq!(only(&records, TopicKind::Parties).field("peer"), &linked);
+    }
+}
+
+#[test]
+fn a_transfer_without_a_peer_has_no_link() {
+    let transfer = assert_one_transfer("Gone", "BlindTransfer");
+    assert_eq!(transfer.field("linked"), &Value::Null);
+}
+
+#[test]
+fn a_transfer_reason_on_a_live_status_is_not_a_transfer() {
+    for code in ["Answered", "Setup", "Proceeding", "Hold"] {
+        assert!(transfer_records(code, "BlindTransfer").is_empty(), "{code}");
+    }
+}
+
+#[test]
+fn gone_with_conference_is_not_a_transfer() {
+    assert!(transfer_records("Gone", "Conference").is_empty());
+}
+
+#[test]
+fn gone_with_supervising_is_not_a_transfer() {
+    assert!(transfer_records("Gone", "Supervising").is_empty());
+}
+
+#[test]
+fn gone_with_pickup_is_not_a_transfer() {
+    assert!(transfer_records("Gone", "Pickup").is_empty());
+}
+
+#[test]
+fn disconnected_with_call_flip_is_not_a_transfer() {
+    assert!(transfer_records("Disconnected", "CallFlip").is_empty());
+}
+
+#[test]
+fn disconnected_with_call_switch_is_not_a_transfer() {
+    assert!(transfer_records("Disconnected", "CallSwitch").is_empty());
+}
+
+#[test]
+fn disconnected_with_pickup_is_not_a_transfer() {
+    assert!(transfer_records("Disconnected", "Pickup").is_empty());
+}
+
+#[test]
+fn one_party_can_be_missed_recorded_and_transferred_at_once() {
+    let records = accept(&webhook_with_party(|p| {
+        p["missedCall"] = json!(true);
+        p["status"] = json!({"code": "Gone", "reason": "BlindTransfer"});
+        p["recordings"] = json!([{"id": "r-1", "active": false}]);
+    }));
+    let topics: Vec<TopicKind> = records.iter().map(|r| r.topic).collect();
+    assert_eq!(
+        topics,
+        [
+            TopicKind::Parties,
+            TopicKind::Missed,
+            TopicKind::Recorded,
+            TopicKind::Transfers
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §5 Per-party records and keys.
+
+#[test]
+fn an_external_party_is_published_keyed_by_the_telephony_session_id() {
+    let mut message = webhook(
+        "1",
+        body(SESSION_ID, 4, vec![external_party("p-ext-1", "Answered")]),
+    );
+    message["event"] = json!(account_event());
+    let record = the_party_record(&message);
+    assert_eq!(record.key, SESSION_ID);
+    assert_eq!(record.field("external"), &json!(true));
+    assert_eq!(record.field("extension_id"), &Value::Null);
+    assert_eq!(record.str("party_id"), Some("p-ext-1"));
+}
+
+#[test]
+fn an_empty_extension_id_is_an_external_party() {
+    let record = the_party_record(&webhook_with_party(|p| p["extensionId"] = json!("")));
+    assert_eq!(record.key, SESSION_ID);
+    assert_eq!(record.field("external"), &json!(true));
+}
+
+#[test]
+fn derived_records_of_an_external_party_are_keyed_by_session_and_marked_external() {
+    let mut party = external_party("p-ext-1", "Disconnected");
+    party["missedCall"] = json!(true);
+    party["recordings"] = json!([{"id": "r-9", "active": true}]);
+    party["status"]["reason"] = json!("BlindTransfer");
+    let records = accept(&webhook("1", body(SESSION_ID, 9, vec![party])));
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        assert_eq!(r.key, SESSION_ID, "{:?}", r.topic);
+        assert_eq!(r.field("external"), &json!(true), "{:?}", r.topic);
+    }
+}
+
+#[test]
+fn a_multi_party_notification_yields_one_record_per_party_keyed_by_its_extension() {
+    let parties = vec![
+        party("p-1", EXTENSION_ID, "Answered"),
+        party("p-2", OTHER_EXTENSION_ID, "Proceeding"),
+        external_party("p-3", "Answered"),
+        party("p-4", EXTENSION_ID, "Hold"),
+    ];
+    for shape in Shape::ALL {
+        let records = party_records(&shape.wrap("7", body(SESSION_ID, 11, parties.clone())));
+        let summary: Vec<(&str, Option<&str>, Option<&str>)> = records
+            .iter()
+            .map(|r| (r.key.as_str(), r.str("party_id"), r.str("status_code")))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (EXTENSION_ID, Some("p-1"), Some("Answered")),
+                (OTHER_EXTENSION_ID, Some("p-2"), Some("Proceeding")),
+                (SESSION_ID, Some("p-3"), Some("Answered")),
+                (EXTENSION_ID, Some("p-4"), Some("Hold")),
+            ],
+            "{shape:?}"
+        );
+        for r in &records {
+            // Session-level fields are carried on every party record.
+            assert_eq!(r.field("sequence"), &json!(11));
+            assert_eq!(r.str("telephony_session_id"), Some(SESSION_ID));
+            assert_eq!(r.field("event_time"), &json!(EVENT_TIME_MS));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §2 The few required fields: rejected at stage validate, with the path of the field.
+
+#[test]
+fn a_missing_telephony_session_id_is_rejected() {
+    for shape in Shape::ALL {
+        let mut body = one_party_body("Answered");
+        body.as_object_mut().unwrap().remove("telephonySessionId");
+        let rejection = assert_rejected(
+            &bytes(&shape.wrap("1", body)),
+            Stage::Validate,
+            "missing_field",
+            Some(&shape.path("telephonySessionId")),
+        );
+        assert!(
+            rejection.reason.contains("telephonySessionId"),
+            "{rejection}"
+        );
+    }
+}
+
+#[test]
+fn a_blank_telephony_session_id_is_rejected() {
+    let mut message = webhook("1", one_party_body("Answered"));
+    message["body"]["telephonySessionId"] = json!("  ");
+    assert_rejected(
+        &bytes(&message),
+        Stage::Validate,
+        "empty_field",
+        Some("body.telephonySessionId"),
+    );
+}
+
+#[test]
+fn a_notification_without_parties_is_rejected() {
+    for shape in Shape::ALL {
+        let mut body = one_party_body("Answered");
+        body.as_object_mut().unwrap().remove("parties");
+        assert_rejected(
+            &bytes(&shape.wrap("1", body)),
+            Stage::Validate,
+            "missing_field",
+            Some(&shape.path("parties")),
+        );
+    }
+}
+
+#[test]
+fn a_notification_with_empty_parties_is_rejected() {
+    for shape in Shape::ALL {
+        let body = body(SESSION_ID, 1, vec![]);
+        assert_rejected(
+            &bytes(&shape.wrap("1", body)),
+            Stage::Validate,
+            "no_parties",
+            Some(&shape.path("parties")),
+        );
+    }
+}
+
+#[test]
+fn a_party_without_an_id_is_rejected() {
+    for shape in Shape::ALL {
+        let mut second = party("p-2", EXTENSION_ID, "Answered");
+        second.as_object_mut().unwrap().remove("id");
+        let body = body(
+            SESSION_ID,
+            1,
+            vec![party("p-1", EXTENSION_ID, "Answered"), second],
+        );
+        assert_rejected(
+            &bytes(&shape.wrap("1", body)),
+            Stage::Validate,
+            "missing_field",
+            Some(&shape.path("parties[1].id")),
+        );
+    }
+}
+
+#[test]
+fn a_party_without_a_status_code_is_rejected() {
+    for shape in Shape::ALL {
+        let mut party = party(PARTY_ID, EXTENSION_ID, "Answered");
+        party["status"].as_object_mut().unwrap().remove("code");
+        let rejection = assert_rejected(
+            &bytes(&shape.wrap("1", body(SESSION_ID, 1, vec![party]))),
+            Stage::Validate,
+            "missing_field",
+            Some(&shape.path("parties[0].status.code")),
+        );
+        assert!(
+            rejection.to_string().starts_with("validate error: "),
+            "{rejection}"
+        );
+    }
+    let mut message = apple_push("1", one_party_body("Answered"));
+    message["pn_apns"]["body"]["parties"][0]["status"]["code"] = json!("");
+    assert_rejected(
+        &bytes(&message),
+        Stage::Validate,
+        "empty_field",
+        Some("pn_apns.body.parties[0].status.code"),
+    );
+}
+
+#[test]
+fn a_party_without_a_status_is_rejected() {
+    let mut message = webhook("1", one_party_body("Answered"));
+    message["body"]["parties"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
+    assert_rejected(
+        &bytes(&message),
+        Stage::Validate,
+        "missing_field",
+        Some("body.parties[0].status"),
+    );
+}
+
+#[test]
+fn only_the_required_fields_are_required() {
+    let message = json!({"telephonySessionId": "s-1", "parties": [{"id": "p-1", "status": {"code": "Setup"}}]});
+    let record = the_party_record(&message);
+    assert_eq!(record.key, "s-1");
+    assert_eq!(record.str("record_id"), Some("s-1:p-1:-"));
+    assert_eq!(record.field("sequence"), &Value::Null);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3 Duplicates.
+
+#[test]
+fn the_same_subscription_and_uuid_twice_is_a_duplicate() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    for shape in [Shape::Webhook, Shape::ApplePush, Shape::WebSocket] {
+        let message = bytes(&shape.wrap("900000000000000001", one_party_body("Answered")));
+        let mut processor_for_shape = Processor::new(ProcessorConfig::default());
+        let (first, records) = run(&mut processor_for_shape, &message).unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(first.emitted, 1);
+        assert_eq!(records.len(), 1);
+        let (second, records) = run(&mut processor_for_shape, &message).unwrap();
+        assert!(second.duplicate, "{shape:?}");
+        assert_eq!(second.emitted, 0);
+        assert!(records.is_empty());
+        // Across shapes, the same (subscriptionId, uuid) is the same notification.
+        let (outcome, _) = run(&mut processor, &message).unwrap();
+        assert_eq!(outcome.duplicate, shape != Shape::Webhook, "{shape:?}");
+    }
+}
+
+#[test]
+fn the_same_uuid_on_another_subscription_is_not_a_transport_duplicate() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let message = webhook("900000000000000001", one_party_body("Answered"));
+    run(&mut processor, &bytes(&message)).unwrap();
+    let mut other = message.clone();
+    other["subscriptionId"] = json!("another-subscription");
+    let (outcome, records) = run(&mut processor, &bytes(&other)).unwrap();
+    assert!(!outcome.duplicate);
+    // Still the same record and state: suppressed semantically.
+    assert_eq!(outcome.suppressed, 1);
+    assert!(records.is_empty());
+}
+
+#[test]
+fn the_same_record_and_state_from_another_uuid_is_suppressed() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let body = body(
+        SESSION_ID,
+        7,
+        vec![{
+            let mut p = party(PARTY_ID, EXTENSION_ID, "Disconnected");
+            p["missedCall"] = json!(true);
+            p["recordings"] = json!([{"id": "r-1", "active": true}]);
+            p["status"]["reason"] = json!("BlindTransfer");
+            p
+        }],
+    );
+    let (first, records) = run(&mut processor, &bytes(&webhook("1", body.clone()))).unwrap();
+    assert_eq!(first.emitted, 4);
+    assert_eq!(records.len(), 4);
+    assert_eq!(first.suppressed, 0);
+    // An overlapping subscription delivers the same event under another uuid.
+    let (second, records) = run(&mut processor, &bytes(&apple_push("2", body))).unwrap();
+    assert!(!second.duplicate);
+    assert_eq!(second.emitted, 0);
+    assert_eq!(second.suppressed, 4);
+    assert!(records.is_empty());
+}
+
+#[test]
+fn a_new_state_of_the_same_party_is_not_suppressed() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let (_, first) = run(
+        &mut processor,
+        &bytes(&webhook("1", one_party_body("Answered"))),
+    )
+    .unwrap();
+    let mut next = one_party_body("Hold");
+    next["sequence"] = json!(6);
+    let (outcome, second) = run(&mut processor, &bytes(&webhook("2", next))).unwrap();
+    assert_eq!(outcome.emitted, 1);
+    assert_eq!(outcome.suppressed, 0);
+    assert_ne!(first[0].str("record_id"), second[0].str("record_id"));
+}
+
+#[test]
+fn a_bare_body_has_no_transport_identity_and_is_suppressed_semantically() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let message = bytes(&one_party_body("Answered"));
+    assert_eq!(run(&mut processor, &message).unwrap().0.emitted, 1);
+    let (outcome, records) = run(&mut processor, &message).unwrap();
+    assert!(!outcome.duplicate);
+    assert_eq!(outcome.suppressed, 1);
+    assert!(records.is_empty());
+}
+
+#[test]
+fn a_failed_emit_is_not_remembered_as_emitted() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let message = bytes(&webhook("1", one_party_body("Answered")));
+    let failure = callstream::core::Rejection::new(Stage::Encode, "test", "sink down".into(), None);
+    let result = processor.process(&message, |_| Err(failure.clone()));
+    assert_eq!(result, Err(failure));
+    let (outcome, records) = run(&mut processor, &message).unwrap();
+    assert!(!outcome.duplicate);
+    assert_eq!(records.len(), 1);
+}
+
+#[test]
+fn a_window_of_zero_turns_suppression_off() {
+    let config = ProcessorConfig {
+        notification_window: 0,
+        record_window: 0,
+        ..ProcessorConfig::default()
+    };
+    let mut processor = Processor::new(config);
+    let message = bytes(&webhook("1", one_party_body("Answered")));
+    for _ in 0..3 {
+        let (outcome, records) = run(&mut processor, &message).unwrap();
+        assert!(!outcome.duplicate);
+        assert_eq!(records.len(), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The official example.
+
+#[test]
+fn the_seed_example_yields_one_party_record_keyed_by_its_extension() {
+    let message = seed_example();
+    assert!(
+        !message.contains(&b'\n'),
+        "the test copy is compacted to one line"
+    );
+    let (outcome, records) = process(&message).expect("the seed example is accepted");
+    assert_eq!(outcome.emitted, 1);
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.topic, TopicKind::Parties);
+    assert_eq!(record.key, "400144455008");
+    assert_eq!(record.str("input_shape"), Some("ApplePush"));
+    assert_eq!(
+        record.str("telephony_session_id"),
+        Some("Y3MxNzE4NDE5MDM0MzQwMTgzODRAMTAuNjIuMjUuMTEx")
+    );
+    assert_eq!(record.str("party_id"), Some("cs171841903434018384-2"));
+    assert_eq!(record.str("status_code"), Some("Proceeding"));
+    assert_eq!(record.field("queue_call"), &json!(true));
+    assert_eq!(record.field("event_time"), &json!(EVENT_TIME_MS));
+    assert_eq!(record.field("sent_at"), &json!(SENT_AT_MS));
+    assert_eq!(record.field("to")["phone_number_kind"], json!("Extension"));
+    assert_eq!(
+        record.field("sip"),
+        &json!({"call_id": "555555555555", "to_tag": "123", "from_tag": "456"})
+    );
+    assert_eq!(record.str("notification_uuid"), Some("837270960869181944"));
+
+    // Through the offline CLI too: one record, no dead letter.
+    let mut inputs = vec![callstream::cli::offline::Input {
+        name: "seed".into(),
+        reader: Box::new(std::io::Cursor::new(message)),
+    }];
+    let mut out = Vec::new();
+    let totals = callstream::cli::offline::process(
+        &mut inputs,
+        &mut out,
+        ProcessorConfig::default(),
+        &callstream::topics::TopicNames::default(),
+    )
+    .unwrap();
+    assert_eq!((totals.accepted, totals.rejected), (1, 0));
+    let lines: Vec<Value> = out
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["topic"], json!("telephony.sessions.parties"));
+    assert_eq!(lines[0]["key"], json!("400144455008"));
+}
