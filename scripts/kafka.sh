@@ -7,6 +7,9 @@
 #   scripts/kafka.sh stop    stop it and remove its data.
 #   scripts/kafka.sh status  print the bootstrap address if it is running.
 #   scripts/kafka.sh fetch   only download the jars into the cache.
+#   scripts/kafka.sh restart|pause|resume
+#                            fault injection: stop and start the same broker (same ports and data),
+#                            or freeze it with SIGSTOP and thaw it with SIGCONT.
 #
 # The jars come from Maven Central (org.apache.kafka:kafka_2.13 and its runtime dependencies) through
 # a throwaway Maven project; later runs reuse the cache and start without downloading.
@@ -151,12 +154,20 @@ L4J
   java -cp "$cp" -Dkafka.logs.dir="$STATE" -Dlog4j2.configurationFile="$STATE/log4j2.properties" \
     kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$STATE/server.properties" \
     >"$STATE/format.log" 2>&1 || { cat "$STATE/format.log" >&2; exit 1; }
+  echo "127.0.0.1:$port" >"$STATE/bootstrap"
+  launch
+}
+
+# Starts the broker on the existing configuration and data, and waits until it serves metadata.
+launch() {
+  local cp="$CACHE/libs/*"
+  local port
+  port="$(cut -d: -f2 <"$STATE/bootstrap")"
   # setsid: the broker must outlive the shell that started it (a test script's subshell).
   setsid java $HEAP -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dkafka.logs.dir="$STATE" -Dlog4j2.configurationFile="$STATE/log4j2.properties" \
-    -cp "$cp" kafka.Kafka "$STATE/server.properties" >"$STATE/stdout.log" 2>&1 </dev/null &
+    -cp "$cp" kafka.Kafka "$STATE/server.properties" >>"$STATE/stdout.log" 2>&1 </dev/null &
   echo $! >"$STATE/pid"
-  echo "127.0.0.1:$port" >"$STATE/bootstrap"
   local deadline=$((SECONDS + READY_TIMEOUT_S))
   until metadata_ready "$port"; do
     if ! kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
@@ -175,17 +186,27 @@ L4J
   echo "bootstrap=127.0.0.1:$port"
 }
 
-stop() {
+# Stops the broker process, keeping its configuration and data.
+halt() {
   if [[ -f "$STATE/pid" ]]; then
     local pid
     pid="$(cat "$STATE/pid")"
     if kill -0 "$pid" 2>/dev/null; then
+      kill -CONT "$pid" 2>/dev/null || true
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
       kill -9 "$pid" 2>/dev/null || true
     fi
   fi
+}
+
+stop() {
+  halt
   rm -rf "$STATE"
+}
+
+running() {
+  [[ -f "$STATE/pid" ]] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null
 }
 
 status() {
@@ -200,7 +221,11 @@ status() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  # Fault injection for tests: the same broker, ports and data.
+  restart) running || { log "not running"; exit 1; }; halt; launch ;;
+  pause) running || { log "not running"; exit 1; }; kill -STOP "$(cat "$STATE/pid")" ;;
+  resume) running || { log "not running"; exit 1; }; kill -CONT "$(cat "$STATE/pid")" ;;
   status) status ;;
   fetch) fetch ;;
-  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|fetch|restart|pause|resume" >&2; exit 2 ;;
 esac

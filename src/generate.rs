@@ -19,6 +19,9 @@ pub struct GeneratorConfig {
     pub reorder_rate: f64,
     /// Use only the webhook shape instead of a mix of all four.
     pub webhook_only: bool,
+    /// Epoch milliseconds of the first call; `None` picks a fixed time in 2023 from the seed,
+    /// so that the same seed always gives the same bytes.
+    pub start_ms: Option<i64>,
 }
 
 impl Default for GeneratorConfig {
@@ -28,6 +31,7 @@ impl Default for GeneratorConfig {
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
             webhook_only: false,
+            start_ms: None,
         }
     }
 }
@@ -119,7 +123,9 @@ impl Generator {
                 name: NAMES[i as usize % NAMES.len()],
             })
             .collect();
-        let clock_ms = 1_700_000_000_000 + rng.below(1_000_000) as i64;
+        let clock_ms = config
+            .start_ms
+            .unwrap_or_else(|| 1_700_000_000_000 + rng.below(1_000_000) as i64);
         Self {
             uuid: 837_270_960_869_181_944 + rng.below(1 << 20),
             rng,

@@ -157,7 +157,10 @@ mod tests {
         // The loop stops polling: liveness fails once the stall threshold has passed.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while get(addr, "/health/live").await == 200 {
-            assert!(std::time::Instant::now() < deadline, "liveness never failed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "liveness never failed"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         health.record_poll();

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub offset_commits: IntCounterVec,
     pub transactions: IntCounterVec,
     pub delivery_retries: IntCounter,
+    /// Records the producer reported as not delivered (timed out, refused).
+    pub delivery_failures: IntCounter,
     pub build_info: IntGaugeVec,
 }
 
@@ -156,6 +158,14 @@ impl Metrics {
         registry
             .register(Box::new(delivery_retries.clone()))
             .expect("unique metric");
+        let delivery_failures = IntCounter::new(
+            "callstream_delivery_failures_total",
+            "Records the producer reported as not delivered (timed out or refused); each is sent again, or its transaction aborted and its input read again.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(delivery_failures.clone()))
+            .expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "callstream_build_info",
@@ -189,6 +199,7 @@ impl Metrics {
             offset_commits,
             transactions,
             delivery_retries,
+            delivery_failures,
             build_info,
         }
     }

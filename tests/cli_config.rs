@@ -60,13 +60,24 @@ fn secrets_are_masked_and_sasl_is_configured() {
         "[kafka.security]\nprotocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"cs\"\n",
     );
     let (code, out, err) = config_check(
-        &["--config", file.to_str().unwrap(), "-X", "ssl.key.password=topsecret"],
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "-X",
+            "ssl.key.password=topsecret",
+        ],
         &[("CALLSTREAM_SASL_PASSWORD", "hunter2")],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains("hunter2") && !out.contains("topsecret"), "{out}");
+    assert!(
+        !out.contains("hunter2") && !out.contains("topsecret"),
+        "{out}"
+    );
     let settings: Settings = toml::from_str(&out).unwrap();
-    assert_eq!(settings.kafka.security.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+    assert_eq!(
+        settings.kafka.security.sasl_mechanism.as_deref(),
+        Some("SCRAM-SHA-512")
+    );
     assert!(settings.kafka.security.sasl_password.is_some());
 }
 
@@ -88,7 +99,11 @@ fn an_invalid_configuration_exits_non_zero_naming_the_setting() {
 fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(table) = value {
         for (k, v) in table {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             if matches!(v, toml::Value::Table(t) if !t.is_empty()) {
                 keys(v, &key, out);
             } else {
@@ -135,6 +150,9 @@ fn the_readme_documents_every_setting_and_environment_variable() {
     let mut all = Vec::new();
     keys(&value, "", &mut all);
     for key in all {
-        assert!(readme.contains(&format!("`{key}`")), "README does not document `{key}`");
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README does not document `{key}`"
+        );
     }
 }

@@ -23,25 +23,6 @@ impl Drop for Guard {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn http_get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    match agent.get(url).call() {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
-        Err(_) => (0, String::new()),
-    }
-}
-
 /// `name{labels} value` lines of the exposition format, as a map.
 fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -86,9 +67,22 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args(["run", "--bootstrap-servers", &bootstrap(), "--group-id", "metrics-group"])
+        .args([
+            "run",
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--group-id",
+            "metrics-group",
+        ])
         .args(topic_flags(&t))
-        .args(["--metrics-addr", &address, "--log-level", "callstream=debug,warn", "--log-format", "json"])
+        .args([
+            "--metrics-addr",
+            &address,
+            "--log-level",
+            "callstream=debug,warn",
+            "--log-format",
+            "json",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -104,13 +98,21 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
 
     let processed = (lines.len() - rejected) as f64;
     let metrics_url = format!("http://{address}/metrics");
-    wait_for("counters to reach the input", Duration::from_secs(90), || {
-        let s = samples(&http_get(&metrics_url).1);
-        s.get(r#"callstream_input_messages_total{outcome="processed"}"#).copied().unwrap_or(0.0)
-            + s.get(r#"callstream_input_messages_total{outcome="duplicate"}"#).copied().unwrap_or(0.0)
-            >= processed
-            && s.get(r#"callstream_in_flight_messages"#).copied() == Some(0.0)
-    });
+    wait_for(
+        "counters to reach the input",
+        Duration::from_secs(90),
+        || {
+            let s = samples(&http_get(&metrics_url).1);
+            s.get(r#"callstream_input_messages_total{outcome="processed"}"#)
+                .copied()
+                .unwrap_or(0.0)
+                + s.get(r#"callstream_input_messages_total{outcome="duplicate"}"#)
+                    .copied()
+                    .unwrap_or(0.0)
+                >= processed
+                && s.get(r#"callstream_in_flight_messages"#).copied() == Some(0.0)
+        },
+    );
     let text = http_get(&metrics_url).1;
     let s = samples(&text);
     let get = |k: &str| s.get(k).copied().unwrap_or(0.0);
@@ -119,14 +121,31 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
             + get(r#"callstream_input_messages_total{outcome="duplicate"}"#),
         processed
     );
-    assert_eq!(get(r#"callstream_input_messages_total{outcome="rejected"}"#), rejected as f64);
-    let dead: f64 = s.iter().filter(|(k, _)| k.starts_with("callstream_dead_letters_total{")).map(|(_, v)| v).sum();
+    assert_eq!(
+        get(r#"callstream_input_messages_total{outcome="rejected"}"#),
+        rejected as f64
+    );
+    let dead: f64 = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("callstream_dead_letters_total{"))
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(dead, rejected as f64);
     for kind in TopicKind::ALL {
-        let published = get(&format!("callstream_output_records_total{{topic=\"{}\"}}", kind.label()));
-        assert_eq!(published, want.get(&kind).map_or(0, Vec::len) as f64, "{kind:?}");
+        let published = get(&format!(
+            "callstream_output_records_total{{topic=\"{}\"}}",
+            kind.label()
+        ));
+        assert_eq!(
+            published,
+            want.get(&kind).map_or(0, Vec::len) as f64,
+            "{kind:?}"
+        );
     }
-    assert_eq!(get("callstream_processing_duration_seconds_count"), lines.len() as f64);
+    assert_eq!(
+        get("callstream_processing_duration_seconds_count"),
+        lines.len() as f64
+    );
 
     // promtool accepts the exposition.
     let mut promtool = Command::new("promtool")
@@ -137,7 +156,12 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
         .spawn()
         .expect("promtool is installed by scripts/test.sh");
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let checked = promtool.wait_with_output().unwrap();
     assert!(
         checked.status.success(),
@@ -156,8 +180,14 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
     )
     .unwrap();
     let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -167,30 +197,51 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
         "http://127.0.0.1:{prom_port}/api/v1/query?query=callstream_input_messages_total%7Boutcome%3D%22rejected%22%7D"
     );
     let mut answer = Value::Null;
-    wait_for("prometheus to scrape callstream", Duration::from_secs(60), || {
-        let (status, body) = http_get(&query);
-        answer = serde_json::from_str(&body).unwrap_or(Value::Null);
-        status == 200 && answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
-    });
+    wait_for(
+        "prometheus to scrape callstream",
+        Duration::from_secs(60),
+        || {
+            let (status, body) = http_get(&query);
+            answer = serde_json::from_str(&body).unwrap_or(Value::Null);
+            status == 200
+                && answer["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+        },
+    );
     let _ = prometheus.kill();
     let _ = prometheus.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let result = &answer["data"]["result"][0];
     assert_eq!(result["metric"]["job"], "callstream");
-    assert_eq!(result["value"][1].as_str().unwrap().parse::<f64>().unwrap(), rejected as f64);
+    assert_eq!(
+        result["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+        rejected as f64
+    );
 
     // Shutdown; then no log line holds a full phone number of the input.
     let child = service.0.take().expect("running");
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("dead letter"), "debug logs were captured");
-    for number in phone_numbers(&lines).iter().chain(std::iter::once(&"17205550142".to_owned())) {
+    for number in phone_numbers(&lines)
+        .iter()
+        .chain(std::iter::once(&"17205550142".to_owned()))
+    {
         let digits = number.trim_start_matches('+');
-        assert!(!logs.contains(digits), "a log line holds the phone number {number}");
+        assert!(
+            !logs.contains(digits),
+            "a log line holds the phone number {number}"
+        );
     }
     for line in logs.lines() {
-        assert!(serde_json::from_str::<Value>(line).is_ok(), "not a JSON log line: {line}");
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
     }
 }

@@ -63,6 +63,7 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         duplicate_rate: 0.01,
         reorder_rate: 0.02,
         webhook_only: false,
+        start_ms: None,
     })
     .take(args.count);
     let fed = produce_lines(samples.chain(generated), &bootstrap, &topics.input, None)?;

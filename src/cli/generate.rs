@@ -19,6 +19,9 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
         duplicate_rate: args.duplicates,
         reorder_rate: args.reorder,
         webhook_only: args.webhook_only,
+        // Traffic produced to Kafka is live: its times start now, so that lag metrics mean
+        // something. Traffic written to stdout stays reproducible byte for byte.
+        start_ms: args.bootstrap_servers.as_ref().map(|_| now_ms()),
     });
     let result = match &args.bootstrap_servers {
         None => {
@@ -53,6 +56,13 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn to_stdout(generator: Generator, count: u64) -> io::Result<u64> {

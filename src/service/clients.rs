@@ -91,13 +91,14 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
             config.message_timeout.as_millis().to_string(),
         );
     if let Some(id) = transactional_id {
-        c.set("transactional.id", id)
-            // An abandoned transaction (a killed process with another id) blocks read_committed
-            // readers until it times out; keep that short.
-            .set(
-                "transaction.timeout.ms",
-                config.message_timeout.as_millis().max(10_000).to_string(),
-            );
+        // The broker aborts a transaction left open this long, and then fences its producer: an
+        // outage longer than this stops callstream (exit 1, nothing lost) for its supervisor to
+        // restart it. An abandoned transaction (a killed process whose successor has another
+        // transactional id) also holds read_committed readers back for this long.
+        c.set("transactional.id", id).set(
+            "transaction.timeout.ms",
+            config.message_timeout.as_millis().max(60_000).to_string(),
+        );
     }
     apply_overrides(&mut c, config);
     c
@@ -136,27 +137,8 @@ pub fn is_fatal(error: &KafkaError) -> bool {
     }
 }
 
-/// Logs librdkafka's own messages through `tracing`, and exports its statistics.
-pub struct ObservedContext {
-    pub metrics: Arc<Metrics>,
-    pub role: &'static str,
-}
-
-impl ClientContext for ObservedContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        log_librdkafka(self.role, level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = self.role, %error, reason, "librdkafka error");
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        export_statistics(&self.metrics, &statistics);
-    }
-}
-
-fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+/// Logs librdkafka's own messages through `tracing`.
+pub(super) fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -174,7 +156,7 @@ fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str, message: &
     }
 }
 
-fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
+pub(super) fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
     if statistics.client_type == "producer" {
         metrics.producer_queue.set(statistics.msg_cnt as i64);
         return;
@@ -219,17 +201,20 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, input: Self::DeliveryOpaque) {
         let report = match result {
             Ok(_) => Delivery::Acknowledged(*input),
-            Err((error, message)) => Delivery::Failed {
-                input: *input,
-                error: error.clone(),
-                record: OutgoingRecord {
-                    topic: message.topic().to_owned(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: message.headers().map(|h| h.detach()),
-                    timestamp: message.timestamp().to_millis(),
-                },
-            },
+            Err((error, message)) => {
+                self.metrics.delivery_failures.inc();
+                Delivery::Failed {
+                    input: *input,
+                    error: error.clone(),
+                    record: OutgoingRecord {
+                        topic: message.topic().to_owned(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        headers: message.headers().map(|h| h.detach()),
+                        timestamp: message.timestamp().to_millis(),
+                    },
+                }
+            }
         };
         // The receiver is gone only when the service is shutting down; nothing to report to then.
         let _ = self.reports.send(report);

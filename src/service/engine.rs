@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -32,7 +32,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use super::clients::{
-    consumer_config, is_fatal, producer_config, Delivery, DeliveryContext, OutgoingRecord,
+    consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config, Delivery,
+    DeliveryContext, OutgoingRecord,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
@@ -48,6 +49,11 @@ use crate::metrics::Metrics;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Timeout of the blocking transactional calls and of synchronous admin-like requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one transactional call (commit, abort). Kept short because a timed-out call is
+/// retried, and a transaction that cannot be ended after `TRANSACTION_ATTEMPTS` tries is given up
+/// on by replacing the producer.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+const TRANSACTION_ATTEMPTS: u32 = 3;
 /// Derived records larger than this are refused at the encode stage rather than by the broker.
 const MAX_RECORD_BYTES: usize = 900_000;
 
@@ -105,6 +111,9 @@ struct Transaction {
 pub struct Engine {
     config: ServiceConfig,
     producer: ThreadedProducer<DeliveryContext>,
+    /// Kept to create a replacement producer (exactly-once) that reports to the same channel.
+    reports_tx: mpsc::Sender<Delivery>,
+    transactional_id: Option<String>,
     reports: Receiver<Delivery>,
     processor: Processor,
     value_format: ValueFormat,
@@ -122,6 +131,9 @@ pub struct Engine {
 /// The consumer's context: runs the rebalance steps on the shared engine.
 pub struct GroupContext {
     engine: Arc<Mutex<Engine>>,
+    /// Also reachable without the engine's lock: librdkafka may call the commit callback from
+    /// inside a synchronous commit that the engine makes while holding it.
+    metrics: Arc<Metrics>,
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -133,14 +145,7 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        if matches!(
-            level,
-            rdkafka::config::RDKafkaLogLevel::Debug | rdkafka::config::RDKafkaLogLevel::Info
-        ) {
-            tracing::debug!(client = "consumer", facility, "librdkafka: {message}");
-        } else {
-            tracing::warn!(client = "consumer", facility, "librdkafka: {message}");
-        }
+        log_librdkafka("consumer", level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -148,18 +153,7 @@ impl ClientContext for GroupContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let metrics = lock(&self.engine).metrics.clone();
-        for topic in statistics.topics.values() {
-            for (id, partition) in &topic.partitions {
-                if *id < 0 || partition.consumer_lag < 0 || partition.fetch_state != "active" {
-                    continue;
-                }
-                metrics
-                    .consumer_lag
-                    .with_label_values(&[&id.to_string()])
-                    .set(partition.consumer_lag);
-            }
-        }
+        export_statistics(&self.metrics, &statistics);
     }
 }
 
@@ -179,6 +173,21 @@ impl ConsumerContext for GroupContext {
                     .with_label_values(&["error"])
                     .inc();
                 tracing::warn!(%error, "rebalance error");
+            }
+        }
+    }
+
+    /// Every consumer offset commit: the periodic auto-commits of at-least-once and the
+    /// synchronous ones on revoke and shutdown.
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        let metrics = &self.metrics;
+        match result {
+            Ok(()) => metrics.offset_commits.with_label_values(&["ok"]).inc(),
+            // Nothing new to commit is not a failure.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                metrics.offset_commits.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, "offset commit failed; the offsets will be committed later or read again");
             }
         }
     }
@@ -246,6 +255,11 @@ impl Engine {
         }
         for &p in partitions {
             self.tracker.revoke(p);
+            // The lag of a partition that is no longer ours is someone else's to report.
+            let _ = self
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[&p.to_string()]);
         }
         self.retries
             .retain(|r| !partitions.contains(&r.input.partition));
@@ -293,9 +307,11 @@ impl Engine {
             } => {
                 if let Some(txn) = &mut self.transaction {
                     // The transaction cannot commit with a lost record: abort and read again.
+                    if !txn.failed {
+                        tracing::warn!(%error, topic = record.topic, "delivery failed inside a transaction; it will abort");
+                    }
                     txn.failed = true;
                     self.tracker.ack(input);
-                    tracing::warn!(%error, topic = record.topic, "delivery failed inside a transaction; it will abort");
                 } else if is_fatal(&error) {
                     self.fatal.get_or_insert(ServiceError::Fatal(format!(
                         "delivery to {} failed: {error}",
@@ -303,7 +319,12 @@ impl Engine {
                     )));
                 } else if self.tracker.generation(input.partition) == Some(input.generation) {
                     self.metrics.delivery_retries.inc();
-                    tracing::warn!(%error, topic = record.topic, "delivery failed; sending again");
+                    // One warning per outage, not one per record.
+                    if self.retries.is_empty() {
+                        tracing::warn!(%error, topic = record.topic, "delivery failed; sending again (further failures are logged at debug level)");
+                    } else {
+                        tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
+                    }
                     self.retries.push_back(Retry {
                         due: Instant::now() + Duration::from_millis(100),
                         attempt: 1,
@@ -382,7 +403,21 @@ impl Engine {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
-                Err((error, _)) => return Err(kafka("producing a record")(error)),
+                Err((error, _)) if is_fatal(&error) => {
+                    return Err(kafka("producing a record")(error))
+                }
+                Err((error, _)) => {
+                    if let Some(txn) = &mut self.transaction {
+                        // The transaction is in an error state: it will abort, and the input it
+                        // covers (this message included) is read again.
+                        if !txn.failed {
+                            tracing::warn!(%error, "producing into a failed transaction; it will abort");
+                        }
+                        txn.failed = true;
+                        return Ok(());
+                    }
+                    return Err(kafka("producing a record")(error));
+                }
             }
         }
     }
@@ -573,15 +608,9 @@ impl Engine {
         if tpl.count() == 0 {
             return;
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => self.metrics.offset_commits.with_label_values(&["ok"]).inc(),
-            Err(error) => {
-                self.metrics
-                    .offset_commits
-                    .with_label_values(&["error"])
-                    .inc();
-                tracing::warn!(%error, "offset commit failed; the offsets will be read again");
-            }
+        // The commit callback counts the result.
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(%error, "offset commit failed; the offsets will be read again");
         }
     }
 
@@ -600,6 +629,11 @@ impl Engine {
     }
 
     /// Commits the open transaction with the input offsets it covers, then opens the next one.
+    ///
+    /// librdkafka's rule: after a retriable failure (a timeout) of `send_offsets_to_transaction`
+    /// or `commit_transaction`, the same call must be made again before anything else is
+    /// produced. So retriable failures are retried here, with backoff, until the call succeeds,
+    /// the transaction must abort (then it is aborted and the input rewound), or a fatal error.
     fn commit_transaction(
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
@@ -624,35 +658,51 @@ impl Engine {
         let metadata = consumer
             .group_metadata()
             .ok_or_else(|| ServiceError::Fatal("consumer has no group metadata".into()))?;
-        let result = self
-            .producer
-            .send_offsets_to_transaction(&tpl, &metadata, REQUEST_TIMEOUT)
-            .and_then(|()| self.producer.commit_transaction(REQUEST_TIMEOUT));
-        match result {
-            Ok(()) => {
-                self.metrics
-                    .transactions
-                    .with_label_values(&["committed"])
-                    .inc();
-                self.metrics.offset_commits.with_label_values(&["ok"]).inc();
-                self.pump_reports();
-                self.begin_transaction()
-            }
-            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                tracing::warn!(error = %e, "transaction must abort");
-                self.abort_and_rewind(consumer)
-            }
-            Err(error) if is_fatal(&error) => Err(fatal_transaction_error(error)),
-            Err(error) => {
-                // Retriable (a timeout): committing again later is allowed and safe.
-                self.metrics
-                    .offset_commits
-                    .with_label_values(&["error"])
-                    .inc();
-                tracing::warn!(%error, "transaction commit did not complete; will retry");
-                Ok(())
+        let mut offsets_sent = false;
+        let mut backoff = Backoff::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = if offsets_sent {
+                self.producer.commit_transaction(TRANSACTION_TIMEOUT)
+            } else {
+                self.producer
+                    .send_offsets_to_transaction(&tpl, &metadata, TRANSACTION_TIMEOUT)
+                    .inspect(|()| offsets_sent = true)
+                    .and_then(|()| self.producer.commit_transaction(TRANSACTION_TIMEOUT))
+            };
+            match result {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                    tracing::warn!(error = %e, "transaction must abort");
+                    return self.abort_and_rewind(consumer);
+                }
+                Err(error) if is_fatal(&error) => return Err(fatal_transaction_error(error)),
+                Err(error) if attempt >= TRANSACTION_ATTEMPTS => {
+                    self.metrics
+                        .offset_commits
+                        .with_label_values(&["error"])
+                        .inc();
+                    tracing::warn!(%error, attempt, "transaction commit keeps failing; aborting it instead");
+                    return self.abort_and_rewind(consumer);
+                }
+                Err(error) => {
+                    self.metrics
+                        .offset_commits
+                        .with_label_values(&["error"])
+                        .inc();
+                    tracing::warn!(%error, attempt, "transaction commit did not complete; retrying");
+                    backoff.wait();
+                }
             }
         }
+        self.metrics
+            .transactions
+            .with_label_values(&["committed"])
+            .inc();
+        self.metrics.offset_commits.with_label_values(&["ok"]).inc();
+        self.pump_reports();
+        self.begin_transaction()
     }
 
     fn begin_transaction(&mut self) -> Result<(), ServiceError> {
@@ -672,20 +722,30 @@ impl Engine {
     }
 
     /// Aborts the open transaction and rewinds every assigned partition to its committed offset,
-    /// so that what the transaction held is processed again.
+    /// so that what the transaction held is processed again. A timed-out abort is retried (the
+    /// broker may be unreachable for a while): what it covered must never be committed.
     fn abort_and_rewind(
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
     ) -> Result<(), ServiceError> {
-        self.producer
-            .abort_transaction(REQUEST_TIMEOUT)
-            .map_err(|e| {
-                if is_fatal(&e) {
-                    fatal_transaction_error(e)
-                } else {
-                    kafka("aborting a transaction")(e)
+        let mut backoff = Backoff::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
+                Ok(()) => break,
+                Err(e) if is_fatal(&e) => return Err(fatal_transaction_error(e)),
+                Err(error) if attempt >= TRANSACTION_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "transaction abort keeps failing; replacing the producer");
+                    self.replace_producer()?;
+                    break;
                 }
-            })?;
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "transaction abort did not complete; retrying");
+                    backoff.wait();
+                }
+            }
+        }
         self.metrics
             .transactions
             .with_label_values(&["aborted"])
@@ -696,9 +756,19 @@ impl Engine {
             self.tracker.assign(p);
         }
         self.pump_reports();
-        let committed = consumer
-            .committed(REQUEST_TIMEOUT)
-            .map_err(kafka("reading committed offsets"))?;
+        let mut backoff = Backoff::new();
+        let committed = loop {
+            match consumer.committed(REQUEST_TIMEOUT) {
+                Ok(committed) => break committed,
+                Err(error) if is_fatal(&error) => {
+                    return Err(kafka("reading committed offsets")(error))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading committed offsets failed; retrying");
+                    backoff.wait();
+                }
+            }
+        };
         for element in committed.elements() {
             let target = match element.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
@@ -715,6 +785,33 @@ impl Engine {
             }
         }
         self.begin_transaction()
+    }
+
+    /// Replaces a producer whose transaction cannot be ended. The new producer has the same
+    /// transactional id, so its `init_transactions` fences the old one and aborts whatever it left
+    /// open on the broker: nothing of that transaction is ever committed.
+    fn replace_producer(&mut self) -> Result<(), ServiceError> {
+        let producer: ThreadedProducer<DeliveryContext> =
+            producer_config(&self.config, self.transactional_id.as_deref())
+                .create_with_context(DeliveryContext {
+                    reports: self.reports_tx.clone(),
+                    metrics: self.metrics.clone(),
+                })
+                .map_err(kafka("creating the producer"))?;
+        let mut backoff = Backoff::new();
+        loop {
+            match producer.init_transactions(REQUEST_TIMEOUT) {
+                Ok(()) => break,
+                Err(e) if is_fatal(&e) => return Err(fatal_transaction_error(e)),
+                Err(error) => {
+                    tracing::warn!(%error, "initializing the replacement producer failed; retrying");
+                    backoff.wait();
+                }
+            }
+        }
+        drop(std::mem::replace(&mut self.producer, producer));
+        tracing::info!("producer replaced; its open transaction was aborted");
+        Ok(())
     }
 
     fn apply_backpressure(&mut self, consumer: &BaseConsumer<GroupContext>) {
@@ -765,6 +862,20 @@ impl Engine {
     }
 }
 
+/// Exponential backoff for retries of blocking calls: 100 ms doubling up to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+
+    fn wait(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
 fn fatal_transaction_error(error: KafkaError) -> ServiceError {
     let fenced = matches!(
         error.rdkafka_error_code(),
@@ -811,12 +922,12 @@ pub fn run(
         Some(registry) => registry::resolve(registry, &config.topics)?,
         None => ValueFormat::single_object()?,
     };
-    let (reports_tx, reports) = mpsc::channel();
+    let (reports_tx, reports) = mpsc::channel::<Delivery>();
     let transactional = config.guarantee == Guarantee::ExactlyOnce;
     let txn_id = transactional.then(|| transactional_id(&config));
     let producer: ThreadedProducer<DeliveryContext> = producer_config(&config, txn_id.as_deref())
         .create_with_context(DeliveryContext {
-            reports: reports_tx,
+            reports: reports_tx.clone(),
             metrics: metrics.clone(),
         })
         .map_err(kafka("creating the producer"))?;
@@ -836,11 +947,14 @@ pub fn run(
     let input_topic = config.topics.input.clone();
     let statistics_interval_ms = 5_000;
     let consumer_settings = consumer_config(&config, statistics_interval_ms);
+    let metrics_for_context = metrics.clone();
     let engine = Arc::new(Mutex::new(Engine {
         processor: Processor::new(config.processor),
         value_format,
         config,
         producer,
+        reports_tx,
+        transactional_id: txn_id,
         reports,
         metrics,
         health: health.clone(),
@@ -858,6 +972,7 @@ pub fn run(
     let consumer: BaseConsumer<GroupContext> = consumer_settings
         .create_with_context(GroupContext {
             engine: engine.clone(),
+            metrics: metrics_for_context,
         })
         .map_err(kafka("creating the consumer"))?;
 

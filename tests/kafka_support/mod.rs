@@ -307,7 +307,8 @@ impl Drop for Service {
     }
 }
 
-/// Committed offsets of a group on a topic, summed over partitions.
+/// Committed offsets of a group on a topic, summed over partitions; -1 while the broker cannot say
+/// (a coordinator moving after a broker restart).
 pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
@@ -318,9 +319,9 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed");
+    let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return -1;
+    };
     committed
         .elements()
         .iter()
@@ -344,4 +345,47 @@ pub fn end_total(topic: &str, partitions: i32) -> i64 {
                 .1
         })
         .sum()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// GET a URL; `(0, "")` when nothing answers.
+pub fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The sum of the samples of a metric whose series starts with `prefix` on a service's /metrics.
+pub fn metric(address: &str, prefix: &str) -> f64 {
+    http_get(&format!("http://{address}/metrics"))
+        .1
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs `scripts/kafka.sh <command>` on the test broker.
+pub fn broker(command: &str) {
+    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+        .arg(command)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "kafka.sh {command} failed");
 }

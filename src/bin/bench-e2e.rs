@@ -1,0 +1,514 @@
+//! End-to-end benchmark against a real broker: callstream (the release binary, as a separate
+//! process) against a passthrough baseline measured in the same run.
+//!
+//! For each guarantee it preloads N notifications, then measures
+//! - throughput: notifications/s from start until the whole backlog is processed and its offsets
+//!   committed, for callstream and for the passthrough (an rdkafka consumer copying the same bytes
+//!   to another topic with the same client settings, and under exactly-once the same transactions);
+//! - latency: with notifications produced live at a fixed rate, p50/p99 of the time from the
+//!   input record's timestamp until its party record is readable (read_committed);
+//! - peak RSS of the callstream process (VmHWM).
+//!
+//! Run it with `scripts/bench-e2e.sh`, which starts and stops the broker. The last lines are
+//! `e2e <guarantee>: <N> notifications/s, passthrough: <M>/s, ratio <R>` (medians over runs).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callstream::generate::{Generator, GeneratorConfig};
+use callstream::service::clients::{consumer_config, producer_config};
+use callstream::service::{Guarantee, ServiceConfig};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 3;
+
+struct Options {
+    bootstrap: String,
+    count: usize,
+    runs: usize,
+    rate: u64,
+    latency_seconds: u64,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        bootstrap: std::env::var("CALLSTREAM_BOOTSTRAP_SERVERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        count: 200_000,
+        runs: 3,
+        rate: 2_000,
+        latency_seconds: 10,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--bootstrap-servers" => o.bootstrap = value,
+            "--count" => o.count = value.parse().expect("--count N"),
+            "--runs" => o.runs = value.parse().expect("--runs N"),
+            "--rate" => o.rate = value.parse().expect("--rate N"),
+            "--latency-seconds" => o.latency_seconds = value.parse().expect("--latency-seconds N"),
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown argument {other}; see the header of src/bin/bench-e2e.rs"),
+        }
+        i += 2;
+    }
+    o
+}
+
+fn admin_create(bootstrap: &str, topics: &[&str]) {
+    let exe = callstream_exe();
+    for topic in topics {
+        let status = Command::new(&exe)
+            .args([
+                "topics",
+                "create",
+                "--bootstrap-servers",
+                bootstrap,
+                "--include-input",
+            ])
+            .args([
+                "--partitions",
+                &PARTITIONS.to_string(),
+                "--input-topic",
+                topic,
+            ])
+            .args([
+                "--parties-topic",
+                &format!("{topic}.parties"),
+                "--missed-topic",
+                &format!("{topic}.missed"),
+            ])
+            .args([
+                "--recorded-topic",
+                &format!("{topic}.recorded"),
+                "--transfers-topic",
+                &format!("{topic}.transfers"),
+            ])
+            .args(["--dead-letter-topic", &format!("{topic}.dlq")])
+            .stdout(Stdio::null())
+            .status()
+            .expect("topics create");
+        assert!(status.success());
+    }
+}
+
+fn callstream_exe() -> std::path::PathBuf {
+    let me = std::env::current_exe().expect("own path");
+    me.parent().expect("bin dir").join("callstream")
+}
+
+fn preload(bootstrap: &str, topic: &str, count: usize, seed: u64) -> u64 {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut bytes = 0u64;
+    for line in Generator::new(GeneratorConfig {
+        seed,
+        ..Default::default()
+    })
+    .take(count)
+    {
+        bytes += line.len() as u64;
+        let mut record = BaseRecord::<(), String>::to(topic).payload(&line);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    bytes
+}
+
+fn committed(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map(|c| {
+            c.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(-1)
+}
+
+struct Acks(Arc<AtomicU64>);
+impl ClientContext for Acks {}
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_ok() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The baseline: consume and copy bytes with callstream's own client settings.
+fn passthrough(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> f64 {
+    let mut config = ServiceConfig::new(&o.bootstrap, group);
+    config.guarantee = guarantee;
+    let txn_id = format!("{group}-txn");
+    let transactional = guarantee == Guarantee::ExactlyOnce;
+    let acks = Arc::new(AtomicU64::new(0));
+    let producer: ThreadedProducer<Acks> =
+        producer_config(&config, transactional.then_some(txn_id.as_str()))
+            .create_with_context(Acks(acks.clone()))
+            .expect("producer");
+    let consumer: BaseConsumer = consumer_config(&config, 0).create().expect("consumer");
+    let started = Instant::now();
+    if transactional {
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .expect("init");
+        producer.begin_transaction().expect("begin");
+    }
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let target = format!("{topic}.copy");
+    let mut copied = 0usize;
+    let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut txn_started = Instant::now();
+    let commit = |positions: &mut BTreeMap<i32, i64>, consumer: &BaseConsumer| {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in positions.iter() {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+                .unwrap();
+        }
+        if transactional {
+            producer
+                .send_offsets_to_transaction(
+                    &tpl,
+                    &consumer.group_metadata().unwrap(),
+                    Duration::from_secs(30),
+                )
+                .expect("offsets");
+            producer
+                .commit_transaction(Duration::from_secs(30))
+                .expect("commit");
+            producer.begin_transaction().expect("begin");
+        } else if !tpl.elements().is_empty() {
+            consumer.store_offsets(&tpl).expect("store");
+        }
+    };
+    while copied < o.count {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            let mut record =
+                BaseRecord::<[u8], [u8]>::to(&target).payload(m.payload().unwrap_or_default());
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            positions.insert(m.partition(), m.offset() + 1);
+            copied += 1;
+        }
+        if transactional && txn_started.elapsed() >= config.commit_interval && !positions.is_empty()
+        {
+            commit(&mut positions, &consumer);
+            positions.clear();
+            txn_started = Instant::now();
+        }
+    }
+    if transactional {
+        commit(&mut positions, &consumer);
+    } else {
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        while acks.load(Ordering::Relaxed) < o.count as u64 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        commit(&mut positions, &consumer);
+        consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+            .expect("commit");
+    }
+    o.count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn metric(address: &str, prefix: &str) -> f64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let Ok(mut r) = agent.get(format!("http://{address}/metrics")).call() else {
+        return -1.0;
+    };
+    r.body_mut()
+        .read_to_string()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_callstream(
+    o: &Options,
+    topic: &str,
+    group: &str,
+    guarantee: Guarantee,
+    address: &str,
+) -> Child {
+    Command::new(callstream_exe())
+        .args([
+            "run",
+            "--bootstrap-servers",
+            &o.bootstrap,
+            "--group-id",
+            group,
+        ])
+        .args([
+            "--guarantee",
+            guarantee.as_str(),
+            "--transactional-id",
+            &format!("{group}-txn"),
+        ])
+        .args([
+            "--input-topic",
+            topic,
+            "--parties-topic",
+            &format!("{topic}.parties"),
+        ])
+        .args([
+            "--missed-topic",
+            &format!("{topic}.missed"),
+            "--recorded-topic",
+            &format!("{topic}.recorded"),
+        ])
+        .args([
+            "--transfers-topic",
+            &format!("{topic}.transfers"),
+            "--dead-letter-topic",
+            &format!("{topic}.dlq"),
+        ])
+        .args(["--metrics-addr", address, "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn callstream")
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Throughput of callstream on the preloaded backlog, and its peak RSS.
+fn callstream_backlog(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> (f64, f64) {
+    let address = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let child = start_callstream(o, topic, group, guarantee, &address);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let caught_up = metric(&address, "callstream_input_messages_total") >= o.count as f64
+            && metric(&address, "callstream_in_flight_messages") == 0.0
+            && committed(&o.bootstrap, group, topic) >= o.count as i64;
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "callstream did not catch up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rate = o.count as f64 / started.elapsed().as_secs_f64();
+    let rss = peak_rss_mib(child.id());
+    stop(child);
+    (rate, rss)
+}
+
+/// Latency p50/p99 (ms) with live traffic at a fixed rate.
+fn callstream_latency(o: &Options, guarantee: Guarantee, run: usize) -> (f64, f64) {
+    let topic = format!(
+        "bench-live-{}-{}-{run}",
+        std::process::id(),
+        guarantee.as_str()
+    );
+    admin_create(&o.bootstrap, &[&topic]);
+    let group = format!("{topic}-group");
+    let address = format!("127.0.0.1:{}", free_port());
+    let child = start_callstream(o, &topic, &group, guarantee, &address);
+    while metric(&address, "callstream_rebalances_total{kind=\"assign\"}") < 1.0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &o.bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("reader");
+    reader
+        .subscribe(&[&format!("{topic}.parties")])
+        .expect("subscribe");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &o.bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let total = (o.rate * o.latency_seconds) as usize;
+    let mut lines = Generator::new(GeneratorConfig {
+        seed: 99,
+        webhook_only: true,
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let mut latencies = Vec::with_capacity(total);
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let deadline = started + Duration::from_secs(o.latency_seconds + 60);
+    while Instant::now() < deadline && (sent < total || latencies.len() < total * 9 / 10) {
+        while sent < total && started.elapsed().as_secs_f64() * o.rate as f64 >= sent as f64 {
+            let line = lines.next().unwrap_or_default();
+            let _ = producer.send(
+                BaseRecord::<(), String>::to(&topic)
+                    .payload(&line)
+                    .timestamp(now_ms()),
+            );
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(1)) {
+            if let Some(ts) = m.timestamp().to_millis() {
+                latencies.push((now_ms() - ts) as f64);
+            }
+        }
+    }
+    stop(child);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (q(0.5), q(0.99))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.0}..{max:.0}")
+}
+
+fn main() {
+    let o = options();
+    println!(
+        "bench-e2e: {} notifications, {} runs, broker {}, latency at {}/s for {} s",
+        o.count, o.runs, o.bootstrap, o.rate, o.latency_seconds
+    );
+    let mut lines = Vec::new();
+    for guarantee in [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce] {
+        let (mut ours, mut base, mut rss, mut p50, mut p99) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for run in 0..o.runs {
+            let topic = format!("bench-{}-{}-{run}", std::process::id(), guarantee.as_str());
+            admin_create(&o.bootstrap, &[&topic]);
+            let bytes = preload(&o.bootstrap, &topic, o.count, run as u64 + 1);
+            let b = passthrough(&o, &topic, guarantee, &format!("{topic}-passthrough"));
+            let (c, r) = callstream_backlog(&o, &topic, guarantee, &format!("{topic}-callstream"));
+            let (l50, l99) = callstream_latency(&o, guarantee, run);
+            println!(
+                "  {} run {}: callstream {c:.0}/s, passthrough {b:.0}/s, ratio {:.2}, peak RSS {r:.1} MiB, latency p50 {l50:.0} ms p99 {l99:.0} ms ({} MB preloaded)",
+                guarantee.as_str(),
+                run + 1,
+                c / b,
+                bytes / 1_000_000
+            );
+            ours.push(c);
+            base.push(b);
+            rss.push(r);
+            p50.push(l50);
+            p99.push(l99);
+        }
+        println!(
+            "  {}: callstream median {:.0}/s (spread {}), passthrough median {:.0}/s (spread {}), peak RSS median {:.1} MiB, latency p50 {:.0} ms, p99 {:.0} ms",
+            guarantee.as_str(),
+            median(ours.clone()),
+            spread(&ours),
+            median(base.clone()),
+            spread(&base),
+            median(rss),
+            median(p50),
+            median(p99)
+        );
+        let (n, m) = (median(ours), median(base));
+        lines.push(format!(
+            "e2e {}: {n:.0} notifications/s, passthrough: {m:.0}/s, ratio {:.2}",
+            guarantee.as_str(),
+            n / m
+        ));
+    }
+    for line in lines {
+        println!("{line}");
+    }
+}

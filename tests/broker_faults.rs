@@ -1,0 +1,198 @@
+//! Faults against the real broker, each with nothing lost (and, under exactly-once, nothing
+//! duplicated as a read_committed reader sees it): the broker restarted mid-stream, the broker
+//! frozen (SIGSTOP) long enough for requests to time out, and a rebalance under load.
+//!
+//! These tests stop and freeze the shared test broker, so they run one at a time (`SERIAL`) and
+//! live in their own test binary (cargo runs test binaries one after another).
+
+mod kafka_support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use callstream::core::TopicKind;
+use kafka_support::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ids(topic: &str, kind: TopicKind) -> Vec<String> {
+    let mut v: Vec<String> = read_topic(topic)
+        .iter()
+        .map(|r| record_id(kind, &r.value))
+        .collect();
+    v.sort();
+    v
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    v.dedup();
+    v
+}
+
+/// Runs a corpus through callstream while `fault` is applied, then checks the outputs.
+fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
+    let t = unique_topics(test);
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(8_000, 71);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let group = format!("{test}-group");
+    let address = format!("127.0.0.1:{}", free_port());
+    let txn_id = format!("{test}-txn");
+    let service = Service::start(
+        &t,
+        &group,
+        &[
+            "--guarantee",
+            guarantee,
+            "--transactional-id",
+            &txn_id,
+            "--metrics-addr",
+            &address,
+            "--message-timeout-ms",
+            "5000",
+        ],
+    );
+    wait_for("processing under way", TIMEOUT, || {
+        metric(&address, "callstream_output_records_total") > 0.0
+    });
+    fault(&address);
+    wait_for("every input offset committed", TIMEOUT, || {
+        committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64
+    });
+    assert!(service.stop(Duration::from_secs(60)).success());
+
+    for kind in TopicKind::ALL {
+        let got = ids(t.of(kind), kind);
+        let expected = want.get(&kind).cloned().unwrap_or_default();
+        assert_eq!(
+            dedup(got.clone()),
+            dedup(expected.clone()),
+            "{test}: no {kind:?} record lost"
+        );
+        if guarantee == "exactly-once" && kind == TopicKind::Parties {
+            assert_eq!(got, expected, "{test}: no party record duplicated");
+        }
+    }
+}
+
+fn restart_broker(_: &str) {
+    broker("restart");
+}
+
+fn freeze_broker(address: &str) {
+    broker("pause");
+    // Frozen until the producer has reported records as timed out.
+    let seen_timeouts = || metric(address, "callstream_delivery_failures_total") > 0.0;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !seen_timeouts() {
+        if std::time::Instant::now() > deadline {
+            broker("resume");
+            panic!("no request timed out while the broker was frozen");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    broker("resume");
+}
+
+#[test]
+fn at_least_once_survives_a_broker_restart() {
+    let _serial = serial();
+    survive("alo-restart", "at-least-once", restart_broker);
+}
+
+#[test]
+fn exactly_once_survives_a_broker_restart() {
+    let _serial = serial();
+    survive("eos-restart", "exactly-once", restart_broker);
+}
+
+#[test]
+fn at_least_once_survives_a_frozen_broker() {
+    let _serial = serial();
+    survive("alo-freeze", "at-least-once", freeze_broker);
+}
+
+#[test]
+fn exactly_once_survives_a_frozen_broker() {
+    let _serial = serial();
+    survive("eos-freeze", "exactly-once", freeze_broker);
+}
+
+fn join_then_leave(test: &str, guarantee: &str) {
+    let t = unique_topics(test);
+    create_topics(&t, 6);
+    let lines = corpus(8_000, 81);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let group = format!("{test}-group");
+    let first_address = format!("127.0.0.1:{}", free_port());
+    let second_address = format!("127.0.0.1:{}", free_port());
+    let first = Service::start(
+        &t,
+        &group,
+        &[
+            "--guarantee",
+            guarantee,
+            "--transactional-id",
+            &format!("{test}-a"),
+            "--metrics-addr",
+            &first_address,
+        ],
+    );
+    wait_for("processing under way", TIMEOUT, || {
+        metric(&first_address, "callstream_output_records_total") > 0.0
+    });
+    let second = Service::start(
+        &t,
+        &group,
+        &[
+            "--guarantee",
+            guarantee,
+            "--transactional-id",
+            &format!("{test}-b"),
+            "--metrics-addr",
+            &second_address,
+        ],
+    );
+    wait_for("the second instance gets partitions", TIMEOUT, || {
+        http_get(&format!("http://{second_address}/health/ready")).0 == 200
+    });
+    assert!(
+        second.stop(Duration::from_secs(60)).success(),
+        "leaving cleanly"
+    );
+    wait_for("every input offset committed", TIMEOUT, || {
+        committed_total(&group, &t.input, 6) == lines.len() as i64
+    });
+    assert!(first.stop(Duration::from_secs(60)).success());
+    for kind in TopicKind::ALL {
+        let got = ids(t.of(kind), kind);
+        let expected = want.get(&kind).cloned().unwrap_or_default();
+        assert_eq!(
+            dedup(got.clone()),
+            dedup(expected.clone()),
+            "{test}: no {kind:?} record lost"
+        );
+        if guarantee == "exactly-once" && kind == TopicKind::Parties {
+            assert_eq!(got, expected, "{test}: no party record duplicated");
+        }
+    }
+}
+
+#[test]
+fn at_least_once_survives_a_rebalance_under_load() {
+    let _serial = serial();
+    join_then_leave("alo-rebalance", "at-least-once");
+}
+
+#[test]
+fn exactly_once_survives_a_rebalance_under_load() {
+    let _serial = serial();
+    join_then_leave("eos-rebalance", "exactly-once");
+}

@@ -1,0 +1,159 @@
+//! Hostile traffic end to end through the real broker: every bad message becomes a dead letter
+//! with its reason, processing never stops, and every input message is accounted for
+//! (processed + dead letters + duplicates = messages in).
+
+mod kafka_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use callstream::core::TopicKind;
+use callstream::service::dead_letters::header;
+use kafka_support::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+/// Raw message values (None is a tombstone) and the dead-letter code each must get.
+fn hostile() -> Vec<(Option<Vec<u8>>, &'static str)> {
+    let mut deep = "[".repeat(5_000);
+    deep.push_str(&"]".repeat(5_000));
+    let mut binary = Vec::with_capacity(4096);
+    let mut x: u32 = 0x9E37_79B9;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        binary.push((x & 0xff) as u8);
+    }
+    binary[0] = 0xff; // never valid UTF-8 at the start
+    vec![
+        (None, "empty"),
+        (Some(Vec::new()), "empty"),
+        (Some(b"   ".to_vec()), "empty"),
+        (Some(b"null".to_vec()), "not_an_object"),
+        (Some(b"42".to_vec()), "not_an_object"),
+        (Some(b"{\"body\":{\"telephonySessionId\":".to_vec()), "truncated"),
+        (Some(b"{\"body\": nope}".to_vec()), "syntax"),
+        (Some(binary), "not_utf8"),
+        (Some(b"{\"body\":{\"telephonySessionId\":\"s\xff\"}}".to_vec()), "not_utf8"),
+        (Some(deep.into_bytes()), "too_deep"),
+        (Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(200_000)).into_bytes()), "too_large"),
+        (Some(b"[1,2,3]".to_vec()), "not_a_frame"),
+        (Some(b"{\"body\":{\"telephonySessionId\":\"s\",\"parties\":\"x\"}}".to_vec()), "wrong_type"),
+        (Some(b"{\"body\":{\"telephonySessionId\":\"s\",\"parties\":[]}}".to_vec()), "no_parties"),
+        (Some(b"{\"body\":{\"telephonySessionId\":\"s\",\"parties\":[{\"id\":\"p\"}]}}".to_vec()), "missing_field"),
+        (Some(b"{\"event\":\"/restapi/v1.0/account/1/presence\",\"body\":{\"telephonySessionId\":\"s\",\"parties\":[{\"id\":\"p\",\"status\":{\"code\":\"Setup\"}}]}}".to_vec()), "wrong_event"),
+        (Some(b"{\"body\":{\"telephonySessionId\":\"s\",\"eventTime\":\"yesterday\",\"parties\":[{\"id\":\"p\",\"status\":{\"code\":\"Setup\"}}]}}".to_vec()), "invalid_value"),
+    ]
+}
+
+#[test]
+fn hostile_messages_become_dead_letters_and_everything_is_accounted_for() {
+    let t = unique_topics("hostile");
+    create_topics(&t, PARTITIONS);
+    let valid = corpus(2_000, 91);
+    let (want, rejected_valid) = expected(&valid);
+    let bad = hostile();
+
+    // Interleave: a hostile message after every ~100 valid ones, so that processing must go on.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    let mut bad_iter = bad.iter();
+    for (i, line) in valid.iter().enumerate() {
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to(&t.input)
+                    .key("k")
+                    .payload(line.as_bytes()),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+        if i % 100 == 50 {
+            if let Some((value, _)) = bad_iter.next() {
+                let key = format!("bad-{i}");
+                let mut record = BaseRecord::<str, [u8]>::to(&t.input).key(&key);
+                if let Some(v) = value {
+                    record = record.payload(v.as_slice());
+                }
+                producer.send(record).map_err(|(e, _)| e).expect("send");
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    for (value, _) in bad_iter {
+        let mut record = BaseRecord::<str, [u8]>::to(&t.input).key("bad-tail");
+        if let Some(v) = value {
+            record = record.payload(v.as_slice());
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let total = valid.len() + bad.len();
+
+    let address = format!("127.0.0.1:{}", free_port());
+    let service = Service::start(
+        &t,
+        "hostile-group",
+        &["--metrics-addr", &address, "--max-message-bytes", "100000"],
+    );
+    wait_for(
+        "every message accounted for",
+        Duration::from_secs(120),
+        || {
+            metric(&address, "callstream_input_messages_total") >= total as f64
+                && metric(&address, "callstream_in_flight_messages") == 0.0
+        },
+    );
+    let processed = metric(
+        &address,
+        "callstream_input_messages_total{outcome=\"processed\"}",
+    );
+    let rejected = metric(
+        &address,
+        "callstream_input_messages_total{outcome=\"rejected\"}",
+    );
+    let duplicates = metric(
+        &address,
+        "callstream_input_messages_total{outcome=\"duplicate\"}",
+    );
+    assert!(service.stop(Duration::from_secs(30)).success());
+
+    assert_eq!(
+        processed + rejected + duplicates,
+        total as f64,
+        "messages in = accounted for"
+    );
+    assert_eq!(rejected as usize, bad.len() + rejected_valid);
+    let dead = read_topic(&t.dead_letters);
+    assert_eq!(dead.len(), bad.len() + rejected_valid);
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    for letter in &dead {
+        assert!(!letter.headers[header::REASON].is_empty());
+        *codes
+            .entry(letter.headers[header::CODE].clone())
+            .or_default() += 1;
+    }
+    let mut want_codes: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, code) in &bad {
+        *want_codes.entry((*code).to_owned()).or_default() += 1;
+    }
+    for (code, n) in &want_codes {
+        assert!(
+            codes.get(code).copied().unwrap_or(0) >= *n,
+            "code {code}: {codes:?}"
+        );
+    }
+    // The valid traffic came through whole.
+    let parties: Vec<String> = {
+        let mut v: Vec<String> = read_topic(&t.parties)
+            .iter()
+            .map(|r| record_id(TopicKind::Parties, &r.value))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(parties, want[&TopicKind::Parties]);
+}
