@@ -15,8 +15,13 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 /// Raw message values (None is a tombstone) and the dead-letter code each must get.
 fn hostile() -> Vec<(Option<Vec<u8>>, &'static str)> {
-    let mut deep = "[".repeat(5_000);
-    deep.push_str(&"]".repeat(5_000));
+    // Nested through a field the decoder reads, so that it must descend (skipped unknown fields
+    // and arrays are skipped iteratively and cannot overflow anything either).
+    let mut deep = "{\"body\":".repeat(5_000);
+    deep.push_str("{}");
+    deep.push_str(&"}".repeat(5_000));
+    let mut deep_array = "[".repeat(5_000);
+    deep_array.push_str(&"]".repeat(5_000));
     let mut binary = Vec::with_capacity(4096);
     let mut x: u32 = 0x9E37_79B9;
     for _ in 0..4096 {
@@ -37,6 +42,7 @@ fn hostile() -> Vec<(Option<Vec<u8>>, &'static str)> {
         (Some(binary), "not_utf8"),
         (Some(b"{\"body\":{\"telephonySessionId\":\"s\xff\"}}".to_vec()), "not_utf8"),
         (Some(deep.into_bytes()), "too_deep"),
+        (Some(deep_array.into_bytes()), "not_a_frame"),
         (Some(format!("{{\"pad\":\"{}\"}}", "x".repeat(200_000)).into_bytes()), "too_large"),
         (Some(b"[1,2,3]".to_vec()), "not_a_frame"),
         (Some(b"{\"body\":{\"telephonySessionId\":\"s\",\"parties\":\"x\"}}".to_vec()), "wrong_type"),
