@@ -3,6 +3,7 @@
 
 use super::model::{Coded, StatusCode, StatusReason, TransferType};
 use super::records::{CallRef, MissedCall, OutputRecord, PartyEvent, RecordedCall, Transfer};
+use super::split::record_id;
 
 /// Appends the records derived from one party event to `out`.
 pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
@@ -18,7 +19,7 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
     // documented), and a disconnect without answer is not enough: routing legs end that way.
     if party.missed_call == Some(true) {
         out.push(OutputRecord::Missed(MissedCall {
-            call: derived(format!("{session_id}:{}:missed", party.id)),
+            call: derived(record_id(session_id, &party.id, &["missed"])),
             reached_voicemail: reached_voicemail(event),
         }));
     }
@@ -27,9 +28,10 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
     for recording in &party.recordings {
         if let Some(recording_id) = recording.id.as_deref() {
             out.push(OutputRecord::Recorded(RecordedCall {
-                call: derived(format!(
-                    "{session_id}:{}:recording:{recording_id}",
-                    party.id
+                call: derived(record_id(
+                    session_id,
+                    &party.id,
+                    &["recording:", recording_id],
                 )),
                 recording_id,
                 active: recording.active,
@@ -39,7 +41,7 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
 
     if let Some(transfer_type) = transfer_type(event) {
         out.push(OutputRecord::Transfer(Transfer {
-            call: derived(format!("{session_id}:{}:transfer", party.id)),
+            call: derived(record_id(session_id, &party.id, &["transfer"])),
             transfer_type,
         }));
     }

@@ -56,6 +56,7 @@ pub fn schema(topic: TopicKind) -> Result<&'static Schema, &'static SchemaError>
 }
 
 /// Appends the Avro binary encoding (the datum alone, no framing) of a record to `out`.
+#[inline]
 pub fn write_avro<R: Record>(record: &R, out: &mut Vec<u8>) {
     record.write(&mut AvroSink { out });
 }
@@ -72,8 +73,11 @@ struct AvroSink<'b> {
     out: &'b mut Vec<u8>,
 }
 
+// The methods are `#[inline]`: `Record::write` is generic, so it is compiled in the crate that
+// encodes, and without the attribute every field would be a call into this crate.
 impl AvroSink<'_> {
     /// Avro `long`/`int`: zig-zag, then little-endian base-128 varint.
+    #[inline]
     fn long(&mut self, value: i64) {
         let mut n = ((value << 1) ^ (value >> 63)) as u64;
         while n >= 0x80 {
@@ -83,57 +87,68 @@ impl AvroSink<'_> {
         self.out.push(n as u8);
     }
 
+    #[inline]
     fn bytes(&mut self, value: &str) {
         self.long(value.len() as i64);
         self.out.extend_from_slice(value.as_bytes());
     }
 
     /// Union branch: every nullable field of the contract is `["null", T]`.
+    #[inline]
     fn branch(&mut self, present: bool) {
         self.out.push(if present { 2 } else { 0 });
     }
 }
 
 impl FieldSink for AvroSink<'_> {
+    #[inline]
     fn string(&mut self, _: &'static str, value: &str) {
         self.bytes(value);
     }
+    #[inline]
     fn opt_string(&mut self, _: &'static str, value: Option<&str>) {
         self.branch(value.is_some());
         if let Some(v) = value {
             self.bytes(v);
         }
     }
+    #[inline]
     fn boolean(&mut self, _: &'static str, value: bool) {
         self.out.push(u8::from(value));
     }
+    #[inline]
     fn opt_boolean(&mut self, _: &'static str, value: Option<bool>) {
         self.branch(value.is_some());
         if let Some(v) = value {
             self.out.push(u8::from(v));
         }
     }
+    #[inline]
     fn opt_long(&mut self, _: &'static str, value: Option<i64>) {
         self.branch(value.is_some());
         if let Some(v) = value {
             self.long(v);
         }
     }
+    #[inline]
     fn enumeration<E: AvroEnum>(&mut self, _: &'static str, value: E) {
         self.long(value.index() as i64);
     }
+    #[inline]
     fn opt_enumeration<E: AvroEnum>(&mut self, _: &'static str, value: Option<E>) {
         self.branch(value.is_some());
         if let Some(v) = value {
             self.long(v.index() as i64);
         }
     }
+    #[inline]
     fn opt_record<R: Record>(&mut self, _: &'static str, value: Option<&R>) {
         self.branch(value.is_some());
         if let Some(v) = value {
             v.write(self);
         }
     }
+    #[inline]
     fn array<R: Record>(&mut self, _: &'static str, items: &[R]) {
         // One block holding every item, then the empty block that ends the array.
         if !items.is_empty() {

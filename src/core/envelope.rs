@@ -49,7 +49,8 @@ pub struct RawEnvelope<'a> {
 pub struct Unwrapped<'a> {
     pub shape: InputShape,
     pub envelope: RawEnvelope<'a>,
-    pub body: RawNode<'a>,
+    /// Boxed as parsed: moving a `RawNode` out of its box costs a copy of a few hundred bytes.
+    pub body: Box<RawNode<'a>>,
     /// JSON path of the body (`body`, `pn_apns.body`, `[1].body`, or empty for a bare body), so
     /// that later stages can name fields as they appear in the original message.
     pub body_path: &'static str,
@@ -105,7 +106,7 @@ fn from_node<'a>(
         return Ok(Unwrapped {
             shape,
             envelope,
-            body: *body,
+            body,
             body_path,
         });
     }
@@ -120,7 +121,7 @@ fn from_node<'a>(
         return Ok(Unwrapped {
             shape,
             envelope,
-            body: node,
+            body: Box::new(node),
             body_path: bare_path,
         });
     }

@@ -30,14 +30,20 @@ macro_rules! contract_enum {
         impl $name {
             /// Normalizes a value as sent; never fails.
             pub fn parse(raw: &str) -> Self {
-                $(
-                    if raw.eq_ignore_ascii_case(stringify!($variant))
-                        $(|| raw.eq_ignore_ascii_case($alias))*
-                    {
-                        return Self::$variant;
-                    }
-                )+
-                Self::Unknown
+                // Spelled as in the contract: the common case, one `match`.
+                match raw {
+                    $(stringify!($variant) => return Self::$variant,)+
+                    _ => {}
+                }
+                // Any case, and the alternative spellings, in the same order. A table rather than
+                // a chain of inlined comparisons: this runs for every enum field of every party.
+                const SPELLINGS: &[(&str, $name)] = &[
+                    $((stringify!($variant), $name::$variant), $(($alias, $name::$variant),)*)+
+                ];
+                SPELLINGS
+                    .iter()
+                    .find(|(spelling, _)| spelling.eq_ignore_ascii_case(raw))
+                    .map_or(Self::Unknown, |&(_, value)| value)
             }
         }
 

@@ -31,11 +31,11 @@ pub fn normalize(message: Unwrapped<'_>) -> Result<Notification<'_>, ValidationE
     })?;
 
     let event = envelope.event.map(|e| e.0);
-    let account_id = body.account_id.map(|a| a.0).or_else(|| {
-        event
-            .as_deref()
-            .and_then(account_in_event)
-            .map(|a| Cow::Owned(a.to_owned()))
+    let account_id = body.account_id.map(|a| a.0).or_else(|| match &event {
+        // Borrowed from the message when the filter is: no allocation, cheap clones per party.
+        Some(Cow::Borrowed(event)) => account_in_event(event).map(Cow::Borrowed),
+        Some(Cow::Owned(event)) => account_in_event(event).map(|a| Cow::Owned(a.to_owned())),
+        None => None,
     });
 
     let session = Session {
@@ -207,7 +207,12 @@ fn parse_time_field(
 /// The account id inside an event filter path (`/restapi/v1.0/account/{id}/...`), unless it is
 /// the `~` placeholder.
 pub fn account_in_event(event: &str) -> Option<&str> {
-    let rest = event.split("/account/").nth(1)?;
+    const MARKER: &str = "/account/";
+    // Every filter RingCentral documents starts with this; the search is the fallback.
+    let rest = match event.strip_prefix("/restapi/v1.0/account/") {
+        Some(rest) => rest,
+        None => &event[event.find(MARKER)? + MARKER.len()..],
+    };
     let account = rest.split('/').next()?;
     (!account.is_empty() && account != "~").then_some(account)
 }
@@ -373,5 +378,11 @@ mod tests {
             None
         );
         assert_eq!(account_in_event("/telephony/sessions"), None);
+        assert_eq!(
+            account_in_event("/restapi/v1.1/account/42/telephony/sessions"),
+            Some("42")
+        );
+        assert_eq!(account_in_event("/restapi/v1.0/account/"), None);
+        assert_eq!(account_in_event("/account//account/1"), None);
     }
 }

@@ -183,11 +183,39 @@ fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option
     Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
 }
 
+/// A JSON array of JSON objects, each read as `T`.
+struct Objects<T>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Objects<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectsVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectsVisitor<T> {
+            type Value = Vec<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of JSON objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Object(item)) = seq.next_element()? {
+                    // Arrays here usually hold one element (one party, one recording); room for
+                    // exactly one keeps the allocation small (a party is ~700 bytes).
+                    if items.capacity() == 0 {
+                        items.reserve_exact(1);
+                    }
+                    items.push(item);
+                }
+                Ok(items)
+            }
+        }
+        d.deserialize_seq(ObjectsVisitor(PhantomData)).map(Objects)
+    }
+}
+
 /// An optional field whose value must be a JSON array of JSON objects.
 fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Vec<T>>, D::Error> {
-    Ok(Option::<Vec<Object<T>>>::deserialize(d)?.map(|v| v.into_iter().map(|o| o.0).collect()))
+    Ok(Option::<Objects<T>>::deserialize(d)?.map(|o| o.0))
 }
 
 /// Any JSON object of the input: an envelope, an Apple-push wrapper, or a notification body.
@@ -490,8 +518,9 @@ impl<'de> Deserialize<'de> for FrameMeta {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FrameMeta, A::Error> {
                 let mut kind = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "type" {
+                // `Str` borrows the key; `Cow<str>` would allocate one per key.
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if key.as_str() == "type" {
                         kind = map.next_value::<MaybeString>()?.0;
                     } else {
                         map.next_value::<IgnoredAny>()?;
