@@ -153,11 +153,14 @@ fn print_summary(
     Ok(())
 }
 
+/// A record's key (as text) and value.
+type KeyedValue = (String, Vec<u8>);
+
 fn read_topic(
     bootstrap: &str,
     topic: &str,
     examples: usize,
-) -> Result<(u64, Vec<(String, Vec<u8>)>), Box<dyn std::error::Error>> {
+) -> Result<(u64, Vec<KeyedValue>), Box<dyn std::error::Error>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "callstream-demo-summary")

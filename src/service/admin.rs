@@ -34,10 +34,8 @@ pub async fn create_topics(
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code)).map_err(|e| {
-                    tracing::error!(topic = name, %code, "topic creation failed");
-                    e
-                })
+                tracing::error!(topic = name, %code, "topic creation failed");
+                return Err(KafkaError::AdminOp(code));
             }
         }
     }

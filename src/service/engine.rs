@@ -345,7 +345,8 @@ impl Engine {
                 continue;
             }
             let attempt = retry.attempt;
-            if let Err((error, record)) = self.try_send(retry.record, retry.input) {
+            if let Err(refused) = self.try_send(retry.record, retry.input) {
+                let (error, record) = *refused;
                 // Queue full or transient: back off exponentially up to 10 s, never give up.
                 let backoff =
                     Duration::from_millis(100u64 << attempt.min(7)).min(Duration::from_secs(10));
@@ -365,7 +366,7 @@ impl Engine {
         &self,
         record: OutgoingRecord,
         input: InputRef,
-    ) -> Result<(), (KafkaError, OutgoingRecord)> {
+    ) -> Result<(), Box<(KafkaError, OutgoingRecord)>> {
         let mut base: BaseRecord<'_, [u8], Vec<u8>, Box<InputRef>> =
             BaseRecord::with_opaque_to(&record.topic, Box::new(input)).payload(&record.value);
         if let Some(key) = &record.key {
@@ -379,7 +380,7 @@ impl Engine {
         }
         match self.producer.send(base) {
             Ok(()) => Ok(()),
-            Err((error, _)) => Err((error, record)),
+            Err((error, _)) => Err(Box::new((error, record))),
         }
     }
 
@@ -388,11 +389,11 @@ impl Engine {
         let mut record = record;
         let mut backoff = Duration::from_millis(1);
         loop {
-            match self.try_send(record, input) {
+            match self.try_send(record, input).map_err(|refused| *refused) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
-                    if self.stop.load(Ordering::Relaxed) && backoff >= Duration::from_secs(1) {
+                    if self.stop.load(Ordering::Relaxed) {
                         // Stopping: the offset of this message is not committed, so it is read
                         // again after restart; nothing is lost by giving up here.
                         return Err(ServiceError::Fatal(
