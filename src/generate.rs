@@ -9,6 +9,55 @@
 
 use serde_json::{json, Value};
 
+/// Call flows the generator builds, by name.
+pub const FLOWS: [&str; 8] = [
+    "inbound",
+    "missed",
+    "queue",
+    "blind-transfer",
+    "attended-transfer",
+    "recorded",
+    "conference",
+    "outbound",
+];
+
+/// Relative weights of the call flows, in `FLOWS` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowMix(pub [u32; 8]);
+
+impl Default for FlowMix {
+    /// Roughly a contact centre's day: mostly answered inbound calls, many missed ones.
+    fn default() -> Self {
+        FlowMix([30, 15, 13, 8, 6, 10, 6, 12])
+    }
+}
+
+impl std::str::FromStr for FlowMix {
+    type Err = String;
+
+    /// `inbound=5,missed=1`: flows not named get weight 0.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut weights = [0u32; 8];
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected flow=weight, got {part:?}"))?;
+            let index = FLOWS
+                .iter()
+                .position(|f| *f == name.trim())
+                .ok_or_else(|| format!("unknown flow {name:?}; flows are {}", FLOWS.join(", ")))?;
+            weights[index] = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("weight of {name} is not a whole number: {weight:?}"))?;
+        }
+        if weights.iter().all(|w| *w == 0) {
+            return Err("every weight is 0".into());
+        }
+        Ok(FlowMix(weights))
+    }
+}
+
 /// Options of the generator.
 #[derive(Debug, Clone)]
 pub struct GeneratorConfig {
@@ -22,6 +71,8 @@ pub struct GeneratorConfig {
     /// Epoch milliseconds of the first call; `None` picks a fixed time in 2023 from the seed,
     /// so that the same seed always gives the same bytes.
     pub start_ms: Option<i64>,
+    /// Relative weights of the call flows.
+    pub mix: FlowMix,
 }
 
 impl Default for GeneratorConfig {
@@ -32,6 +83,7 @@ impl Default for GeneratorConfig {
             reorder_rate: 0.0,
             webhook_only: false,
             start_ms: None,
+            mix: FlowMix::default(),
         }
     }
 }
@@ -165,15 +217,21 @@ impl Generator {
             time_ms: self.clock_ms,
             events: Vec::new(),
         };
-        let flow = self.rng.below(100);
+        let weights = self.config.mix.0;
+        let mut pick = self.rng.below(weights.iter().map(|w| u64::from(*w)).sum());
+        let mut flow = 0;
+        while pick >= u64::from(weights[flow]) {
+            pick -= u64::from(weights[flow]);
+            flow += 1;
+        }
         match flow {
-            0..=29 => self.inbound_answered(&mut session),
-            30..=44 => self.missed_to_voicemail(&mut session),
-            45..=57 => self.queue_call(&mut session),
-            58..=65 => self.blind_transfer(&mut session),
-            66..=71 => self.attended_transfer(&mut session),
-            72..=81 => self.recorded_call(&mut session),
-            82..=87 => self.conference(&mut session),
+            0 => self.inbound_answered(&mut session),
+            1 => self.missed_to_voicemail(&mut session),
+            2 => self.queue_call(&mut session),
+            3 => self.blind_transfer(&mut session),
+            4 => self.attended_transfer(&mut session),
+            5 => self.recorded_call(&mut session),
+            6 => self.conference(&mut session),
             _ => self.outbound_call(&mut session),
         }
         self.emit(session);
@@ -608,6 +666,32 @@ mod tests {
     use super::*;
     use crate::core::normalize::parse_iso8601_millis;
     use crate::core::{Processor, ProcessorConfig};
+
+    #[test]
+    fn the_mix_chooses_the_flows() {
+        let only_missed: FlowMix = "missed=1".parse().unwrap();
+        let mut processor = Processor::new(ProcessorConfig::default());
+        let mut missed = 0;
+        let mut transfers = 0;
+        for line in Generator::new(GeneratorConfig {
+            mix: only_missed,
+            ..Default::default()
+        })
+        .take(300)
+        {
+            processor
+                .process(line.as_bytes(), |r| {
+                    missed += usize::from(r.topic().label() == "missed");
+                    transfers += usize::from(r.topic().label() == "transfers");
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert!(missed > 50);
+        assert_eq!(transfers, 0);
+        assert!("nope=1".parse::<FlowMix>().is_err());
+        assert!("inbound=0".parse::<FlowMix>().is_err());
+    }
 
     #[test]
     fn iso8601_round_trips_through_the_parser() {

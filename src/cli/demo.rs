@@ -64,6 +64,7 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         reorder_rate: 0.02,
         webhook_only: false,
         start_ms: None,
+        mix: Default::default(),
     })
     .take(args.count);
     let fed = produce_lines(samples.chain(generated), &bootstrap, &topics.input, None)?;

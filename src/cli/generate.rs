@@ -22,6 +22,7 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
         // Traffic produced to Kafka is live: its times start now, so that lag metrics mean
         // something. Traffic written to stdout stays reproducible byte for byte.
         start_ms: args.bootstrap_servers.as_ref().map(|_| now_ms()),
+        mix: args.mix.clone().unwrap_or_default(),
     });
     let result = match &args.bootstrap_servers {
         None => {

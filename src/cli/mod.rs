@@ -327,6 +327,12 @@ pub struct GenerateArgs {
     /// Only the webhook shape (default: all four shapes).
     #[arg(long)]
     pub webhook_only: bool,
+    /// Relative weights of the call flows, e.g. `inbound=5,missed=2,recorded=1` (flows not named
+    /// get 0). Flows: inbound, missed, queue, blind-transfer, attended-transfer, recorded,
+    /// conference, outbound [default: inbound=30,missed=15,queue=13,blind-transfer=8,
+    /// attended-transfer=6,recorded=10,conference=6,outbound=12]
+    #[arg(long)]
+    pub mix: Option<crate::generate::FlowMix>,
     /// Produce to the input topic of these brokers instead of writing to stdout.
     #[arg(long, env = "CALLSTREAM_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,

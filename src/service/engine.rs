@@ -428,6 +428,8 @@ impl Engine {
         let started = Instant::now();
         let partition = message.partition();
         let offset = message.offset();
+        // Every log line about this message names its partition and offset.
+        let _span = tracing::debug_span!("message", partition, offset).entered();
         if self.tracker.generation(partition).is_none() {
             tracing::debug!(
                 partition,
@@ -919,6 +921,14 @@ pub fn run(
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunSummary, ServiceError> {
+    // Every log line of this run (the loop and the rebalance callbacks share this thread) names
+    // the group and the guarantee.
+    let _span = tracing::info_span!(
+        "service",
+        group = %config.group_id,
+        guarantee = config.guarantee.as_str()
+    )
+    .entered();
     let value_format = match &config.schema_registry {
         Some(registry) => registry::resolve(registry, &config.topics)?,
         None => ValueFormat::single_object()?,
