@@ -87,8 +87,12 @@ fn restart_broker(_: &str) {
 
 fn freeze_broker(address: &str) {
     broker("pause");
-    // Frozen until the producer has reported records as timed out.
-    let seen_timeouts = || metric(address, "callstream_delivery_failures_total") > 0.0;
+    // Frozen until callstream has seen requests time out: records reported as not delivered, or
+    // a transaction commit that timed out.
+    let seen_timeouts = || {
+        metric(address, "callstream_delivery_failures_total") > 0.0
+            || metric(address, "callstream_offset_commits_total{result=\"error\"}") > 0.0
+    };
     let deadline = std::time::Instant::now() + TIMEOUT;
     while !seen_timeouts() {
         if std::time::Instant::now() > deadline {

@@ -5,6 +5,8 @@
 //! - the Confluent wire format (with a Schema Registry): byte 0, the 4-byte big-endian schema id,
 //!   then the datum.
 
+use std::sync::OnceLock;
+
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
 use apache_avro::types::Value;
 use thiserror::Error;
@@ -90,8 +92,13 @@ pub fn decode_value(topic: TopicKind, bytes: &[u8]) -> Result<Value, FramingErro
     let schema = schema(topic).map_err(|e| FramingError::Schema(e.to_string()))?;
     let datum = match bytes {
         [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
-            let expected = RabinFingerprintHeader::from_schema(schema).build_header();
-            if bytes[..10] != expected[..] {
+            // The fingerprint of the canonical form is computed once per process, not per value.
+            static SINGLE_OBJECT: OnceLock<Result<ValueFormat, String>> = OnceLock::new();
+            let format = SINGLE_OBJECT
+                .get_or_init(|| ValueFormat::single_object().map_err(|e| e.to_string()))
+                .as_ref()
+                .map_err(|e| FramingError::Schema(e.clone()))?;
+            if bytes[..10] != *format.prefix(topic) {
                 return Err(FramingError::WrongFingerprint {
                     topic: topic.label(),
                 });

@@ -686,8 +686,11 @@ impl Engine {
                         .offset_commits
                         .with_label_values(&["error"])
                         .inc();
-                    tracing::warn!(%error, attempt, "transaction commit keeps failing; aborting it instead");
-                    return self.abort_and_rewind(consumer);
+                    // A commit that timed out may only be retried, not aborted: give up on the
+                    // producer instead, which aborts the transaction on the broker.
+                    tracing::warn!(%error, attempt, "transaction commit keeps failing; replacing the producer");
+                    self.replace_producer()?;
+                    return self.rewind_and_begin(consumer);
                 }
                 Err(error) => {
                     self.metrics
@@ -749,6 +752,15 @@ impl Engine {
                 }
             }
         }
+        self.rewind_and_begin(consumer)
+    }
+
+    /// After an abort: forget what the transaction emitted, rewind every assigned partition to
+    /// its committed offset, and open the next transaction.
+    fn rewind_and_begin(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), ServiceError> {
         self.metrics
             .transactions
             .with_label_values(&["aborted"])
