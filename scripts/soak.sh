@@ -9,7 +9,7 @@ count="${1:-1000000}"
 export KAFKA_STATE_DIR="${KAFKA_STATE_DIR:-/tmp/callstream-soak-kafka}"
 export KAFKA_HEAP="${KAFKA_HEAP:--Xmx1g -Xms512m}"
 cargo build --release --locked --bins 2>&1 | tail -n 1
-bin=target/release/callstream
+bin="${CARGO_TARGET_DIR:-target}/release/callstream"
 out=target/soak
 mkdir -p "$out"
 pid=""
