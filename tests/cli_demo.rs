@@ -10,7 +10,11 @@ fn the_demo_processes_the_bundled_and_generated_traffic_and_prints_a_summary() {
         .output()
         .expect("run demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("fed 307 notifications"), "{stdout}");
     for topic in [
         "telephony.sessions.parties:",
@@ -22,7 +26,10 @@ fn the_demo_processes_the_bundled_and_generated_traffic_and_prints_a_summary() {
         assert!(stdout.contains(topic), "summary lacks {topic}: {stdout}");
     }
     // The official example's party is keyed by its extension, decoded from Avro.
-    assert!(stdout.contains("\"record_id\""), "decoded examples: {stdout}");
+    assert!(
+        stdout.contains("\"record_id\""),
+        "decoded examples: {stdout}"
+    );
     let processed: u64 = stdout
         .split("input: ")
         .nth(1)

@@ -222,9 +222,16 @@ fn a_fenced_producer_stops_the_process_with_a_clear_error() {
     let t = unique_topics("fenced");
     create_topics(&t, PARTITIONS);
     produce(&t.input, &corpus(50, 101));
-    let extra = ["--guarantee", "exactly-once", "--transactional-id", "fenced-txn"];
+    let extra = [
+        "--guarantee",
+        "exactly-once",
+        "--transactional-id",
+        "fenced-txn",
+    ];
     let mut first = Service::start(&t, "fenced-group", &extra);
-    wait_for("the first instance to publish", TIMEOUT, || count_parties(&t) > 0);
+    wait_for("the first instance to publish", TIMEOUT, || {
+        count_parties(&t) > 0
+    });
     // A second instance with the same transactional id fences the first.
     let second = Service::start(&t, "fenced-group-2", &extra);
     let deadline = std::time::Instant::now() + TIMEOUT;
@@ -234,7 +241,10 @@ fn a_fenced_producer_stops_the_process_with_a_clear_error() {
         }
         // The first notices when it next touches its transaction: give it input to do so.
         produce(&t.input, &corpus(5, 102));
-        assert!(std::time::Instant::now() < deadline, "the fenced instance kept running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fenced instance kept running"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(status.code(), Some(1), "fenced: exit status 1");

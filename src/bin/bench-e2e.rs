@@ -74,8 +74,19 @@ fn admin_create(bootstrap: &str, topics: &[&str]) {
     let exe = callstream_exe();
     for topic in topics {
         let status = Command::new(&exe)
-            .args(["topics", "create", "--bootstrap-servers", bootstrap, "--include-input"])
-            .args(["--partitions", &PARTITIONS.to_string(), "--input-topic", &format!("{topic}.copy")])
+            .args([
+                "topics",
+                "create",
+                "--bootstrap-servers",
+                bootstrap,
+                "--include-input",
+            ])
+            .args([
+                "--partitions",
+                &PARTITIONS.to_string(),
+                "--input-topic",
+                &format!("{topic}.copy"),
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("topics create");
