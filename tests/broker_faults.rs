@@ -34,6 +34,27 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// Nothing lost on any derived topic; under exactly-once, no party record duplicated either.
+fn assert_outputs(
+    test: &str,
+    guarantee: &str,
+    t: &callstream::topics::TopicNames,
+    want: &std::collections::BTreeMap<TopicKind, Vec<String>>,
+) {
+    for kind in TopicKind::ALL {
+        let got = ids(t.of(kind), kind);
+        let expected = want.get(&kind).cloned().unwrap_or_default();
+        assert_eq!(
+            dedup(got.clone()),
+            dedup(expected.clone()),
+            "{test}: no {kind:?} record lost"
+        );
+        if guarantee == "exactly-once" && kind == TopicKind::Parties {
+            assert_eq!(got, expected, "{test}: no party record duplicated");
+        }
+    }
+}
+
 /// Runs a corpus through callstream while `fault` is applied, then checks the outputs.
 fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
     let t = unique_topics(test);
@@ -67,18 +88,7 @@ fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
     });
     assert!(service.stop(Duration::from_secs(60)).success());
 
-    for kind in TopicKind::ALL {
-        let got = ids(t.of(kind), kind);
-        let expected = want.get(&kind).cloned().unwrap_or_default();
-        assert_eq!(
-            dedup(got.clone()),
-            dedup(expected.clone()),
-            "{test}: no {kind:?} record lost"
-        );
-        if guarantee == "exactly-once" && kind == TopicKind::Parties {
-            assert_eq!(got, expected, "{test}: no party record duplicated");
-        }
-    }
+    assert_outputs(test, guarantee, &t, &want);
 }
 
 fn restart_broker(_: &str) {
@@ -175,18 +185,7 @@ fn join_then_leave(test: &str, guarantee: &str) {
         committed_total(&group, &t.input, 6) == lines.len() as i64
     });
     assert!(first.stop(Duration::from_secs(60)).success());
-    for kind in TopicKind::ALL {
-        let got = ids(t.of(kind), kind);
-        let expected = want.get(&kind).cloned().unwrap_or_default();
-        assert_eq!(
-            dedup(got.clone()),
-            dedup(expected.clone()),
-            "{test}: no {kind:?} record lost"
-        );
-        if guarantee == "exactly-once" && kind == TopicKind::Parties {
-            assert_eq!(got, expected, "{test}: no party record duplicated");
-        }
-    }
+    assert_outputs(test, guarantee, &t, &want);
 }
 
 #[test]
