@@ -263,6 +263,24 @@ impl Generator {
         party
     }
 
+    /// The party of an agent answering (or not) a call from an external number.
+    fn inbound_leg(
+        &mut self,
+        session: &Session,
+        index: usize,
+        agent: &Agent,
+        caller: &str,
+    ) -> Value {
+        self.party(
+            session,
+            index,
+            Some(agent),
+            "Inbound",
+            Self::endpoint_external(caller),
+            Self::endpoint_agent(agent),
+        )
+    }
+
     fn with_status(mut party: Value, code: &str, reason: Option<&str>) -> Value {
         party["status"] = match reason {
             Some(r) => json!({"code": code, "reason": r, "rcc": false}),
@@ -339,14 +357,7 @@ impl Generator {
             Self::endpoint_external(&caller),
             Self::endpoint_agent(&agent),
         );
-        let internal = self.party(
-            s,
-            1,
-            Some(&agent),
-            "Inbound",
-            Self::endpoint_external(&caller),
-            Self::endpoint_agent(&agent),
-        );
+        let internal = self.inbound_leg(s, 1, &agent, &caller);
         self.lifecycle(s, &external, true, ("Disconnected", None));
         self.lifecycle(s, &internal, true, ("Disconnected", None));
     }
@@ -354,14 +365,7 @@ impl Generator {
     fn missed_to_voicemail(&mut self, s: &mut Session) {
         let agent = self.agent();
         let caller = self.external_number();
-        let mut internal = self.party(
-            s,
-            1,
-            Some(&agent),
-            "Inbound",
-            Self::endpoint_external(&caller),
-            Self::endpoint_agent(&agent),
-        );
+        let mut internal = self.inbound_leg(s, 1, &agent, &caller);
         s.push(
             &mut self.rng,
             Event {
@@ -435,38 +439,17 @@ impl Generator {
         let first = self.agent();
         let target = self.agent();
         let caller = self.external_number();
-        let leg = self.party(
-            s,
-            1,
-            Some(&first),
-            "Inbound",
-            Self::endpoint_external(&caller),
-            Self::endpoint_agent(&first),
-        );
+        let leg = self.inbound_leg(s, 1, &first, &caller);
         let reason = ["BlindTransfer", "RccTransfer", "DtmfTransfer"][self.rng.below(3) as usize];
         self.lifecycle(s, &leg, true, ("Disconnected", Some(reason)));
-        let next = self.party(
-            s,
-            2,
-            Some(&target),
-            "Inbound",
-            Self::endpoint_external(&caller),
-            Self::endpoint_agent(&target),
-        );
+        let next = self.inbound_leg(s, 2, &target, &caller);
         self.lifecycle(s, &next, true, ("Disconnected", None));
     }
 
     fn attended_transfer(&mut self, s: &mut Session) {
         let first = self.agent();
         let caller = self.external_number();
-        let mut leg = self.party(
-            s,
-            1,
-            Some(&first),
-            "Inbound",
-            Self::endpoint_external(&caller),
-            Self::endpoint_agent(&first),
-        );
+        let mut leg = self.inbound_leg(s, 1, &first, &caller);
         self.lifecycle(s, &leg, true, ("Answered", None));
         let linked = format!("s-a0d7{:012x}ffff", self.rng.next() >> 16);
         leg["status"] = json!({
@@ -480,14 +463,7 @@ impl Generator {
     fn recorded_call(&mut self, s: &mut Session) {
         let agent = self.agent();
         let caller = self.external_number();
-        let mut leg = self.party(
-            s,
-            1,
-            Some(&agent),
-            "Inbound",
-            Self::endpoint_external(&caller),
-            Self::endpoint_agent(&agent),
-        );
+        let mut leg = self.inbound_leg(s, 1, &agent, &caller);
         s.push(
             &mut self.rng,
             Event {

@@ -71,58 +71,44 @@ fn options() -> Options {
 
 /// Creates, for each name, the input topic, the passthrough's copy topic and callstream's outputs.
 fn admin_create(bootstrap: &str, topics: &[&str]) {
-    let exe = callstream_exe();
     for topic in topics {
-        let status = Command::new(&exe)
-            .args([
-                "topics",
-                "create",
-                "--bootstrap-servers",
-                bootstrap,
-                "--include-input",
-            ])
-            .args([
-                "--partitions",
-                &PARTITIONS.to_string(),
-                "--input-topic",
-                &format!("{topic}.copy"),
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("topics create");
-        assert!(status.success());
-        let status = Command::new(&exe)
-            .args([
-                "topics",
-                "create",
-                "--bootstrap-servers",
-                bootstrap,
-                "--include-input",
-            ])
-            .args([
-                "--partitions",
-                &PARTITIONS.to_string(),
-                "--input-topic",
-                topic,
-            ])
-            .args([
-                "--parties-topic",
-                &format!("{topic}.parties"),
-                "--missed-topic",
-                &format!("{topic}.missed"),
-            ])
-            .args([
-                "--recorded-topic",
-                &format!("{topic}.recorded"),
-                "--transfers-topic",
-                &format!("{topic}.transfers"),
-            ])
-            .args(["--dead-letter-topic", &format!("{topic}.dlq")])
-            .stdout(Stdio::null())
-            .status()
-            .expect("topics create");
-        assert!(status.success());
+        topics_create(bootstrap, &["--input-topic", &format!("{topic}.copy")]);
+        topics_create(bootstrap, &topic_flags(topic));
     }
+}
+
+/// `callstream topics create --include-input` with these topic flags.
+fn topics_create(bootstrap: &str, flags: &[impl AsRef<std::ffi::OsStr>]) {
+    let status = Command::new(callstream_exe())
+        .args([
+            "topics",
+            "create",
+            "--bootstrap-servers",
+            bootstrap,
+            "--include-input",
+        ])
+        .args(["--partitions", &PARTITIONS.to_string()])
+        .args(flags)
+        .stdout(Stdio::null())
+        .status()
+        .expect("topics create");
+    assert!(status.success());
+}
+
+/// Topic flags of callstream for an input topic `topic`: outputs are `<topic>.<role>`.
+fn topic_flags(topic: &str) -> Vec<String> {
+    let mut flags = vec!["--input-topic".to_owned(), topic.to_owned()];
+    for (flag, suffix) in [
+        ("--parties-topic", "parties"),
+        ("--missed-topic", "missed"),
+        ("--recorded-topic", "recorded"),
+        ("--transfers-topic", "transfers"),
+        ("--dead-letter-topic", "dlq"),
+    ] {
+        flags.push(flag.to_owned());
+        flags.push(format!("{topic}.{suffix}"));
+    }
+    flags
 }
 
 fn callstream_exe() -> std::path::PathBuf {
@@ -330,24 +316,7 @@ fn start_callstream(
             "--transactional-id",
             &format!("{group}-txn"),
         ])
-        .args([
-            "--input-topic",
-            topic,
-            "--parties-topic",
-            &format!("{topic}.parties"),
-        ])
-        .args([
-            "--missed-topic",
-            &format!("{topic}.missed"),
-            "--recorded-topic",
-            &format!("{topic}.recorded"),
-        ])
-        .args([
-            "--transfers-topic",
-            &format!("{topic}.transfers"),
-            "--dead-letter-topic",
-            &format!("{topic}.dlq"),
-        ])
+        .args(topic_flags(topic))
         .args(["--metrics-addr", address, "--log-level", "warn"])
         .stdout(Stdio::null())
         .spawn()
