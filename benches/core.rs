@@ -6,9 +6,11 @@
 //! more per extra leg), in all four input shapes, mostly one party, some two; some missed, some
 //! recorded, some transferred; a few redelivered. Each is 700 to 1,000 bytes of compact JSON.
 //!
-//! After criterion's groups the two paths are timed again, alternately, 7 passes each, and the
-//! last line printed is `core: <N> notifications/s, scan baseline: <M>/s, ratio <R>` with
-//! R = core time / baseline time (medians of the passes).
+//! After criterion's groups the two paths are timed again, alternately, 31 passes each, and the
+//! last line printed is `core: <N> notifications/s, scan baseline: <M>/s, ratio <R>`: N and M
+//! from the median pass of each path, R the median of the ratios of passes run back to back (core
+//! time / baseline time), so that a burst of load on a shared machine shifts both halves of a
+//! pair alike instead of one median.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use serde_json::{json, Value};
 /// How many notifications the corpus holds.
 const CORPUS_SIZE: usize = 5_000;
 /// Timed passes per path in the final measurement.
-const FINAL_PASSES: usize = 7;
+const FINAL_PASSES: usize = 31;
 
 /// SplitMix64: small, seeded, and the same on every machine.
 struct Rng(u64);
@@ -512,21 +514,33 @@ fn main() {
     let passes = if measuring { FINAL_PASSES } else { 1 };
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut buf = Vec::with_capacity(4096);
-    let (mut core_times, mut base_times) = (Vec::new(), Vec::new());
+    let (mut core_times, mut base_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..passes {
         let start = Instant::now();
         black_box(core_pass(&mut processor, &corpus, &mut buf));
-        core_times.push(start.elapsed());
+        let core = start.elapsed();
         let start = Instant::now();
         assert_eq!(black_box(baseline_pass(&corpus)), corpus.len());
-        base_times.push(start.elapsed());
+        let base = start.elapsed();
+        core_times.push(core);
+        base_times.push(base);
+        ratios.push(core.as_secs_f64() / base.as_secs_f64());
     }
     let (core, base) = (median(core_times), median(base_times));
+    ratios.sort_by(f64::total_cmp);
     let n = corpus.len() as f64;
+    eprintln!(
+        "pairwise ratios: min {:.2}, quartiles {:.2} / {:.2} / {:.2}, max {:.2}",
+        ratios[0],
+        ratios[ratios.len() / 4],
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() * 3 / 4],
+        ratios[ratios.len() - 1]
+    );
     println!(
         "core: {:.0} notifications/s, scan baseline: {:.0}/s, ratio {:.2}",
         n / core.as_secs_f64(),
         n / base.as_secs_f64(),
-        core.as_secs_f64() / base.as_secs_f64()
+        ratios[ratios.len() / 2]
     );
 }

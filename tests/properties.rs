@@ -5,11 +5,15 @@
 //! - exactly one party record per party, in party order, keyed by extension or session;
 //! - the derived records follow the rules of domain.md §4 (an independent oracle);
 //! - every emitted record encodes to Avro that decodes with its topic's schema to `to_json`;
-//! - processing is deterministic.
+//! - processing is deterministic;
+//! - the hand-written reader (`core::reader`) reads exactly what serde reads, whenever it reads
+//!   anything, also from messages with random bytes changed; and it reads all realistic traffic.
 
 mod common;
 
-use callstream::core::{Processor, ProcessorConfig, TopicKind};
+use callstream::core::raw::RawMessage;
+use callstream::core::{reader, Processor, ProcessorConfig, TopicKind};
+use callstream::generate::{Generator, GeneratorConfig};
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -598,4 +602,59 @@ proptest! {
         prop_assert_eq!(rejection.stage, callstream::core::Stage::Decode);
         prop_assert!(["empty", "truncated"].contains(&rejection.code), "{:?}", rejection);
     }
+}
+
+/// Bytes that change what JSON means: structure, numbers, literals, escapes, control characters.
+const EDIT_BYTES: &[u8] = b"{}[]\",:-.0123eE\\ \n\tntfu\x01\x7f";
+
+/// Where the reader returns a message, serde must return the same message.
+fn reader_agrees_with_serde(bytes: &[u8]) -> Result<bool, TestCaseError> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(false);
+    };
+    let Some(fast) = reader::read(text) else {
+        return Ok(false);
+    };
+    let serde = serde_json::from_str::<RawMessage<'_>>(text);
+    prop_assert!(
+        serde.is_ok(),
+        "the reader accepted what serde rejects: {:?} ({})",
+        serde,
+        text
+    );
+    prop_assert_eq!(fast, serde.unwrap(), "{}", text);
+    Ok(true)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_reader_agrees_with_serde(
+        message in notification(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), select(EDIT_BYTES)), 0..4),
+    ) {
+        reader_agrees_with_serde(&message.bytes)?;
+        let mut bytes = message.bytes.clone();
+        for (at, byte) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        reader_agrees_with_serde(&bytes)?;
+    }
+}
+
+#[test]
+fn the_reader_reads_realistic_traffic_as_serde_does() {
+    for (i, line) in Generator::new(GeneratorConfig::default())
+        .take(5_000)
+        .enumerate()
+    {
+        let read = reader_agrees_with_serde(line.as_bytes()).expect("agrees");
+        assert!(read, "line {i} fell back to serde: {line}");
+    }
+    let seed = std::fs::read("tests/data/seed-example.json").expect("seed example");
+    let compact = serde_json::to_vec(&serde_json::from_slice::<Value>(&seed).expect("JSON"))
+        .expect("compact");
+    assert!(reader_agrees_with_serde(&compact).expect("agrees"));
 }

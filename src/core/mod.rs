@@ -9,7 +9,7 @@
 //!           └─────────┴──────────┴──────────┴──▶ Rejection (stage, reason, JSON path) ─▶ dead letters
 //! ```
 //!
-//! `raw` is the input model, `model` the normalized one, `records` the output contract, `dedup`
+//! `raw` is the input model (read by `reader`, or by serde when `reader` declines), `model` the normalized one, `records` the output contract, `dedup`
 //! the duplicate window and `processor` ties the stages together.
 
 pub mod classify;
@@ -22,6 +22,7 @@ pub mod model;
 pub mod normalize;
 pub mod processor;
 pub mod raw;
+pub mod reader;
 pub mod records;
 pub mod rejection;
 pub mod split;

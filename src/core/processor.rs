@@ -1,7 +1,7 @@
 //! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
 //! offline CLI both call.
 
-use super::dedup::{digest, DedupWindow};
+use super::dedup::{digest, DedupWindow, KeyHasher};
 use super::records::OutputRecord;
 use super::rejection::Rejection;
 use super::{derive, parse, DecodeLimits};
@@ -93,7 +93,7 @@ impl Processor {
         let mut emitted_keys = Vec::with_capacity(records.len());
         for record in &records {
             let key = {
-                let mut h = std::hash::DefaultHasher::new();
+                let mut h = KeyHasher::default();
                 record.hash_state(&mut h);
                 std::hash::Hasher::finish(&h)
             };

@@ -222,7 +222,7 @@ fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 ///
 /// One type serves every level because the shapes nest the same fields at different depths
 /// (domain.md §1); `envelope::unwrap` decides which level is which.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawNode<'a> {
     // Envelope fields.
@@ -268,13 +268,13 @@ impl RawNode<'_> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct RawOrigin<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Str<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawParty<'a> {
     #[serde(borrow)]
@@ -311,7 +311,7 @@ pub struct RawParty<'a> {
     pub ui_call_info: Option<RawUiCallInfo<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawEndpoint<'a> {
     #[serde(borrow)]
@@ -324,7 +324,7 @@ pub struct RawEndpoint<'a> {
     pub device_id: Option<Id<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawStatus<'a> {
     #[serde(borrow)]
@@ -338,7 +338,7 @@ pub struct RawStatus<'a> {
     pub peer_id: Option<RawPeer<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawPeer<'a> {
     #[serde(borrow)]
@@ -349,7 +349,7 @@ pub struct RawPeer<'a> {
     pub party_id: Option<Id<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawSipData<'a> {
     #[serde(borrow)]
@@ -360,20 +360,20 @@ pub struct RawSipData<'a> {
     pub from_tag: Option<Id<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct RawRecording<'a> {
     #[serde(borrow)]
     pub id: Option<Id<'a>>,
     pub active: Option<Flag>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct RawPark<'a> {
     #[serde(borrow)]
     pub id: Option<Id<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct RawUiCallInfo<'a> {
     #[serde(borrow, default, deserialize_with = "object")]
     pub primary: Option<RawUiValue<'a>>,
@@ -381,7 +381,7 @@ pub struct RawUiCallInfo<'a> {
     pub additional: Option<RawUiValue<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct RawUiValue<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Str<'a>>,
@@ -414,7 +414,7 @@ macro_rules! visit_scalars_as {
 }
 
 /// The top-level JSON value of a message, before the envelope is interpreted.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum RawMessage<'a> {
     /// A JSON object: webhook envelope, Apple-push wrapper or bare body.
     Object(RawNode<'a>),
