@@ -9,4 +9,5 @@ export KAFKA_HEAP="${KAFKA_HEAP:--Xmx1g -Xms512m}"
 cargo build --release --locked --bins 2>&1 | tail -n 1
 trap 'scripts/kafka.sh stop' EXIT
 line="$(scripts/kafka.sh start | tail -n 1)"
-"${CARGO_TARGET_DIR:-target}/release/bench-e2e" --bootstrap-servers "${line#bootstrap=}" "$@"
+"${CARGO_TARGET_DIR:-target}/release/bench-e2e" --bootstrap-servers "${line#bootstrap=}" \
+  --broker-pid "$(cat "$KAFKA_STATE_DIR/pid")" "$@"

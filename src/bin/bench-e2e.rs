@@ -7,7 +7,13 @@
 //!   to another topic with the same client settings, and under exactly-once the same transactions);
 //! - latency: with notifications produced live at a fixed rate, p50/p99 of the time from the
 //!   input record's timestamp until its party record is readable (read_committed);
-//! - peak RSS of the callstream process (VmHWM).
+//! - peak RSS of the callstream process (VmHWM);
+//! - CPU time per notification (user + system, from /proc) of callstream, of the passthrough, and
+//!   of the broker while each ran (`--broker-pid`), which says where the time goes when the
+//!   broker and the clients share the machine's cores.
+//!
+//! Before the first run the broker is warmed up (its JIT compiles the hot paths) with a discarded
+//! passthrough over a small topic: the first pass through a cold broker is several times slower.
 //!
 //! Run it with `scripts/bench-e2e.sh`, which starts and stops the broker. The last lines are
 //! `e2e <guarantee>: <N> notifications/s, passthrough: <M>/s, ratio <R>` (medians over runs).
@@ -37,6 +43,7 @@ struct Options {
     runs: usize,
     rate: u64,
     latency_seconds: u64,
+    broker_pid: Option<u32>,
 }
 
 fn options() -> Options {
@@ -47,6 +54,7 @@ fn options() -> Options {
         runs: 3,
         rate: 2_000,
         latency_seconds: 10,
+        broker_pid: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -58,6 +66,7 @@ fn options() -> Options {
             "--runs" => o.runs = value.parse().expect("--runs N"),
             "--rate" => o.rate = value.parse().expect("--rate N"),
             "--latency-seconds" => o.latency_seconds = value.parse().expect("--latency-seconds N"),
+            "--broker-pid" => o.broker_pid = Some(value.parse().expect("--broker-pid PID")),
             "--bench" => {
                 i += 1;
                 continue;
@@ -183,7 +192,18 @@ impl ProducerContext for Acks {
 }
 
 /// The baseline: consume and copy bytes with callstream's own client settings.
-fn passthrough(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> f64 {
+fn passthrough(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> (f64, Cpu) {
+    let (client_before, broker_before) = (cpu_seconds(None), cpu_seconds(o.broker_pid));
+    let rate = passthrough_rate(o, topic, guarantee, group);
+    let per_message = |seconds: f64| seconds * 1e6 / o.count as f64;
+    let cpu = Cpu {
+        client_us: per_message(cpu_seconds(None) - client_before),
+        broker_us: per_message(cpu_seconds(o.broker_pid) - broker_before),
+    };
+    (rate, cpu)
+}
+
+fn passthrough_rate(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> f64 {
     let mut config = ServiceConfig::new(&o.bootstrap, group);
     config.guarantee = guarantee;
     let txn_id = format!("{group}-txn");
@@ -323,6 +343,33 @@ fn start_callstream(
         .expect("spawn callstream")
 }
 
+/// CPU time (user + system) a process has used so far, in seconds; 0 if it cannot be read.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// CPU use of one measured phase, in microseconds per notification.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    client_us: f64,
+    broker_us: f64,
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -342,8 +389,14 @@ fn stop(mut child: Child) {
 }
 
 /// Throughput of callstream on the preloaded backlog, and its peak RSS.
-fn callstream_backlog(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> (f64, f64) {
+fn callstream_backlog(
+    o: &Options,
+    topic: &str,
+    guarantee: Guarantee,
+    group: &str,
+) -> (f64, f64, Cpu) {
     let address = format!("127.0.0.1:{}", free_port());
+    let broker_before = cpu_seconds(o.broker_pid);
     let started = Instant::now();
     let child = start_callstream(o, topic, group, guarantee, &address);
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -362,8 +415,13 @@ fn callstream_backlog(o: &Options, topic: &str, guarantee: Guarantee, group: &st
     }
     let rate = o.count as f64 / started.elapsed().as_secs_f64();
     let rss = peak_rss_mib(child.id());
+    let per_message = |seconds: f64| seconds * 1e6 / o.count as f64;
+    let cpu = Cpu {
+        client_us: per_message(cpu_seconds(Some(child.id()))),
+        broker_us: per_message(cpu_seconds(o.broker_pid) - broker_before),
+    };
     stop(child);
-    (rate, rss)
+    (rate, rss, cpu)
 }
 
 /// Latency p50/p99 (ms) with live traffic at a fixed rate.
@@ -440,6 +498,29 @@ fn callstream_latency(o: &Options, guarantee: Guarantee, run: usize) -> (f64, f6
     (q(0.5), q(0.99))
 }
 
+/// Runs a discarded passthrough over a small topic so that the broker's JIT has compiled the
+/// produce and fetch paths before anything is measured.
+fn warm_up(o: &Options) {
+    let topic = format!("bench-warmup-{}", std::process::id());
+    admin_create(&o.bootstrap, &[&topic]);
+    let count = o.count.min(50_000);
+    preload(&o.bootstrap, &topic, count, 0);
+    let warm = Options {
+        bootstrap: o.bootstrap.clone(),
+        count,
+        broker_pid: o.broker_pid,
+        ..*o
+    };
+    for guarantee in [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce] {
+        let group = format!("{topic}-{}", guarantee.as_str());
+        let (rate, _) = passthrough(&warm, &topic, guarantee, &group);
+        println!(
+            "  warm-up ({}, discarded): passthrough {rate:.0}/s over {count} notifications",
+            guarantee.as_str()
+        );
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -457,6 +538,7 @@ fn main() {
         "bench-e2e: {} notifications, {} runs, broker {}, latency at {}/s for {} s",
         o.count, o.runs, o.bootstrap, o.rate, o.latency_seconds
     );
+    warm_up(&o);
     let mut lines = Vec::new();
     for guarantee in [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce] {
         let (mut ours, mut base, mut rss, mut p50, mut p99) =
@@ -465,8 +547,9 @@ fn main() {
             let topic = format!("bench-{}-{}-{run}", std::process::id(), guarantee.as_str());
             admin_create(&o.bootstrap, &[&topic]);
             let bytes = preload(&o.bootstrap, &topic, o.count, run as u64 + 1);
-            let b = passthrough(&o, &topic, guarantee, &format!("{topic}-passthrough"));
-            let (c, r) = callstream_backlog(&o, &topic, guarantee, &format!("{topic}-callstream"));
+            let (b, b_cpu) = passthrough(&o, &topic, guarantee, &format!("{topic}-passthrough"));
+            let (c, r, c_cpu) =
+                callstream_backlog(&o, &topic, guarantee, &format!("{topic}-callstream"));
             let (l50, l99) = callstream_latency(&o, guarantee, run);
             println!(
                 "  {} run {}: callstream {c:.0}/s, passthrough {b:.0}/s, ratio {:.2}, peak RSS {r:.1} MiB, latency p50 {l50:.0} ms p99 {l99:.0} ms ({} MB preloaded)",
@@ -474,6 +557,10 @@ fn main() {
                 run + 1,
                 c / b,
                 bytes / 1_000_000
+            );
+            println!(
+                "    CPU per notification: callstream {:.1} µs + broker {:.1} µs; passthrough {:.1} µs + broker {:.1} µs",
+                c_cpu.client_us, c_cpu.broker_us, b_cpu.client_us, b_cpu.broker_us
             );
             ours.push(c);
             base.push(b);

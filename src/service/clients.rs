@@ -26,6 +26,28 @@ pub struct OutgoingRecord {
     pub timestamp: Option<i64>,
 }
 
+impl OutgoingRecord {
+    pub fn parts(&self) -> RecordParts<'_> {
+        RecordParts {
+            topic: &self.topic,
+            key: self.key.as_deref(),
+            value: &self.value,
+            headers: self.headers.as_ref(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// A record to send, borrowed: the producer copies what it sends.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordParts<'r> {
+    pub topic: &'r str,
+    pub key: Option<&'r [u8]>,
+    pub value: &'r [u8],
+    pub headers: Option<&'r OwnedHeaders>,
+    pub timestamp: Option<i64>,
+}
+
 /// What the producer reports for one record.
 #[derive(Debug)]
 pub enum Delivery {
@@ -86,7 +108,11 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
         // murmur2_random is what the Java client does: Kafka Streams and Java consumers agree on
         // the partition of a key.
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
+        // One input message fans out to up to four topics: with librdkafka's 5 ms the records
+        // leave as many small batches, one produce request each, and the broker's per-request
+        // work dominates (measured: 3.5 times the broker CPU per notification). 100 ms is Kafka
+        // Streams' default for the same reason; exactly-once commits every 100 ms anyway.
+        .set("linger.ms", "100")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.kbytes", "65536")
         .set(

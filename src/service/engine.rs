@@ -18,6 +18,7 @@
 //!   (`Engine::apply_backpressure`), and the consumer's prefetch is capped (`clients`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +34,7 @@ use thiserror::Error;
 
 use super::clients::{
     consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config, Delivery,
-    DeliveryContext, OutgoingRecord,
+    DeliveryContext, OutgoingRecord, RecordParts,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
@@ -41,9 +42,11 @@ use super::offsets::{InputRef, OffsetTracker};
 use super::registry;
 use crate::core::encode::write_avro;
 use crate::core::framing::ValueFormat;
-use crate::core::{Processor, Rejection, Stage};
+use crate::core::{Processor, Rejection, Stage, TopicKind};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::topics::TopicNames;
+use prometheus::{Histogram, IntCounter};
 
 /// How long one consumer poll may block; bounds the reaction time to shutdown and reports.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -56,6 +59,9 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 const TRANSACTION_ATTEMPTS: u32 = 3;
 /// Derived records larger than this are refused at the encode stage rather than by the broker.
 const MAX_RECORD_BYTES: usize = 900_000;
+/// How often safe offsets are handed to the consumer's offset store (at-least-once). The
+/// auto-commit runs every second, so storing more often than this gains nothing.
+const STORE_OFFSETS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Why the service stopped with an error.
 #[derive(Debug, Error)]
@@ -107,6 +113,59 @@ struct Transaction {
     failed: bool,
 }
 
+/// The encoded records of one input message, in one reused buffer: keys and values are ranges
+/// of `bytes`. Nothing is allocated per record; the producer copies what it sends.
+#[derive(Default)]
+struct Staging {
+    bytes: Vec<u8>,
+    records: Vec<StagedRecord>,
+}
+
+struct StagedRecord {
+    kind: TopicKind,
+    key: Range<usize>,
+    value: Range<usize>,
+}
+
+impl Staging {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+    }
+}
+
+/// Resolved handles of the labelled series updated for every message: looking a series up by its
+/// labels costs a hash and a lock each time.
+struct HotMetrics {
+    processed: IntCounter,
+    duplicate: IntCounter,
+    rejected: IntCounter,
+    /// Indexed like `TopicKind::ALL`.
+    records: [IntCounter; 4],
+    event_lag: Histogram,
+    delivery_lag: Histogram,
+}
+
+impl HotMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let outcome = |label| metrics.input_messages.with_label_values(&[label]);
+        Self {
+            processed: outcome("processed"),
+            duplicate: outcome("duplicate"),
+            rejected: outcome("rejected"),
+            records: TopicKind::ALL
+                .map(|kind| metrics.output_records.with_label_values(&[kind.label()])),
+            event_lag: metrics.lag.with_label_values(&["event"]),
+            delivery_lag: metrics.lag.with_label_values(&["delivery"]),
+        }
+    }
+
+    fn records(&self, kind: TopicKind) -> &IntCounter {
+        let index = TopicKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
+        &self.records[index]
+    }
+}
+
 /// Everything the loop and the rebalance callback share.
 pub struct Engine {
     config: ServiceConfig,
@@ -117,7 +176,14 @@ pub struct Engine {
     reports: Receiver<Delivery>,
     processor: Processor,
     value_format: ValueFormat,
+    /// The records of the message being handled, encoded, before they are sent.
+    staging: Staging,
     metrics: Arc<Metrics>,
+    /// Handles of the labelled series the loop updates for every message.
+    hot: HotMetrics,
+    /// `config.topics`, shared so that records can borrow a topic name while the engine sends.
+    topics: Arc<TopicNames>,
+    offsets_stored_at: Instant,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     tracker: OffsetTracker,
@@ -345,8 +411,8 @@ impl Engine {
                 continue;
             }
             let attempt = retry.attempt;
-            if let Err(refused) = self.try_send(retry.record, retry.input) {
-                let (error, record) = *refused;
+            if let Err(error) = self.try_send(&retry.record.parts(), retry.input) {
+                let record = retry.record;
                 // Queue full or transient: back off exponentially up to 10 s, never give up.
                 let backoff =
                     Duration::from_millis(100u64 << attempt.min(7)).min(Duration::from_secs(10));
@@ -362,37 +428,28 @@ impl Engine {
         self.retries = pending;
     }
 
-    fn try_send(
-        &self,
-        record: OutgoingRecord,
-        input: InputRef,
-    ) -> Result<(), Box<(KafkaError, OutgoingRecord)>> {
-        let mut base: BaseRecord<'_, [u8], Vec<u8>, Box<InputRef>> =
-            BaseRecord::with_opaque_to(&record.topic, Box::new(input)).payload(&record.value);
-        if let Some(key) = &record.key {
-            base = base.key(key.as_slice());
+    fn try_send(&self, record: &RecordParts<'_>, input: InputRef) -> Result<(), KafkaError> {
+        let mut base: BaseRecord<'_, [u8], [u8], Box<InputRef>> =
+            BaseRecord::with_opaque_to(record.topic, Box::new(input)).payload(record.value);
+        if let Some(key) = record.key {
+            base = base.key(key);
         }
-        if let Some(headers) = &record.headers {
+        if let Some(headers) = record.headers {
             base = base.headers(headers.clone());
         }
         if let Some(ts) = record.timestamp {
             base = base.timestamp(ts);
         }
-        match self.producer.send(base) {
-            Ok(()) => Ok(()),
-            Err((error, _)) => Err(Box::new((error, record))),
-        }
+        self.producer.send(base).map_err(|(error, _)| error)
     }
 
     /// Sends a record, waiting while the producer queue is full.
-    fn send(&mut self, record: OutgoingRecord, input: InputRef) -> Result<(), ServiceError> {
-        let mut record = record;
+    fn send(&mut self, record: RecordParts<'_>, input: InputRef) -> Result<(), ServiceError> {
         let mut backoff = Duration::from_millis(1);
         loop {
-            match self.try_send(record, input).map_err(|refused| *refused) {
+            match self.try_send(&record, input) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     if self.stop.load(Ordering::Relaxed) {
                         // Stopping: the offset of this message is not committed, so it is read
                         // again after restart; nothing is lost by giving up here.
@@ -404,10 +461,8 @@ impl Engine {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
-                Err((error, _)) if is_fatal(&error) => {
-                    return Err(kafka("producing a record")(error))
-                }
-                Err((error, _)) => {
+                Err(error) if is_fatal(&error) => return Err(kafka("producing a record")(error)),
+                Err(error) => {
                     if let Some(txn) = &mut self.transaction {
                         // The transaction is in an error state: it will abort, and the input it
                         // covers (this message included) is read again.
@@ -440,89 +495,76 @@ impl Engine {
         }
         let payload = message.payload().unwrap_or_default();
         let timestamp = message.timestamp().to_millis();
-        let mut outgoing = Vec::new();
-        let Engine {
-            processor,
-            config,
-            value_format,
-            ..
-        } = self;
-        let topics = &config.topics;
-        let result = processor.process(payload, |record| {
-            let mut value = Vec::with_capacity(512);
-            value.extend_from_slice(value_format.prefix(record.topic()));
-            write_avro(record, &mut value);
-            if value.len() > MAX_RECORD_BYTES {
+        // Taken out of `self` while its records are sent, which needs `&mut self`.
+        let mut staging = std::mem::take(&mut self.staging);
+        staging.clear();
+        let value_format = &self.value_format;
+        let result = self.processor.process(payload, |record| {
+            let key_start = staging.bytes.len();
+            staging.bytes.extend_from_slice(record.key().as_bytes());
+            let value_start = staging.bytes.len();
+            staging
+                .bytes
+                .extend_from_slice(value_format.prefix(record.topic()));
+            write_avro(record, &mut staging.bytes);
+            let size = staging.bytes.len() - value_start;
+            if size > MAX_RECORD_BYTES {
                 return Err(Rejection::new(
                     Stage::Encode,
                     "record_too_large",
                     format!(
-                        "record {} is {} bytes, over the limit of {MAX_RECORD_BYTES}",
+                        "record {} is {size} bytes, over the limit of {MAX_RECORD_BYTES}",
                         record.record_id(),
-                        value.len()
                     ),
                     None,
                 ));
             }
-            outgoing.push((
-                record.topic(),
-                OutgoingRecord {
-                    topic: topics.of(record.topic()).to_owned(),
-                    key: Some(record.key().as_bytes().to_vec()),
-                    value,
-                    headers: None,
-                    timestamp,
-                },
-            ));
+            staging.records.push(StagedRecord {
+                kind: record.topic(),
+                key: key_start..value_start,
+                value: value_start..staging.bytes.len(),
+            });
             Ok(())
         });
-        let outgoing: Vec<OutgoingRecord> = match result {
+        let dead_letter = match result {
             Ok(outcome) => {
-                let outcome_label = if outcome.duplicate {
-                    "duplicate"
+                if outcome.duplicate {
+                    self.hot.duplicate.inc();
                 } else {
-                    "processed"
-                };
-                self.metrics
-                    .input_messages
-                    .with_label_values(&[outcome_label])
-                    .inc();
-                self.metrics
-                    .records_suppressed
-                    .inc_by(outcome.suppressed as u64);
-                let now = now_ms();
-                for (kind, at) in [
-                    ("event", outcome.event_time_ms),
-                    ("delivery", outcome.sent_at_ms),
-                ] {
-                    if let Some(at) = at {
-                        self.metrics
-                            .lag
-                            .with_label_values(&[kind])
-                            .observe(((now - at).max(0) as f64) / 1000.0);
+                    self.hot.processed.inc();
+                }
+                if outcome.suppressed > 0 {
+                    self.metrics
+                        .records_suppressed
+                        .inc_by(outcome.suppressed as u64);
+                }
+                if outcome.event_time_ms.is_some() || outcome.sent_at_ms.is_some() {
+                    let now = now_ms();
+                    let age = |at: i64| ((now - at).max(0) as f64) / 1000.0;
+                    if let Some(at) = outcome.event_time_ms {
+                        self.hot.event_lag.observe(age(at));
+                    }
+                    if let Some(at) = outcome.sent_at_ms {
+                        self.hot.delivery_lag.observe(age(at));
                     }
                 }
-                for (kind, _) in &outgoing {
-                    self.metrics
-                        .output_records
-                        .with_label_values(&[kind.label()])
-                        .inc();
+                for record in &staging.records {
+                    self.hot.records(record.kind).inc();
                 }
-                self.summary.records += outgoing.len() as u64;
-                outgoing.into_iter().map(|(_, r)| r).collect()
+                self.summary.records += staging.records.len() as u64;
+                None
             }
             Err(rejection) => {
-                self.metrics
-                    .input_messages
-                    .with_label_values(&["rejected"])
-                    .inc();
+                // Records staged before the rejection (an oversized one) are not sent.
+                staging.clear();
+                self.hot.rejected.inc();
                 self.metrics
                     .dead_letters
                     .with_label_values(&[rejection.stage.as_str(), rejection.code])
                     .inc();
                 self.summary.dead_letters += 1;
                 tracing::debug!(partition, offset, rejection = %crate::logging::mask_phone_numbers(&rejection.to_string()), "dead letter");
-                vec![self.dead_letter(message, &rejection)]
+                Some(self.dead_letter(message, &rejection))
             }
         };
         self.summary.messages += 1;
@@ -530,17 +572,43 @@ impl Engine {
             .processing_duration
             .observe(started.elapsed().as_secs_f64());
 
-        let Some(input) = self
+        let records = staging.records.len() + usize::from(dead_letter.is_some());
+        let sent = match self
             .tracker
-            .track(partition, offset, outgoing.len(), payload.len())
-        else {
-            return Ok(());
+            .track(partition, offset, records, payload.len())
+        {
+            Some(input) => self.send_staged(&staging, dead_letter.as_ref(), timestamp, input),
+            None => Ok(()),
         };
-        for record in outgoing {
-            self.send(record, input)?;
-        }
+        self.staging = staging;
+        sent?;
         if let Some(txn) = &mut self.transaction {
             txn.positions.insert(partition, offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Sends the staged records of one message, or its dead letter.
+    fn send_staged(
+        &mut self,
+        staging: &Staging,
+        dead_letter: Option<&OutgoingRecord>,
+        timestamp: Option<i64>,
+        input: InputRef,
+    ) -> Result<(), ServiceError> {
+        let topics = Arc::clone(&self.topics);
+        for record in &staging.records {
+            let parts = RecordParts {
+                topic: topics.of(record.kind),
+                key: Some(&staging.bytes[record.key.clone()]),
+                value: &staging.bytes[record.value.clone()],
+                headers: None,
+                timestamp,
+            };
+            self.send(parts, input)?;
+        }
+        if let Some(dead_letter) = dead_letter {
+            self.send(dead_letter.parts(), input)?;
         }
         Ok(())
     }
@@ -578,9 +646,10 @@ impl Engine {
     /// At-least-once: hands the offsets that became safe to the consumer's offset store, which
     /// the auto-commit then commits.
     fn store_offsets(&mut self, consumer: &BaseConsumer<GroupContext>) {
-        if self.transaction.is_some() {
+        if self.transaction.is_some() || self.offsets_stored_at.elapsed() < STORE_OFFSETS_INTERVAL {
             return;
         }
+        self.offsets_stored_at = Instant::now();
         let changes = self.tracker.committable_changes();
         if changes.is_empty() {
             return;
@@ -974,6 +1043,10 @@ pub fn run(
     let engine = Arc::new(Mutex::new(Engine {
         processor: Processor::new(config.processor),
         value_format,
+        staging: Staging::default(),
+        hot: HotMetrics::new(&metrics),
+        offsets_stored_at: Instant::now(),
+        topics: Arc::new(config.topics.clone()),
         config,
         producer,
         reports_tx,
