@@ -18,15 +18,14 @@
 //!   (`Engine::apply_backpressure`), and the consumer's prefetch is capped (`clients`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -39,10 +38,10 @@ use super::clients::{
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
 use super::offsets::{InputRef, OffsetTracker};
+use super::pipeline::{self, Batch, Incoming, Job, Polled, Processed};
 use super::registry;
-use crate::core::encode::write_avro;
 use crate::core::framing::ValueFormat;
-use crate::core::{Processor, Rejection, Stage, TopicKind};
+use crate::core::{Processor, Rejection, TopicKind};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::topics::TopicNames;
@@ -57,11 +56,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// on by replacing the producer.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 const TRANSACTION_ATTEMPTS: u32 = 3;
-/// Derived records larger than this are refused at the encode stage rather than by the broker.
-const MAX_RECORD_BYTES: usize = 900_000;
 /// How often safe offsets are handed to the consumer's offset store (at-least-once). The
 /// auto-commit runs every second, so storing more often than this gains nothing.
 const STORE_OFFSETS_INTERVAL: Duration = Duration::from_millis(20);
+/// Batches queued at the core thread: two, so that it has the next one at hand when it finishes
+/// one, without waiting for this thread to be scheduled.
+const BATCHES_AT_CORE: usize = 2;
 
 /// Why the service stopped with an error.
 #[derive(Debug, Error)]
@@ -113,27 +113,6 @@ struct Transaction {
     failed: bool,
 }
 
-/// The encoded records of one input message, in one reused buffer: keys and values are ranges
-/// of `bytes`. Nothing is allocated per record; the producer copies what it sends.
-#[derive(Default)]
-struct Staging {
-    bytes: Vec<u8>,
-    records: Vec<StagedRecord>,
-}
-
-struct StagedRecord {
-    kind: TopicKind,
-    key: Range<usize>,
-    value: Range<usize>,
-}
-
-impl Staging {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.records.clear();
-    }
-}
-
 /// Resolved handles of the labelled series updated for every message: looking a series up by its
 /// labels costs a hash and a lock each time.
 struct HotMetrics {
@@ -174,10 +153,15 @@ pub struct Engine {
     reports_tx: mpsc::Sender<Delivery>,
     transactional_id: Option<String>,
     reports: Receiver<Delivery>,
-    processor: Processor,
-    value_format: ValueFormat,
-    /// The records of the message being handled, encoded, before they are sent.
-    staging: Staging,
+    /// Work for the core thread (`pipeline`), and the batches it returns.
+    jobs: SyncSender<Job>,
+    done: Receiver<Batch>,
+    /// Messages polled since the last batch went to the core thread.
+    collecting: Batch,
+    /// Returned batches, kept for their buffers.
+    spares: Vec<Batch>,
+    /// Batches at the core thread (at most `BATCHES_AT_CORE`).
+    at_core: usize,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -289,6 +273,14 @@ impl Engine {
         let kind = if lost { "lost" } else { "revoke" };
         self.metrics.rebalances.with_label_values(&[kind]).inc();
         tracing::info!(?partitions, lost, "partitions revoked");
+        // What was polled is published before the partitions go, as if it had been processed the
+        // moment it was polled (its keys are in the duplicate window already, or soon will be).
+        // A lost assignment under exactly-once aborts instead, which drops it.
+        if !(lost && self.transaction.is_some()) {
+            if let Err(e) = self.flush_pipeline(true) {
+                self.fatal.get_or_insert(e);
+            }
+        }
         if self.transaction.is_some() {
             // The open transaction holds records of the revoked partitions: commit it while they
             // are still ours, or abort it if they are already someone else's.
@@ -478,56 +470,120 @@ impl Engine {
         }
     }
 
-    /// Runs one input message through the core and hands its records to the producer.
-    fn handle_message(&mut self, message: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
-        let started = Instant::now();
+    /// Takes a polled message into the batch being collected.
+    fn on_polled(&mut self, message: &BorrowedMessage<'_>) {
         let partition = message.partition();
-        let offset = message.offset();
-        // Every log line about this message names its partition and offset.
-        let _span = tracing::debug_span!("message", partition, offset).entered();
-        if self.tracker.generation(partition).is_none() {
+        let Some(generation) = self.tracker.generation(partition) else {
             tracing::debug!(
                 partition,
-                offset,
+                offset = message.offset(),
                 "message of a partition no longer assigned; skipped"
             );
+            return;
+        };
+        self.collecting.push(Incoming {
+            partition,
+            offset: message.offset(),
+            generation,
+            timestamp: message.timestamp().to_millis(),
+            payload: message.payload().unwrap_or_default(),
+            key: message.key(),
+            headers: message.headers().map(|h| h.detach()),
+        });
+    }
+
+    /// Sends the collected batch to the core thread when it is due: at once when the core thread
+    /// is idle, when full if the core thread has work, or whenever there is room and `force`.
+    fn dispatch(&mut self, force: bool) -> Result<(), ServiceError> {
+        let due = match self.at_core {
+            0 => true,
+            n if n < BATCHES_AT_CORE => force || self.collecting.is_full(),
+            _ => false,
+        };
+        if !due || self.collecting.is_empty() {
             return Ok(());
         }
-        let payload = message.payload().unwrap_or_default();
-        let timestamp = message.timestamp().to_millis();
-        // Taken out of `self` while its records are sent, which needs `&mut self`.
-        let mut staging = std::mem::take(&mut self.staging);
-        staging.clear();
-        let value_format = &self.value_format;
-        let result = self.processor.process(payload, |record| {
-            let key_start = staging.bytes.len();
-            staging.bytes.extend_from_slice(record.key().as_bytes());
-            let value_start = staging.bytes.len();
-            staging
-                .bytes
-                .extend_from_slice(value_format.prefix(record.topic()));
-            write_avro(record, &mut staging.bytes);
-            let size = staging.bytes.len() - value_start;
-            if size > MAX_RECORD_BYTES {
-                return Err(Rejection::new(
-                    Stage::Encode,
-                    "record_too_large",
-                    format!(
-                        "record {} is {size} bytes, over the limit of {MAX_RECORD_BYTES}",
-                        record.record_id(),
-                    ),
-                    None,
-                ));
+        let mut batch = self.spares.pop().unwrap_or_default();
+        batch.clear();
+        std::mem::swap(&mut batch, &mut self.collecting);
+        self.jobs
+            .send(Job::Process(batch))
+            .map_err(|_| ServiceError::Fatal("the core thread stopped".into()))?;
+        self.at_core += 1;
+        Ok(())
+    }
+
+    /// Takes a batch back from the core thread, waiting up to `wait`, and hands its records to the
+    /// producer (`publish`) or drops them. Returns whether a batch came back.
+    fn collect(&mut self, wait: Duration, publish: bool) -> Result<bool, ServiceError> {
+        if self.at_core == 0 {
+            return Ok(false);
+        }
+        let received = if wait.is_zero() {
+            self.done.try_recv().map_err(|e| match e {
+                mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else {
+            self.done.recv_timeout(wait)
+        };
+        let batch = match received {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => return Ok(false),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(ServiceError::Fatal("the core thread stopped".into()))
             }
-            staging.records.push(StagedRecord {
-                kind: record.topic(),
-                key: key_start..value_start,
-                value: value_start..staging.bytes.len(),
-            });
+        };
+        self.at_core -= 1;
+        // The core thread gets its next batch before this one is published, so that the two
+        // threads work at the same time.
+        let result = if publish {
+            self.dispatch(false).and_then(|()| self.publish(&batch))
+        } else {
             Ok(())
-        });
-        let dead_letter = match result {
-            Ok(outcome) => {
+        };
+        self.spares.push(batch);
+        result.map(|()| true)
+    }
+
+    /// Runs everything polled through the core and publishes it (or, with `publish` false, drops
+    /// it: an aborted transaction's input is read again). Afterwards no message is between the
+    /// consumer and the producer, which rebalances, aborts and shutdown rely on.
+    fn flush_pipeline(&mut self, publish: bool) -> Result<(), ServiceError> {
+        if !publish {
+            self.collecting.clear();
+        }
+        while self.at_core > 0 || !self.collecting.is_empty() {
+            self.dispatch(true)?;
+            self.collect(Duration::from_secs(1), publish)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes what the core made of a batch: each message's records, or its dead letter.
+    fn publish(&mut self, batch: &Batch) -> Result<(), ServiceError> {
+        for (message, result) in batch.messages.iter().zip(&batch.results) {
+            self.publish_message(batch, message, result)?;
+        }
+        Ok(())
+    }
+
+    fn publish_message(
+        &mut self,
+        batch: &Batch,
+        message: &Polled,
+        result: &Processed,
+    ) -> Result<(), ServiceError> {
+        let (partition, offset) = (message.partition, message.offset);
+        // Every log line about this message names its partition and offset.
+        let _span = tracing::debug_span!("message", partition, offset).entered();
+        if self.tracker.generation(partition) != Some(message.generation) {
+            // Revoked since it was polled: its new owner reads it again.
+            tracing::debug!("message of a partition no longer assigned; not published");
+            return Ok(());
+        }
+        let (records, dead_letter) = match result {
+            Processed::Accepted { outcome, records } => {
                 if outcome.duplicate {
                     self.hot.duplicate.inc();
                 } else {
@@ -548,85 +604,62 @@ impl Engine {
                         self.hot.delivery_lag.observe(age(at));
                     }
                 }
-                for record in &staging.records {
+                let records = &batch.records[records.clone()];
+                for record in records {
                     self.hot.records(record.kind).inc();
                 }
-                self.summary.records += staging.records.len() as u64;
-                None
+                self.summary.records += records.len() as u64;
+                (records, None)
             }
-            Err(rejection) => {
-                // Records staged before the rejection (an oversized one) are not sent.
-                staging.clear();
+            Processed::Rejected(rejection) => {
                 self.hot.rejected.inc();
                 self.metrics
                     .dead_letters
                     .with_label_values(&[rejection.stage.as_str(), rejection.code])
                     .inc();
                 self.summary.dead_letters += 1;
-                tracing::debug!(partition, offset, rejection = %crate::logging::mask_phone_numbers(&rejection.to_string()), "dead letter");
-                Some(self.dead_letter(message, &rejection))
+                tracing::debug!(rejection = %crate::logging::mask_phone_numbers(&rejection.to_string()), "dead letter");
+                (&[][..], Some(self.dead_letter(batch, message, rejection)))
             }
         };
         self.summary.messages += 1;
-        self.metrics
-            .processing_duration
-            .observe(started.elapsed().as_secs_f64());
 
-        let records = staging.records.len() + usize::from(dead_letter.is_some());
-        let sent = match self
-            .tracker
-            .track(partition, offset, records, payload.len())
-        {
-            Some(input) => self.send_staged(&staging, dead_letter.as_ref(), timestamp, input),
-            None => Ok(()),
+        let count = records.len() + usize::from(dead_letter.is_some());
+        let payload_bytes = message.payload.len();
+        let Some(input) = self.tracker.track(partition, offset, count, payload_bytes) else {
+            return Ok(());
         };
-        self.staging = staging;
-        sent?;
+        let topics = Arc::clone(&self.topics);
+        for record in records {
+            let parts = RecordParts {
+                topic: topics.of(record.kind),
+                key: Some(&batch.output[record.key.clone()]),
+                value: &batch.output[record.value.clone()],
+                headers: None,
+                timestamp: message.timestamp,
+            };
+            self.send(parts, input)?;
+        }
+        if let Some(dead_letter) = &dead_letter {
+            self.send(dead_letter.parts(), input)?;
+        }
         if let Some(txn) = &mut self.transaction {
             txn.positions.insert(partition, offset + 1);
         }
         Ok(())
     }
 
-    /// Sends the staged records of one message, or its dead letter.
-    fn send_staged(
-        &mut self,
-        staging: &Staging,
-        dead_letter: Option<&OutgoingRecord>,
-        timestamp: Option<i64>,
-        input: InputRef,
-    ) -> Result<(), ServiceError> {
-        let topics = Arc::clone(&self.topics);
-        for record in &staging.records {
-            let parts = RecordParts {
-                topic: topics.of(record.kind),
-                key: Some(&staging.bytes[record.key.clone()]),
-                value: &staging.bytes[record.value.clone()],
-                headers: None,
-                timestamp,
-            };
-            self.send(parts, input)?;
-        }
-        if let Some(dead_letter) = dead_letter {
-            self.send(dead_letter.parts(), input)?;
-        }
-        Ok(())
-    }
-
-    fn dead_letter(&self, message: &BorrowedMessage<'_>, rejection: &Rejection) -> OutgoingRecord {
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = message.headers() {
-            for header in original.iter() {
-                headers = headers.insert(Header {
-                    key: header.key,
-                    value: header.value,
-                });
-            }
-        }
+    fn dead_letter(
+        &self,
+        batch: &Batch,
+        message: &Polled,
+        rejection: &Rejection,
+    ) -> OutgoingRecord {
+        let mut headers = message.headers.clone().unwrap_or_default();
         let source = Source {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
+            topic: &self.config.topics.input,
+            partition: message.partition,
+            offset: message.offset,
         };
         for (key, value) in dead_letters::headers(rejection, source) {
             headers = headers.insert(Header {
@@ -636,10 +669,10 @@ impl Engine {
         }
         OutgoingRecord {
             topic: self.config.topics.dead_letters.clone(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            key: batch.key(message).map(<[u8]>::to_vec),
+            value: batch.payload(message).to_vec(),
             headers: Some(headers),
-            timestamp: message.timestamp().to_millis(),
+            timestamp: message.timestamp,
         }
     }
 
@@ -834,8 +867,12 @@ impl Engine {
             .transactions
             .with_label_values(&["aborted"])
             .inc();
-        // What was "emitted" in the aborted transaction was never published.
-        self.processor.forget_emitted();
+        // Nothing polled before the rewind may be published, and what was "emitted" in the
+        // aborted transaction was never published: drop the first, forget the second.
+        self.flush_pipeline(false)?;
+        self.jobs
+            .send(Job::Forget)
+            .map_err(|_| ServiceError::Fatal("the core thread stopped".into()))?;
         for p in self.tracker.assigned() {
             self.tracker.assign(p);
         }
@@ -928,6 +965,7 @@ impl Engine {
 
     /// Shutdown: drain and commit everything that can be.
     fn finish(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+        self.flush_pipeline(true)?;
         if self.transaction.is_some() {
             let result = self.commit_transaction(consumer);
             // Nothing more will be sent; an empty open transaction has nothing on the broker.
@@ -1040,10 +1078,22 @@ pub fn run(
     let statistics_interval_ms = 5_000;
     let consumer_settings = consumer_config(&config, statistics_interval_ms);
     let metrics_for_context = metrics.clone();
+    // The core thread, behind bounded channels (`BATCHES_AT_CORE` batches there or back, and a
+    // `Forget`).
+    let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 1);
+    let (done_tx, done) = mpsc::sync_channel::<Batch>(BATCHES_AT_CORE);
+    let processor = Processor::new(config.processor);
+    let durations = metrics.processing_duration.clone();
+    let core_thread = std::thread::Builder::new()
+        .name("callstream-core".into())
+        .spawn(move || pipeline::run_core(processor, value_format, durations, job_queue, done_tx))
+        .map_err(|e| ServiceError::Fatal(format!("starting the core thread: {e}")))?;
     let engine = Arc::new(Mutex::new(Engine {
-        processor: Processor::new(config.processor),
-        value_format,
-        staging: Staging::default(),
+        jobs,
+        done,
+        collecting: Batch::default(),
+        spares: Vec::new(),
+        at_core: 0,
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         topics: Arc::new(config.topics.clone()),
@@ -1096,6 +1146,11 @@ pub fn run(
     drop(consumer);
     health.set_running(false);
     let summary = lock(&engine).summary.clone();
+    // Closing the job channel ends the core thread.
+    drop(engine);
+    if core_thread.join().is_err() {
+        tracing::error!("the core thread panicked");
+    }
     finished.map(|()| summary)
 }
 
@@ -1107,7 +1162,7 @@ fn run_loop(
 ) -> Result<(), ServiceError> {
     while !stop.load(Ordering::Relaxed) {
         health.record_poll();
-        {
+        let poll_timeout = {
             let mut e = lock(engine);
             e.pump_reports();
             e.resend_due_retries();
@@ -1118,14 +1173,32 @@ fn run_loop(
             if let Some(fatal) = e.fatal.take() {
                 return Err(fatal);
             }
-        }
-        match consumer.poll(POLL_INTERVAL) {
-            None => {}
+            while e.collect(Duration::ZERO, true)? {}
+            e.dispatch(false)?;
+            if e.collecting.is_full() {
+                // The core thread has all it can take: wait for it rather than poll more.
+                e.collect(POLL_INTERVAL, true)?;
+                continue;
+            }
+            if e.at_core > 0 {
+                Duration::ZERO
+            } else {
+                POLL_INTERVAL
+            }
+        };
+        match consumer.poll(poll_timeout) {
+            None => {
+                // Nothing to read now: hand the core thread what was collected, and wait for it
+                // rather than spin.
+                let mut e = lock(engine);
+                e.dispatch(true)?;
+                e.collect(POLL_INTERVAL, true)?;
+            }
             Some(Err(error)) if is_fatal(&error) => {
                 return Err(ServiceError::Fatal(format!("consumer: {error}")))
             }
             Some(Err(error)) => tracing::warn!(%error, "consumer error"),
-            Some(Ok(message)) => lock(engine).handle_message(&message)?,
+            Some(Ok(message)) => lock(engine).on_polled(&message),
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod engine;
 pub mod offsets;
+pub mod pipeline;
 pub mod registry;
 
 pub use config::{Guarantee, ServiceConfig};

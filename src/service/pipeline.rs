@@ -1,0 +1,307 @@
+//! The core's own thread. The service loop copies polled messages into a `Batch` and hands it to
+//! this thread, which runs each through the core and encodes its records into the same batch;
+//! meanwhile the loop sends the previous batch's records and polls the next. One batch at a time
+//! is at the core thread, and batches come back in the order they went, so records leave in input
+//! order and one `Processor` (one duplicate window) sees every message.
+
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Instant;
+
+use prometheus::Histogram;
+use rdkafka::message::OwnedHeaders;
+
+use crate::core::encode::write_avro;
+use crate::core::framing::ValueFormat;
+use crate::core::{Outcome, Processor, Rejection, Stage, TopicKind};
+
+/// Derived records larger than this are refused at the encode stage rather than by the broker.
+pub const MAX_RECORD_BYTES: usize = 900_000;
+/// A batch stops taking messages at this many.
+pub const MAX_BATCH_MESSAGES: usize = 512;
+/// A batch stops taking messages at this many payload bytes.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// One polled input message, its bytes in `Batch::input`.
+#[derive(Debug)]
+pub struct Polled {
+    pub partition: i32,
+    pub offset: i64,
+    /// The tracker's generation of the partition when the message was polled.
+    pub generation: u64,
+    pub timestamp: Option<i64>,
+    pub payload: Range<usize>,
+    pub key: Option<Range<usize>>,
+    /// Kept for the dead letter, which carries the original headers.
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// A polled message as it is handed to `Batch::push`.
+pub struct Incoming<'m> {
+    pub partition: i32,
+    pub offset: i64,
+    pub generation: u64,
+    pub timestamp: Option<i64>,
+    pub payload: &'m [u8],
+    pub key: Option<&'m [u8]>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// An encoded output record, its key and value in `Batch::output`.
+#[derive(Debug, Clone)]
+pub struct StagedRecord {
+    pub kind: TopicKind,
+    pub key: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// What the core made of one message.
+#[derive(Debug)]
+pub enum Processed {
+    /// Accepted; its records are `Batch::records[records]`.
+    Accepted {
+        outcome: Outcome,
+        records: Range<usize>,
+    },
+    Rejected(Rejection),
+}
+
+/// Messages on their way to the core thread and, filled in, back. Buffers are reused from batch
+/// to batch: nothing is allocated per message or per record once they have grown.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub input: Vec<u8>,
+    pub messages: Vec<Polled>,
+    pub output: Vec<u8>,
+    pub records: Vec<StagedRecord>,
+    /// One per message, in order; filled by the core thread.
+    pub results: Vec<Processed>,
+}
+
+impl Batch {
+    pub fn clear(&mut self) {
+        self.input.clear();
+        self.messages.clear();
+        self.output.clear();
+        self.records.clear();
+        self.results.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.messages.len() >= MAX_BATCH_MESSAGES || self.input.len() >= MAX_BATCH_BYTES
+    }
+
+    /// Adds a message, copying its bytes.
+    pub fn push(&mut self, message: Incoming<'_>) {
+        let payload = append(&mut self.input, message.payload);
+        let key = message.key.map(|k| append(&mut self.input, k));
+        self.messages.push(Polled {
+            partition: message.partition,
+            offset: message.offset,
+            generation: message.generation,
+            timestamp: message.timestamp,
+            payload,
+            key,
+            headers: message.headers,
+        });
+    }
+
+    pub fn payload(&self, message: &Polled) -> &[u8] {
+        &self.input[message.payload.clone()]
+    }
+
+    pub fn key(&self, message: &Polled) -> Option<&[u8]> {
+        message.key.clone().map(|k| &self.input[k])
+    }
+}
+
+fn append(buffer: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
+    let start = buffer.len();
+    buffer.extend_from_slice(bytes);
+    start..buffer.len()
+}
+
+/// Runs every message of the batch through the core, encoding the records of each into the
+/// batch. A message that is rejected (an oversized record included) leaves no records behind.
+pub fn process_batch(
+    processor: &mut Processor,
+    value_format: &ValueFormat,
+    batch: &mut Batch,
+    durations: Option<&Histogram>,
+) {
+    let Batch {
+        input,
+        messages,
+        output,
+        records,
+        results,
+    } = batch;
+    output.clear();
+    records.clear();
+    results.clear();
+    for message in messages.iter() {
+        let started = durations.map(|_| Instant::now());
+        let (output_mark, records_mark) = (output.len(), records.len());
+        let result = processor.process(&input[message.payload.clone()], |record| {
+            let key = append(output, record.key().as_bytes());
+            let value_start = output.len();
+            output.extend_from_slice(value_format.prefix(record.topic()));
+            write_avro(record, output);
+            let size = output.len() - value_start;
+            if size > MAX_RECORD_BYTES {
+                return Err(Rejection::new(
+                    Stage::Encode,
+                    "record_too_large",
+                    format!(
+                        "record {} is {size} bytes, over the limit of {MAX_RECORD_BYTES}",
+                        record.record_id(),
+                    ),
+                    None,
+                ));
+            }
+            records.push(StagedRecord {
+                kind: record.topic(),
+                key,
+                value: value_start..output.len(),
+            });
+            Ok(())
+        });
+        results.push(match result {
+            Ok(outcome) => Processed::Accepted {
+                outcome,
+                records: records_mark..records.len(),
+            },
+            Err(rejection) => {
+                output.truncate(output_mark);
+                records.truncate(records_mark);
+                Processed::Rejected(rejection)
+            }
+        });
+        if let (Some(histogram), Some(started)) = (durations, started) {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Work for the core thread.
+pub enum Job {
+    Process(Batch),
+    /// Forget the duplicate windows: what was emitted since was never published (an aborted
+    /// transaction). Sent when no batch is at the core thread.
+    Forget,
+}
+
+/// The core thread's loop: until the job channel closes.
+pub fn run_core(
+    mut processor: Processor,
+    value_format: ValueFormat,
+    durations: Histogram,
+    jobs: Receiver<Job>,
+    done: SyncSender<Batch>,
+) {
+    for job in jobs {
+        match job {
+            Job::Process(mut batch) => {
+                process_batch(&mut processor, &value_format, &mut batch, Some(&durations));
+                if done.send(batch).is_err() {
+                    return;
+                }
+            }
+            Job::Forget => processor.forget_emitted(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ProcessorConfig;
+
+    fn notification(uuid: &str, session: &str) -> String {
+        format!(
+            r#"{{"uuid":"{uuid}","subscriptionId":"sub","body":{{"telephonySessionId":"{session}","eventTime":"2024-03-09T16:00:00.000Z","parties":[{{"id":"p-1","extensionId":"101","status":{{"code":"Answered"}}}},{{"id":"p-2","status":{{"code":"Answered"}}}}]}}}}"#
+        )
+    }
+
+    fn batch_of(payloads: &[&str]) -> Batch {
+        let mut batch = Batch::default();
+        for (i, payload) in payloads.iter().enumerate() {
+            batch.push(Incoming {
+                partition: 0,
+                offset: i as i64,
+                generation: 1,
+                timestamp: None,
+                payload: payload.as_bytes(),
+                key: Some(b"k"),
+                headers: None,
+            });
+        }
+        batch
+    }
+
+    #[test]
+    fn every_message_gets_a_result_and_its_own_records_in_order() {
+        let mut processor = Processor::new(ProcessorConfig::default());
+        let format = ValueFormat::single_object().unwrap();
+        let first = notification("1", "s-a");
+        let second = notification("2", "s-b");
+        let mut batch = batch_of(&[&first, "not json", &second, &first]);
+        process_batch(&mut processor, &format, &mut batch, None);
+
+        assert_eq!(batch.results.len(), 4);
+        let ranges: Vec<Range<usize>> = batch
+            .results
+            .iter()
+            .map(|r| match r {
+                Processed::Accepted { records, .. } => records.clone(),
+                Processed::Rejected(_) => 0..0,
+            })
+            .collect();
+        assert_eq!(ranges[0], 0..2, "two parties, two party records");
+        assert!(matches!(&batch.results[1], Processed::Rejected(r) if r.stage == Stage::Decode));
+        assert_eq!(ranges[2], 2..4);
+        match &batch.results[3] {
+            Processed::Accepted { outcome, records } => {
+                assert!(outcome.duplicate, "the same uuid again is a redelivery");
+                assert!(records.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let keys: Vec<&[u8]> = batch
+            .records
+            .iter()
+            .map(|r| &batch.output[r.key.clone()])
+            .collect();
+        assert_eq!(keys, [&b"101"[..], b"s-a", b"101", b"s-b"]);
+        for record in &batch.records {
+            let value = &batch.output[record.value.clone()];
+            assert_eq!(&value[..2], &[0xc3, 0x01], "single-object framing");
+        }
+    }
+
+    #[test]
+    fn the_input_bytes_of_each_message_are_kept_for_its_dead_letter() {
+        let mut batch = Batch::default();
+        let message = |offset, payload: &'static [u8], key: Option<&'static [u8]>| Incoming {
+            partition: 2,
+            offset,
+            generation: 1,
+            timestamp: None,
+            payload,
+            key,
+            headers: None,
+        };
+        batch.push(message(7, b"payload", Some(b"key")));
+        batch.push(message(8, b"other", None));
+        assert_eq!(batch.payload(&batch.messages[0]), b"payload");
+        assert_eq!(batch.key(&batch.messages[0]), Some(&b"key"[..]));
+        assert_eq!(batch.payload(&batch.messages[1]), b"other");
+        assert_eq!(batch.key(&batch.messages[1]), None);
+        batch.clear();
+        assert!(batch.is_empty() && batch.input.is_empty());
+    }
+}
