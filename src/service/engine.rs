@@ -49,6 +49,9 @@ use prometheus::{Histogram, IntCounter};
 
 /// How long one consumer poll may block; bounds the reaction time to shutdown and reports.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Messages taken from the consumer between two rounds of housekeeping (delivery reports, offsets,
+/// transactions, backpressure).
+const POLL_BURST: usize = 64;
 /// Timeout of the blocking transactional calls and of synchronous admin-like requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one transactional call (commit, abort). Kept short because a timed-out call is
@@ -1186,19 +1189,38 @@ fn run_loop(
                 POLL_INTERVAL
             }
         };
-        match consumer.poll(poll_timeout) {
-            None => {
-                // Nothing to read now: hand the core thread what was collected, and wait for it
-                // rather than spin.
-                let mut e = lock(engine);
-                e.dispatch(true)?;
-                e.collect(POLL_INTERVAL, true)?;
+        // Take what the consumer has ready, up to a burst, before the next round of housekeeping.
+        let mut taken = 0;
+        let mut polled = consumer.poll(poll_timeout);
+        loop {
+            match polled {
+                None => {
+                    if taken == 0 {
+                        // Nothing to read now: hand the core thread what was collected, and wait
+                        // for it rather than spin.
+                        let mut e = lock(engine);
+                        e.dispatch(true)?;
+                        e.collect(POLL_INTERVAL, true)?;
+                    }
+                    break;
+                }
+                Some(Err(error)) if is_fatal(&error) => {
+                    return Err(ServiceError::Fatal(format!("consumer: {error}")))
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "consumer error");
+                    break;
+                }
+                Some(Ok(message)) => {
+                    taken += 1;
+                    let mut e = lock(engine);
+                    e.on_polled(&message);
+                    if e.collecting.is_full() || taken >= POLL_BURST {
+                        break;
+                    }
+                }
             }
-            Some(Err(error)) if is_fatal(&error) => {
-                return Err(ServiceError::Fatal(format!("consumer: {error}")))
-            }
-            Some(Err(error)) => tracing::warn!(%error, "consumer error"),
-            Some(Ok(message)) => lock(engine).on_polled(&message),
+            polled = consumer.poll(Duration::ZERO);
         }
     }
     Ok(())

@@ -21,13 +21,18 @@ pub struct InputRef {
     pub generation: u64,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    records: usize,
+    bytes: usize,
+}
+
 #[derive(Debug, Default)]
 struct PartitionState {
     generation: u64,
-    /// Offset -> records of that message not yet acknowledged.
-    pending: BTreeMap<i64, usize>,
-    /// Bytes of the pending messages, for the in-flight memory bound.
-    pending_bytes: BTreeMap<i64, usize>,
+    /// Offset -> records of that message not yet acknowledged, and its bytes (for the in-flight
+    /// memory bound).
+    pending: BTreeMap<i64, Pending>,
     highest_seen: Option<i64>,
     /// The last offset handed out by `committable_changes`, to report only changes.
     last_reported: Option<i64>,
@@ -66,7 +71,7 @@ impl OffsetTracker {
     pub fn revoke(&mut self, partition: i32) {
         if let Some(state) = self.partitions.remove(&partition) {
             self.in_flight_messages -= state.pending.len();
-            self.in_flight_bytes -= state.pending_bytes.values().sum::<usize>();
+            self.in_flight_bytes -= state.pending.values().map(|p| p.bytes).sum::<usize>();
         }
     }
 
@@ -87,8 +92,7 @@ impl OffsetTracker {
         let state = self.partitions.get_mut(&partition)?;
         state.highest_seen = Some(state.highest_seen.map_or(offset, |h| h.max(offset)));
         if records > 0 {
-            state.pending.insert(offset, records);
-            state.pending_bytes.insert(offset, bytes);
+            state.pending.insert(offset, Pending { records, bytes });
             self.in_flight_messages += 1;
             self.in_flight_bytes += bytes;
         }
@@ -108,13 +112,13 @@ impl OffsetTracker {
         if state.generation != input.generation {
             return false;
         }
-        let Some(remaining) = state.pending.get_mut(&input.offset) else {
+        let Some(pending) = state.pending.get_mut(&input.offset) else {
             return false;
         };
-        *remaining -= 1;
-        if *remaining == 0 {
+        pending.records -= 1;
+        if pending.records == 0 {
+            let bytes = pending.bytes;
             state.pending.remove(&input.offset);
-            let bytes = state.pending_bytes.remove(&input.offset).unwrap_or(0);
             self.in_flight_messages -= 1;
             self.in_flight_bytes -= bytes;
         }
