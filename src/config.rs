@@ -84,7 +84,7 @@ impl Default for KafkaSettings {
             auto_offset_reset: "earliest".into(),
             commit_interval_ms: 100,
             transactional_id: None,
-            max_in_flight_messages: 10_000,
+            max_in_flight_messages: 20_000,
             max_in_flight_bytes: 64 * 1024 * 1024,
             drain_timeout_ms: 20_000,
             message_timeout_ms: 30_000,

@@ -196,7 +196,7 @@ pub struct RunArgs {
     /// Exactly-once: transactional.id [default: callstream-<group>-<instance or host>-<pid>]
     #[arg(long, env = "CALLSTREAM_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
-    /// Most input messages awaiting acknowledgement before intake pauses [default: 10000]
+    /// Most input messages awaiting acknowledgement before intake pauses [default: 20000]
     #[arg(long, env = "CALLSTREAM_MAX_IN_FLIGHT_MESSAGES")]
     pub max_in_flight_messages: Option<usize>,
     /// Most bytes of input awaiting acknowledgement before intake pauses [default: 67108864]

@@ -74,7 +74,7 @@ impl ServiceConfig {
             auto_offset_reset: "earliest".into(),
             commit_interval: Duration::from_millis(100),
             transactional_id: None,
-            max_in_flight_messages: 10_000,
+            max_in_flight_messages: 20_000,
             max_in_flight_bytes: 64 * 1024 * 1024,
             drain_timeout: Duration::from_secs(20),
             message_timeout: Duration::from_secs(30),

@@ -49,6 +49,11 @@ use prometheus::{Histogram, IntCounter};
 
 /// How long one consumer poll may block; bounds the reaction time to shutdown and reports.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A batch is queued behind the one the core thread is working on once it has this many messages:
+/// large enough to spare the hand-off, small enough that the core thread never runs dry.
+const QUEUED_BATCH_MESSAGES: usize = 128;
+/// How long one consumer poll may block while the core thread has work.
+const CORE_BUSY_POLL: Duration = Duration::from_millis(1);
 /// Messages taken from the consumer between two rounds of housekeeping (delivery reports, offsets,
 /// transactions, backpressure).
 const POLL_BURST: usize = 64;
@@ -496,11 +501,14 @@ impl Engine {
     }
 
     /// Sends the collected batch to the core thread when it is due: at once when the core thread
-    /// is idle, when full if the core thread has work, or whenever there is room and `force`.
+    /// is idle; when it has work, once the batch has `QUEUED_BATCH_MESSAGES` (or `force`) and
+    /// there is room.
     fn dispatch(&mut self, force: bool) -> Result<(), ServiceError> {
         let due = match self.at_core {
             0 => true,
-            n if n < BATCHES_AT_CORE => force || self.collecting.is_full(),
+            n if n < BATCHES_AT_CORE => {
+                force || self.collecting.messages.len() >= QUEUED_BATCH_MESSAGES
+            }
             _ => false,
         };
         if !due || self.collecting.is_empty() {
@@ -1183,8 +1191,9 @@ fn run_loop(
                 e.collect(POLL_INTERVAL, true)?;
                 continue;
             }
+            // While the core thread has work, wait for input only briefly: its results are due.
             if e.at_core > 0 {
-                Duration::ZERO
+                CORE_BUSY_POLL
             } else {
                 POLL_INTERVAL
             }
@@ -1196,11 +1205,12 @@ fn run_loop(
             match polled {
                 None => {
                     if taken == 0 {
-                        // Nothing to read now: hand the core thread what was collected, and wait
-                        // for it rather than spin.
+                        // Nothing to read now: hand the core thread what was collected. Not
+                        // waiting for its results here: input arriving meanwhile is collected
+                        // while the core works, instead of after.
                         let mut e = lock(engine);
                         e.dispatch(true)?;
-                        e.collect(POLL_INTERVAL, true)?;
+                        while e.collect(Duration::ZERO, true)? {}
                     }
                     break;
                 }
