@@ -170,6 +170,14 @@ pub struct Engine {
     spares: Vec<Batch>,
     /// Batches at the core thread (at most `BATCHES_AT_CORE`).
     at_core: usize,
+    /// Publishing failed part-way through a batch: the messages after the failed one were never
+    /// tracked, so nothing more may be published or committed (committing later offsets would
+    /// skip them). The process stops; what was not committed is read again.
+    poisoned: bool,
+    /// While a revoke flushes the pipeline: how long a full producer queue may hold it up.
+    send_deadline: Option<Instant>,
+    /// The duplicate window must be cleared (`forget_emitted`).
+    forget_requested: bool,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -285,11 +293,25 @@ impl Engine {
         // moment it was polled (its keys are in the duplicate window already, or soon will be).
         // A lost assignment under exactly-once aborts instead, which drops it.
         if !(lost && self.transaction.is_some()) {
+            self.send_deadline = Some(Instant::now() + self.config.drain_timeout);
             if let Err(e) = self.flush_pipeline(true) {
+                self.poisoned = true;
                 self.fatal.get_or_insert(e);
             }
+            self.send_deadline = None;
         }
-        if self.transaction.is_some() {
+        if self.poisoned {
+            // Something polled was never published: commit nothing, abort what the open
+            // transaction holds, and let the process stop. The next owner reads it all again.
+            tracing::warn!(
+                ?partitions,
+                "revoked after a failed publish; nothing is committed"
+            );
+            if self.transaction.is_some() {
+                let _ = self.producer.abort_transaction(Duration::from_secs(5));
+                self.transaction = None;
+            }
+        } else if self.transaction.is_some() {
             // The open transaction holds records of the revoked partitions: commit it while they
             // are still ours, or abort it if they are already someone else's.
             let result = if lost {
@@ -316,8 +338,12 @@ impl Engine {
                     ?partitions,
                     "drain deadline passed; unacknowledged offsets are not committed and will be read again"
                 );
+                self.forget_emitted();
             }
             self.commit_offsets(consumer, partitions);
+        } else {
+            // Records of a lost assignment may never be delivered.
+            self.forget_emitted();
         }
         for &p in partitions {
             self.tracker.revoke(p);
@@ -327,8 +353,12 @@ impl Engine {
                 .consumer_lag
                 .remove_label_values(&[&p.to_string()]);
         }
+        let retries = self.retries.len();
         self.retries
             .retain(|r| !partitions.contains(&r.input.partition));
+        if self.retries.len() < retries {
+            self.forget_emitted();
+        }
         self.update_gauges();
     }
 
@@ -383,7 +413,10 @@ impl Engine {
                         "delivery to {} failed: {error}",
                         record.topic
                     )));
-                } else if self.tracker.generation(input.partition) == Some(input.generation) {
+                } else if self.tracker.generation(input.partition) != Some(input.generation) {
+                    // A record of a revoked assignment that will not be sent again.
+                    self.forget_emitted();
+                } else {
                     self.metrics.delivery_retries.inc();
                     // One warning per outage, not one per record.
                     if self.retries.is_empty() {
@@ -450,18 +483,23 @@ impl Engine {
             match self.try_send(&record, input) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                    if self.stop.load(Ordering::Relaxed) {
-                        // Stopping: the offset of this message is not committed, so it is read
-                        // again after restart; nothing is lost by giving up here.
+                    let past_deadline = self.send_deadline.is_some_and(|d| Instant::now() >= d);
+                    if self.stop.load(Ordering::Relaxed) || past_deadline {
+                        // Stopping, or a rebalance cannot wait longer: the offset of this message
+                        // is not committed, so it is read again; nothing is lost by giving up.
+                        self.fail_transaction();
                         return Err(ServiceError::Fatal(
-                            "producer queue stayed full during shutdown".into(),
+                            "producer queue stayed full during shutdown or a rebalance".into(),
                         ));
                     }
                     self.pump_reports();
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
-                Err(error) if is_fatal(&error) => return Err(kafka("producing a record")(error)),
+                Err(error) if is_fatal(&error) => {
+                    self.fail_transaction();
+                    return Err(kafka("producing a record")(error));
+                }
                 Err(error) => {
                     if let Some(txn) = &mut self.transaction {
                         // The transaction is in an error state: it will abort, and the input it
@@ -475,6 +513,13 @@ impl Engine {
                     return Err(kafka("producing a record")(error));
                 }
             }
+        }
+    }
+
+    /// A message's records were sent only in part: the open transaction must not commit.
+    fn fail_transaction(&mut self) {
+        if let Some(txn) = &mut self.transaction {
+            txn.failed = true;
         }
     }
 
@@ -548,12 +593,15 @@ impl Engine {
         self.at_core -= 1;
         // The core thread gets its next batch before this one is published, so that the two
         // threads work at the same time.
-        let result = if publish {
+        let result = if publish && !self.poisoned {
             self.dispatch(false).and_then(|()| self.publish(&batch))
         } else {
             Ok(())
         };
         self.spares.push(batch);
+        if result.is_err() {
+            self.poisoned = true;
+        }
         result.map(|()| true)
     }
 
@@ -561,12 +609,29 @@ impl Engine {
     /// it: an aborted transaction's input is read again). Afterwards no message is between the
     /// consumer and the producer, which rebalances, aborts and shutdown rely on.
     fn flush_pipeline(&mut self, publish: bool) -> Result<(), ServiceError> {
-        if !publish {
-            self.collecting.clear();
-        }
         while self.at_core > 0 || !self.collecting.is_empty() {
+            if !publish || self.poisoned {
+                self.collecting.clear();
+            }
             self.dispatch(true)?;
             self.collect(Duration::from_secs(1), publish)?;
+        }
+        Ok(())
+    }
+
+    /// Clears the duplicate window when it may remember records that will never be published
+    /// (dropped work of a revoked partition), so that their redelivery is published, not
+    /// suppressed. Costs at most some duplicates.
+    /// Requested where it is noticed, sent once per loop round (`send_forget`).
+    fn forget_emitted(&mut self) {
+        self.forget_requested = true;
+    }
+
+    fn send_forget(&mut self) -> Result<(), ServiceError> {
+        if std::mem::take(&mut self.forget_requested) {
+            self.jobs
+                .send(Job::Forget)
+                .map_err(|_| ServiceError::Fatal("the core thread stopped".into()))?;
         }
         Ok(())
     }
@@ -1105,6 +1170,9 @@ pub fn run(
         collecting: Batch::default(),
         spares: Vec::new(),
         at_core: 0,
+        poisoned: false,
+        send_deadline: None,
+        forget_requested: false,
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         topics: Arc::new(config.topics.clone()),
@@ -1152,6 +1220,11 @@ pub fn run(
     let outcome = run_loop(&consumer, &engine, &health, &stop);
     health.set_shutting_down();
     let finished = outcome.and_then(|()| lock(&engine).finish(&consumer));
+    if finished.is_err() {
+        // Stopping on an error: closing the consumer revokes its partitions, which must then
+        // publish and commit nothing more (see `Engine::poisoned`).
+        lock(&engine).poisoned = true;
+    }
     // Closing the consumer leaves the group; its revoke callback finds nothing left to do.
     consumer.unsubscribe();
     drop(consumer);
@@ -1175,7 +1248,11 @@ fn run_loop(
         health.record_poll();
         let poll_timeout = {
             let mut e = lock(engine);
+            if let Some(fatal) = e.fatal.take() {
+                return Err(fatal);
+            }
             e.pump_reports();
+            e.send_forget()?;
             e.resend_due_retries();
             e.store_offsets(consumer);
             e.commit_transaction_if_due(consumer)?;
