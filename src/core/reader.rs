@@ -335,14 +335,16 @@ impl<'a> Reader<'a> {
     // The raw model's objects, in the field order of `raw`.
 
     fn node(&mut self, n: &mut RawNode<'a>) -> Option<()> {
+        // `body` and `pn_apns` nest a whole node, boxed.
+        let boxed = |r: &mut Self| r.object_of(|r, node: &mut Box<RawNode<'a>>| r.node(node));
         fields!(self, {
             "uuid" => n.uuid, Self::id;
             "event" => n.event, Self::str;
             "timestamp" => n.timestamp, Self::str;
             "subscriptionId" => n.subscription_id, Self::id;
             "ownerId" => n.owner_id, Self::id;
-            "body" => n.body, Self::boxed_node;
-            "pn_apns" => n.pn_apns, Self::boxed_node;
+            "body" => n.body, boxed;
+            "pn_apns" => n.pn_apns, boxed;
             "sequence" => n.sequence, Self::int;
             "sessionId" => n.session_id, Self::id;
             "telephonySessionId" => n.telephony_session_id, Self::id;
@@ -353,15 +355,6 @@ impl<'a> Reader<'a> {
             "accountId" => n.account_id, Self::id;
             "extensionId" => n.extension_id, Self::id;
         })
-    }
-
-    fn boxed_node(&mut self) -> Nullable<Box<RawNode<'a>>> {
-        if self.null()? {
-            return Some(None);
-        }
-        let mut node = Box::<RawNode<'a>>::default();
-        self.node(&mut node)?;
-        Some(Some(node))
     }
 
     fn origin(&mut self, o: &mut RawOrigin<'a>) -> Option<()> {

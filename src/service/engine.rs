@@ -44,7 +44,6 @@ use crate::core::framing::ValueFormat;
 use crate::core::{Processor, Rejection, TopicKind};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::topics::TopicNames;
 use prometheus::{Histogram, IntCounter};
 
 /// How long one consumer poll may block; bounds the reaction time to shutdown and reports.
@@ -155,7 +154,8 @@ impl HotMetrics {
 
 /// Everything the loop and the rebalance callback share.
 pub struct Engine {
-    config: ServiceConfig,
+    /// Shared so that records can borrow a topic name while the engine sends.
+    config: Arc<ServiceConfig>,
     producer: ThreadedProducer<DeliveryContext>,
     /// Kept to create a replacement producer (exactly-once) that reports to the same channel.
     reports_tx: mpsc::Sender<Delivery>,
@@ -181,8 +181,6 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
-    /// `config.topics`, shared so that records can borrow a topic name while the engine sends.
-    topics: Arc<TopicNames>,
     offsets_stored_at: Instant,
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
@@ -564,7 +562,7 @@ impl Engine {
         std::mem::swap(&mut batch, &mut self.collecting);
         self.jobs
             .send(Job::Process(batch))
-            .map_err(|_| ServiceError::Fatal("the core thread stopped".into()))?;
+            .map_err(|_| core_thread_stopped())?;
         self.at_core += 1;
         Ok(())
     }
@@ -575,20 +573,10 @@ impl Engine {
         if self.at_core == 0 {
             return Ok(false);
         }
-        let received = if wait.is_zero() {
-            self.done.try_recv().map_err(|e| match e {
-                mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            })
-        } else {
-            self.done.recv_timeout(wait)
-        };
-        let batch = match received {
+        let batch = match self.done.recv_timeout(wait) {
             Ok(batch) => batch,
             Err(RecvTimeoutError::Timeout) => return Ok(false),
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(ServiceError::Fatal("the core thread stopped".into()))
-            }
+            Err(RecvTimeoutError::Disconnected) => return Err(core_thread_stopped()),
         };
         self.at_core -= 1;
         // The core thread gets its next batch before this one is published, so that the two
@@ -631,7 +619,7 @@ impl Engine {
         if std::mem::take(&mut self.forget_requested) {
             self.jobs
                 .send(Job::Forget)
-                .map_err(|_| ServiceError::Fatal("the core thread stopped".into()))?;
+                .map_err(|_| core_thread_stopped())?;
         }
         Ok(())
     }
@@ -705,10 +693,10 @@ impl Engine {
         let Some(input) = self.tracker.track(partition, offset, count, payload_bytes) else {
             return Ok(());
         };
-        let topics = Arc::clone(&self.topics);
+        let config = Arc::clone(&self.config);
         for record in records {
             let parts = RecordParts {
-                topic: topics.of(record.kind),
+                topic: config.topics.of(record.kind),
                 key: Some(&batch.output[record.key.clone()]),
                 value: &batch.output[record.value.clone()],
                 headers: None,
@@ -946,9 +934,8 @@ impl Engine {
         // Nothing polled before the rewind may be published, and what was "emitted" in the
         // aborted transaction was never published: drop the first, forget the second.
         self.flush_pipeline(false)?;
-        self.jobs
-            .send(Job::Forget)
-            .map_err(|_| ServiceError::Fatal("the core thread stopped".into()))?;
+        self.forget_emitted();
+        self.send_forget()?;
         for p in self.tracker.assigned() {
             self.tracker.assign(p);
         }
@@ -1058,6 +1045,10 @@ impl Engine {
         self.commit_offsets(consumer, &partitions);
         Ok(())
     }
+}
+
+fn core_thread_stopped() -> ServiceError {
+    ServiceError::Fatal("the core thread stopped".into())
 }
 
 /// Exponential backoff for retries of blocking calls: 100 ms doubling up to 5 s.
@@ -1175,8 +1166,7 @@ pub fn run(
         forget_requested: false,
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
-        topics: Arc::new(config.topics.clone()),
-        config,
+        config: Arc::new(config),
         producer,
         reports_tx,
         transactional_id: txn_id,
