@@ -31,6 +31,8 @@ pub struct Metrics {
     pub delivery_retries: IntCounter,
     /// Records the producer reported as not delivered (timed out, refused).
     pub delivery_failures: IntCounter,
+    /// Producers replaced because they could no longer deliver (see `Engine::producer_stuck`).
+    pub producer_replacements: IntCounter,
     pub build_info: IntGaugeVec,
 }
 
@@ -166,6 +168,14 @@ impl Metrics {
         registry
             .register(Box::new(delivery_failures.clone()))
             .expect("unique metric");
+        let producer_replacements = IntCounter::new(
+            "callstream_producer_replacements_total",
+            "Producers replaced by a new one: a transaction that could not be ended (exactly-once), or a record that kept timing out while others were delivered (at-least-once).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(producer_replacements.clone()))
+            .expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "callstream_build_info",
@@ -200,6 +210,7 @@ impl Metrics {
             transactions,
             delivery_retries,
             delivery_failures,
+            producer_replacements,
             build_info,
         }
     }

@@ -208,3 +208,42 @@ fn injected_produce_errors_are_retried_without_loss() {
         setup.expected_parties as i64
     );
 }
+
+/// A partition that accepts nothing while the others do (what librdkafka does after a broker
+/// restart when it keeps a stale "no leader" for one partition): after the same record timed out
+/// three times the producer is replaced, its undelivered records are sent again through the new
+/// one, and nothing is committed before they are acknowledged.
+#[test]
+fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
+    let setup = setup(200);
+    let stuck = &setup.topics.parties;
+    setup
+        .cluster
+        .partition_leader(stuck, 0, None)
+        .expect("no leader");
+    let (metrics, stop, handle) = start(&setup, Duration::from_millis(1_000));
+
+    wait_for("the producer replaced", Duration::from_secs(60), || {
+        metrics.producer_replacements.get() > 0
+    });
+    assert!(
+        output_count(&setup, &setup.topics.missed) > 0,
+        "the other topics should have been delivered to meanwhile"
+    );
+    assert!(
+        committed(&setup).unwrap_or(0) == 0,
+        "an offset was committed past an undelivered record: {:?}",
+        committed(&setup)
+    );
+
+    setup
+        .cluster
+        .partition_leader(stuck, 0, Some(OUTPUT_BROKER))
+        .expect("leader back");
+    wait_for("every offset committed", Duration::from_secs(90), || {
+        committed(&setup) == Some(setup.lines.len() as i64)
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert!(output_count(&setup, stuck) >= setup.expected_parties as i64);
+}

@@ -48,6 +48,14 @@ pub struct RecordParts<'r> {
     pub timestamp: Option<i64>,
 }
 
+/// What travels with a record through the producer: the input message it came from, and how many
+/// times it timed out before this attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub input: InputRef,
+    pub timeouts: u32,
+}
+
 /// What the producer reports for one record.
 #[derive(Debug)]
 pub enum Delivery {
@@ -56,6 +64,8 @@ pub enum Delivery {
     /// back so that it can be sent again.
     Failed {
         input: InputRef,
+        /// Times this record has timed out, this failure included.
+        timeouts: u32,
         error: KafkaError,
         record: OutgoingRecord,
     },
@@ -226,15 +236,18 @@ impl ClientContext for DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<InputRef>;
+    type DeliveryOpaque = Box<Sent>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, input: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
         let report = match result {
-            Ok(_) => Delivery::Acknowledged(*input),
+            Ok(_) => Delivery::Acknowledged(sent.input),
             Err((error, message)) => {
                 self.metrics.delivery_failures.inc();
+                let timed_out =
+                    error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
                 Delivery::Failed {
-                    input: *input,
+                    input: sent.input,
+                    timeouts: sent.timeouts + u32::from(timed_out),
                     error: error.clone(),
                     record: OutgoingRecord {
                         topic: message.topic().to_owned(),

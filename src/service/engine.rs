@@ -26,14 +26,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Header, Message};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use super::clients::{
     consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config, Delivery,
-    DeliveryContext, OutgoingRecord, RecordParts,
+    DeliveryContext, OutgoingRecord, RecordParts, Sent,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
@@ -69,6 +69,11 @@ const STORE_OFFSETS_INTERVAL: Duration = Duration::from_millis(20);
 /// Batches queued at the core thread: two, so that it has the next one at hand when it finishes
 /// one, without waiting for this thread to be scheduled.
 const BATCHES_AT_CORE: usize = 2;
+/// At-least-once: a record that timed out this many times (`message.timeout.ms` each) gets the
+/// producer replaced, and again after as many more. librdkafka can leave one partition without a
+/// leader in its cache after a broker restart and retry it forever; a new producer starts from
+/// fresh metadata. In a whole-cluster outage a replacement costs a reconnect and changes nothing.
+const STUCK_AFTER_TIMEOUTS: u32 = 3;
 
 /// Why the service stopped with an error.
 #[derive(Debug, Error)]
@@ -108,6 +113,8 @@ struct Retry {
     due: Instant,
     attempt: u32,
     input: InputRef,
+    /// Times the record has timed out so far.
+    timeouts: u32,
     record: OutgoingRecord,
 }
 
@@ -178,6 +185,8 @@ pub struct Engine {
     send_deadline: Option<Instant>,
     /// The duplicate window must be cleared (`forget_emitted`).
     forget_requested: bool,
+    /// A record timed out `STUCK_AFTER_TIMEOUTS` times: replace the producer (at-least-once).
+    producer_stuck: bool,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -396,6 +405,7 @@ impl Engine {
             }
             Delivery::Failed {
                 input,
+                timeouts,
                 error,
                 record,
             } => {
@@ -422,10 +432,14 @@ impl Engine {
                     } else {
                         tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
                     }
+                    if timeouts > 0 && timeouts % STUCK_AFTER_TIMEOUTS == 0 {
+                        self.producer_stuck = true;
+                    }
                     self.retries.push_back(Retry {
                         due: Instant::now() + Duration::from_millis(100),
                         attempt: 1,
                         input,
+                        timeouts,
                         record,
                     });
                 }
@@ -442,7 +456,11 @@ impl Engine {
                 continue;
             }
             let attempt = retry.attempt;
-            if let Err(error) = self.try_send(&retry.record.parts(), retry.input) {
+            let sent = Sent {
+                input: retry.input,
+                timeouts: retry.timeouts,
+            };
+            if let Err(error) = self.try_send(&retry.record.parts(), sent) {
                 let record = retry.record;
                 // Queue full or transient: back off exponentially up to 10 s, never give up.
                 let backoff =
@@ -452,6 +470,7 @@ impl Engine {
                     due: now + backoff,
                     attempt: attempt + 1,
                     input: retry.input,
+                    timeouts: retry.timeouts,
                     record,
                 });
             }
@@ -459,9 +478,9 @@ impl Engine {
         self.retries = pending;
     }
 
-    fn try_send(&self, record: &RecordParts<'_>, input: InputRef) -> Result<(), KafkaError> {
-        let mut base: BaseRecord<'_, [u8], [u8], Box<InputRef>> =
-            BaseRecord::with_opaque_to(record.topic, Box::new(input)).payload(record.value);
+    fn try_send(&self, record: &RecordParts<'_>, sent: Sent) -> Result<(), KafkaError> {
+        let mut base: BaseRecord<'_, [u8], [u8], Box<Sent>> =
+            BaseRecord::with_opaque_to(record.topic, Box::new(sent)).payload(record.value);
         if let Some(key) = record.key {
             base = base.key(key);
         }
@@ -477,8 +496,9 @@ impl Engine {
     /// Sends a record, waiting while the producer queue is full.
     fn send(&mut self, record: RecordParts<'_>, input: InputRef) -> Result<(), ServiceError> {
         let mut backoff = Duration::from_millis(1);
+        let sent = Sent { input, timeouts: 0 };
         loop {
-            match self.try_send(&record, input) {
+            match self.try_send(&record, sent) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     let past_deadline = self.send_deadline.is_some_and(|d| Instant::now() >= d);
@@ -975,13 +995,7 @@ impl Engine {
     /// transactional id, so its `init_transactions` fences the old one and aborts whatever it left
     /// open on the broker: nothing of that transaction is ever committed.
     fn replace_producer(&mut self) -> Result<(), ServiceError> {
-        let producer: ThreadedProducer<DeliveryContext> =
-            producer_config(&self.config, self.transactional_id.as_deref())
-                .create_with_context(DeliveryContext {
-                    reports: self.reports_tx.clone(),
-                    metrics: self.metrics.clone(),
-                })
-                .map_err(kafka("creating the producer"))?;
+        let producer = self.new_producer()?;
         let mut backoff = Backoff::new();
         loop {
             match producer.init_transactions(REQUEST_TIMEOUT) {
@@ -994,7 +1008,43 @@ impl Engine {
             }
         }
         drop(std::mem::replace(&mut self.producer, producer));
+        self.metrics.producer_replacements.inc();
         tracing::info!("producer replaced; its open transaction was aborted");
+        Ok(())
+    }
+
+    /// A producer like the first one, reporting to the same channel.
+    fn new_producer(&self) -> Result<ThreadedProducer<DeliveryContext>, ServiceError> {
+        producer_config(&self.config, self.transactional_id.as_deref())
+            .create_with_context(DeliveryContext {
+                reports: self.reports_tx.clone(),
+                metrics: self.metrics.clone(),
+            })
+            .map_err(kafka("creating the producer"))
+    }
+
+    /// At-least-once: replaces a producer that keeps timing out a record (`STUCK_AFTER_TIMEOUTS`).
+    /// The old producer's undelivered records are purged; they come back as failed deliveries and
+    /// are sent again through the new one (a purged record may have reached the broker: a
+    /// duplicate, never a loss).
+    fn replace_stuck_producer(&mut self) -> Result<(), ServiceError> {
+        if !std::mem::take(&mut self.producer_stuck) || self.transaction.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(
+            timeouts = STUCK_AFTER_TIMEOUTS,
+            "a record keeps timing out; replacing the producer"
+        );
+        let new = self.new_producer()?;
+        let old = std::mem::replace(&mut self.producer, new);
+        old.purge(PurgeConfig::default().queue().inflight());
+        // Polls the purged records' reports into the channel; after a purge nothing waits on the
+        // broker, so this returns at once unless librdkafka is stuck itself.
+        if let Err(error) = old.flush(self.config.drain_timeout) {
+            tracing::warn!(%error, "the replaced producer did not report every purged record");
+        }
+        drop(old);
+        self.metrics.producer_replacements.inc();
         Ok(())
     }
 
@@ -1164,6 +1214,7 @@ pub fn run(
         poisoned: false,
         send_deadline: None,
         forget_requested: false,
+        producer_stuck: false,
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         config: Arc::new(config),
@@ -1243,6 +1294,7 @@ fn run_loop(
             }
             e.pump_reports();
             e.send_forget()?;
+            e.replace_stuck_producer()?;
             e.resend_due_retries();
             e.store_offsets(consumer);
             e.commit_transaction_if_due(consumer)?;
