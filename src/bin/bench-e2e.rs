@@ -8,6 +8,9 @@
 //! - latency: with notifications produced live at a fixed rate, p50/p99 of the time from the
 //!   input record's timestamp until its party record is readable (read_committed);
 //! - peak RSS of the callstream process (VmHWM);
+//! - a ceiling: the passthrough loop writing the records callstream's core makes of each message
+//!   instead of the bytes (no second thread, no per-record delivery tracking), which bounds what any
+//!   service built on this core can reach on the same machine;
 //! - CPU time per notification (user + system, from /proc) of callstream, of the passthrough, and
 //!   of the broker while each ran (`--broker-pid`), which says where the time goes when the
 //!   broker and the clients share the machine's cores.
@@ -24,6 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use callstream::core::encode::write_avro;
+use callstream::core::framing::ValueFormat;
+use callstream::core::{Processor, ProcessorConfig};
 use callstream::generate::{Generator, GeneratorConfig};
 use callstream::service::clients::{consumer_config, producer_config};
 use callstream::service::{Guarantee, ServiceConfig};
@@ -191,10 +197,31 @@ impl ProducerContext for Acks {
     }
 }
 
+/// What the passthrough loop writes for each message it reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Copy {
+    /// The baseline: the same bytes.
+    Bytes,
+    /// A ceiling for any service built on callstream's core: the records callstream's core makes
+    /// of the message (`Processor::process`, Avro), with none of the service around it (no second
+    /// thread, no per-record delivery tracking, offsets stored once at the end).
+    Records,
+}
+
 /// The baseline: consume and copy bytes with callstream's own client settings.
 fn passthrough(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> (f64, Cpu) {
+    passthrough_copying(o, topic, guarantee, group, Copy::Bytes)
+}
+
+fn passthrough_copying(
+    o: &Options,
+    topic: &str,
+    guarantee: Guarantee,
+    group: &str,
+    copy: Copy,
+) -> (f64, Cpu) {
     let (client_before, broker_before) = (cpu_seconds(None), cpu_seconds(o.broker_pid));
-    let rate = passthrough_rate(o, topic, guarantee, group);
+    let rate = passthrough_rate(o, topic, guarantee, group, copy);
     let per_message = |seconds: f64| seconds * 1e6 / o.count as f64;
     let cpu = Cpu {
         client_us: per_message(cpu_seconds(None) - client_before),
@@ -203,7 +230,17 @@ fn passthrough(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> (
     (rate, cpu)
 }
 
-fn passthrough_rate(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> f64 {
+fn passthrough_rate(
+    o: &Options,
+    topic: &str,
+    guarantee: Guarantee,
+    group: &str,
+    copy: Copy,
+) -> f64 {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let value_format = ValueFormat::single_object().expect("schemas");
+    let mut value = Vec::with_capacity(4096);
+    let mut sent = 0u64;
     let mut config = ServiceConfig::new(&o.bootstrap, group);
     config.guarantee = guarantee;
     let txn_id = format!("{group}-txn");
@@ -250,19 +287,22 @@ fn passthrough_rate(o: &Options, topic: &str, guarantee: Guarantee, group: &str)
     };
     while copied < o.count {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-            let mut record =
-                BaseRecord::<[u8], [u8]>::to(&target).payload(m.payload().unwrap_or_default());
-            if let Some(k) = m.key() {
-                record = record.key(k);
-            }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
+            let payload = m.payload().unwrap_or_default();
+            if copy == Copy::Bytes {
+                send_until_queued(&producer, &target, m.key(), payload);
+                sent += 1;
+            } else {
+                processor
+                    .process(payload, |record| {
+                        value.clear();
+                        value.extend_from_slice(value_format.prefix(record.topic()));
+                        write_avro(record, &mut value);
+                        let key = record.key();
+                        send_until_queued(&producer, &target, Some(key.as_bytes()), &value);
+                        sent += 1;
+                        Ok(())
+                    })
+                    .expect("generated traffic is valid");
             }
             positions.insert(m.partition(), m.offset() + 1);
             copied += 1;
@@ -278,7 +318,7 @@ fn passthrough_rate(o: &Options, topic: &str, guarantee: Guarantee, group: &str)
         commit(&mut positions, &consumer);
     } else {
         producer.flush(Duration::from_secs(60)).expect("flush");
-        while acks.load(Ordering::Relaxed) < o.count as u64 {
+        while acks.load(Ordering::Relaxed) < sent {
             std::thread::sleep(Duration::from_millis(1));
         }
         commit(&mut positions, &consumer);
@@ -287,6 +327,27 @@ fn passthrough_rate(o: &Options, topic: &str, guarantee: Guarantee, group: &str)
             .expect("commit");
     }
     o.count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn send_until_queued(
+    producer: &ThreadedProducer<Acks>,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+) {
+    let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 fn metric(address: &str, prefix: &str) -> f64 {
@@ -541,13 +602,20 @@ fn main() {
     warm_up(&o);
     let mut lines = Vec::new();
     for guarantee in [Guarantee::AtLeastOnce, Guarantee::ExactlyOnce] {
-        let (mut ours, mut base, mut rss, mut p50, mut p99) =
-            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut ours, mut base, mut ceiling, mut rss, mut p50, mut p99) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         for run in 0..o.runs {
             let topic = format!("bench-{}-{}-{run}", std::process::id(), guarantee.as_str());
             admin_create(&o.bootstrap, &[&topic]);
             let bytes = preload(&o.bootstrap, &topic, o.count, run as u64 + 1);
             let (b, b_cpu) = passthrough(&o, &topic, guarantee, &format!("{topic}-passthrough"));
+            let (k, k_cpu) = passthrough_copying(
+                &o,
+                &topic,
+                guarantee,
+                &format!("{topic}-ceiling"),
+                Copy::Records,
+            );
             let (c, r, c_cpu) =
                 callstream_backlog(&o, &topic, guarantee, &format!("{topic}-callstream"));
             let (l50, l99) = callstream_latency(&o, guarantee, run);
@@ -562,8 +630,15 @@ fn main() {
                 "    CPU per notification: callstream {:.1} µs + broker {:.1} µs; passthrough {:.1} µs + broker {:.1} µs",
                 c_cpu.client_us, c_cpu.broker_us, b_cpu.client_us, b_cpu.broker_us
             );
+            println!(
+                "    ceiling (the passthrough loop writing the core's records): {k:.0}/s, ratio {:.2}; CPU {:.1} µs + broker {:.1} µs",
+                k / b,
+                k_cpu.client_us,
+                k_cpu.broker_us
+            );
             ours.push(c);
             base.push(b);
+            ceiling.push(k);
             rss.push(r);
             p50.push(l50);
             p99.push(l99);
@@ -578,6 +653,13 @@ fn main() {
             median(rss),
             median(p50),
             median(p99)
+        );
+        println!(
+            "  {}: ceiling median {:.0}/s (spread {}), ratio to the passthrough {:.2}",
+            guarantee.as_str(),
+            median(ceiling.clone()),
+            spread(&ceiling),
+            median(ceiling) / median(base.clone())
         );
         let (n, m) = (median(ours), median(base));
         lines.push(format!(
