@@ -247,3 +247,44 @@ fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
     handle.join().expect("join").expect("clean stop");
     assert!(output_count(&setup, stuck) >= setup.expected_parties as i64);
 }
+
+/// A record the broker refuses for good (here: not authorized) stops the process with an error,
+/// nothing is committed past what was not published, and a restart publishes everything.
+#[test]
+fn a_permanent_produce_error_stops_the_process_and_a_restart_loses_nothing() {
+    let setup = setup(200);
+    setup.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let (_, _stop, handle) = start(&setup, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "the process did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match handle.join().expect("join") {
+        Err(ServiceError::Fatal(message)) => {
+            assert!(message.contains("delivery"), "{message}")
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+    let after_failure = committed(&setup).unwrap_or(0);
+    assert!(
+        after_failure < setup.lines.len() as i64,
+        "everything was committed although a record was refused"
+    );
+
+    let (metrics, stop, handle) = start(&setup, Duration::from_secs(30));
+    wait_for("every offset committed", Duration::from_secs(90), || {
+        committed(&setup) == Some(setup.lines.len() as i64)
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert_eq!(
+        consumed(&metrics),
+        setup.lines.len() as u64 - after_failure as u64,
+        "the restart read from the committed offset"
+    );
+    assert!(output_count(&setup, &setup.topics.parties) >= setup.expected_parties as i64);
+}
