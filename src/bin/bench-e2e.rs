@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use callstream::core::encode::write_avro;
 use callstream::core::framing::ValueFormat;
-use callstream::core::{Processor, ProcessorConfig};
+use callstream::core::{Processor, ProcessorConfig, TopicKind};
 use callstream::generate::{Generator, GeneratorConfig};
 use callstream::service::clients::{consumer_config, producer_config};
 use callstream::service::{Guarantee, ServiceConfig};
@@ -89,7 +89,13 @@ fn admin_create(bootstrap: &str, topics: &[&str]) {
     for topic in topics {
         topics_create(bootstrap, &["--input-topic", &format!("{topic}.copy")]);
         topics_create(bootstrap, &topic_flags(topic));
+        // The ceiling writes to topics of its own, laid out like callstream's outputs.
+        topics_create(bootstrap, &topic_flags(&ceiling_base(topic)));
     }
+}
+
+fn ceiling_base(topic: &str) -> String {
+    format!("{topic}.ceiling")
 }
 
 /// `callstream topics create --include-input` with these topic flags.
@@ -203,8 +209,9 @@ enum Copy {
     /// The baseline: the same bytes.
     Bytes,
     /// A ceiling for any service built on callstream's core: the records callstream's core makes
-    /// of the message (`Processor::process`, Avro), with none of the service around it (no second
-    /// thread, no per-record delivery tracking, offsets stored once at the end).
+    /// of the message (`Processor::process`, Avro), to topics laid out like callstream's outputs,
+    /// with none of the service around it (no second thread, no per-record delivery tracking,
+    /// offsets stored once at the end).
     Records,
 }
 
@@ -238,6 +245,9 @@ fn passthrough_rate(
     copy: Copy,
 ) -> f64 {
     let mut processor = Processor::new(ProcessorConfig::default());
+    // The ceiling's record topics, indexed like `TopicKind::ALL` (as `topic_flags` names them).
+    let record_topics =
+        TopicKind::ALL.map(|kind| format!("{}.{}", ceiling_base(topic), kind.label()));
     let value_format = ValueFormat::single_object().expect("schemas");
     let mut value = Vec::with_capacity(4096);
     let mut sent = 0u64;
@@ -298,7 +308,9 @@ fn passthrough_rate(
                         value.extend_from_slice(value_format.prefix(record.topic()));
                         write_avro(record, &mut value);
                         let key = record.key();
-                        send_until_queued(&producer, &target, Some(key.as_bytes()), &value);
+                        let kind = TopicKind::ALL.iter().position(|&k| k == record.topic());
+                        let to = &record_topics[kind.unwrap_or(0)];
+                        send_until_queued(&producer, to, Some(key.as_bytes()), &value);
                         sent += 1;
                         Ok(())
                     })
