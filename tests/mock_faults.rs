@@ -4,11 +4,14 @@
 //! The mock cluster is used here only for what a real broker cannot do on demand; the delivery
 //! guarantees themselves are tested against a real broker in `kafka_service.rs`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use callstream::core::encode::write_avro;
+use callstream::core::framing::ValueFormat;
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
 use callstream::generate::{Generator, GeneratorConfig};
 use callstream::health::Health;
@@ -17,6 +20,7 @@ use callstream::service::{self, RunSummary, ServiceConfig, ServiceError};
 use callstream::topics::TopicNames;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -209,10 +213,64 @@ fn injected_produce_errors_are_retried_without_loss() {
     );
 }
 
+/// Every distinct party record value the model core makes of `lines`, in the wire format.
+fn expected_party_values(lines: &[String]) -> HashSet<Vec<u8>> {
+    let format = ValueFormat::single_object().expect("schemas");
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut values = HashSet::new();
+    for line in lines {
+        processor
+            .process(line.as_bytes(), |r| {
+                if r.topic() == TopicKind::Parties {
+                    let mut value = format.prefix(TopicKind::Parties).to_vec();
+                    write_avro(r, &mut value);
+                    values.insert(value);
+                }
+                Ok(())
+            })
+            .expect("generated traffic is valid");
+    }
+    values
+}
+
+/// Every distinct value in `topic` (one partition).
+fn published_values(setup: &Setup, topic: &str) -> HashSet<Vec<u8>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.bootstrap)
+        .set("group.id", "mock-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let high = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(5))
+        .expect("watermarks")
+        .1;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let mut values = HashSet::new();
+    let mut next = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next < high {
+        assert!(
+            Instant::now() < deadline,
+            "could not read {topic} to its end"
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            values.insert(m.payload().unwrap_or_default().to_vec());
+            next = m.offset() + 1;
+        }
+    }
+    values
+}
+
 /// A partition that accepts nothing while the others do (what librdkafka does after a broker
-/// restart when it keeps a stale "no leader" for one partition): after the same record timed out
-/// three times the producer is replaced, its undelivered records are sent again through the new
-/// one, and nothing is committed before they are acknowledged.
+/// restart when it keeps a stale "no leader" for one partition): after a record timed out three
+/// times the producer is replaced, at most once per three timeouts; the records the old producer
+/// still held are purged and sent again through the new one, and nothing is committed before they
+/// are acknowledged. Input keeps arriving meanwhile, so that the old producer holds records when
+/// it is replaced.
 #[test]
 fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
     let setup = setup(200);
@@ -222,10 +280,56 @@ fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
         .partition_leader(stuck, 0, None)
         .expect("no leader");
     let (metrics, stop, handle) = start(&setup, Duration::from_millis(1_000));
+    let feeding = Arc::new(AtomicBool::new(true));
+    let feeder = {
+        let (bootstrap, input, feeding) = (
+            setup.bootstrap.clone(),
+            setup.topics.input.clone(),
+            feeding.clone(),
+        );
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .expect("producer");
+            let mut sent = Vec::new();
+            let mut lines = Generator::new(GeneratorConfig {
+                seed: 6,
+                ..Default::default()
+            });
+            while feeding.load(Ordering::Relaxed) {
+                let line = lines.next().expect("endless traffic");
+                producer
+                    .send(BaseRecord::<(), String>::to(&input).payload(&line))
+                    .map_err(|(e, _)| e)
+                    .expect("send");
+                sent.push(line);
+                // Pacing, not waiting: a trickle of input.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            producer.flush(Duration::from_secs(10)).expect("flush");
+            sent
+        })
+    };
 
     wait_for("the producer replaced", Duration::from_secs(60), || {
         metrics.producer_replacements.get() > 0
     });
+    let replaced_at = Instant::now();
+    let failures_then = metrics.delivery_failures.get();
+    // A few more rounds of timeouts: not a replacement per round.
+    wait_for("more timeouts", Duration::from_secs(60), || {
+        metrics.delivery_failures.get() >= 2 * failures_then
+    });
+    let rounds = replaced_at.elapsed().as_secs_f64();
+    assert!(
+        metrics.producer_replacements.get() as f64 <= 2.0 + rounds / 3.0,
+        "{} replacements in {rounds:.1} s with a 1 s message timeout",
+        metrics.producer_replacements.get()
+    );
+    feeding.store(false, Ordering::Relaxed);
+    let mut lines = setup.lines.clone();
+    lines.extend(feeder.join().expect("feeder"));
     assert!(
         output_count(&setup, &setup.topics.missed) > 0,
         "the other topics should have been delivered to meanwhile"
@@ -241,11 +345,17 @@ fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
         .partition_leader(stuck, 0, Some(OUTPUT_BROKER))
         .expect("leader back");
     wait_for("every offset committed", Duration::from_secs(90), || {
-        committed(&setup) == Some(setup.lines.len() as i64)
+        committed(&setup) == Some(lines.len() as i64)
     });
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("join").expect("clean stop");
-    assert!(output_count(&setup, stuck) >= setup.expected_parties as i64);
+    let (expected, published) = (
+        expected_party_values(&lines),
+        published_values(&setup, stuck),
+    );
+    let missing = expected.difference(&published).count();
+    assert_eq!(missing, 0, "{missing} party records were never published");
+    assert!(published.is_subset(&expected), "unexpected party records");
 }
 
 /// A record the broker refuses for good (here: not authorized) stops the process with an error,
@@ -286,5 +396,8 @@ fn a_permanent_produce_error_stops_the_process_and_a_restart_loses_nothing() {
         setup.lines.len() as u64 - after_failure as u64,
         "the restart read from the committed offset"
     );
-    assert!(output_count(&setup, &setup.topics.parties) >= setup.expected_parties as i64);
+    let expected = expected_party_values(&setup.lines);
+    let published = published_values(&setup, &setup.topics.parties);
+    let missing = expected.difference(&published).count();
+    assert_eq!(missing, 0, "{missing} party records were never published");
 }

@@ -49,7 +49,8 @@ impl DedupWindow {
     }
 
     fn remembers(&self, at: u64) -> bool {
-        at != 0 && at + self.capacity >= self.next
+        // Insertion numbers never exceed `next`; subtracting cannot overflow.
+        at != 0 && self.next - at <= self.capacity
     }
 
     /// The slot holding `key`, or the empty slot that ends its probe sequence, and the first slot
@@ -91,7 +92,7 @@ impl DedupWindow {
         let slot = &mut self.slots[found];
         if slot.at != 0 {
             // The key itself: remembered, or forgotten and inserted again.
-            if slot.at + self.capacity >= at {
+            if at - slot.at <= self.capacity {
                 return;
             }
             slot.at = at;

@@ -70,9 +70,10 @@ const STORE_OFFSETS_INTERVAL: Duration = Duration::from_millis(20);
 /// one, without waiting for this thread to be scheduled.
 const BATCHES_AT_CORE: usize = 2;
 /// At-least-once: a record that timed out this many times (`message.timeout.ms` each) gets the
-/// producer replaced, and again after as many more. librdkafka can leave one partition without a
-/// leader in its cache after a broker restart and retry it forever; a new producer starts from
-/// fresh metadata. In a whole-cluster outage a replacement costs a reconnect and changes nothing.
+/// producer replaced, at most once per this many timeouts. librdkafka can leave one partition
+/// without a leader in its cache after a broker restart and retry it forever; a new producer
+/// starts from fresh metadata. In a whole-cluster outage a replacement costs a reconnect (and
+/// possibly duplicates of purged in-flight records) and changes nothing.
 const STUCK_AFTER_TIMEOUTS: u32 = 3;
 
 /// Why the service stopped with an error.
@@ -187,6 +188,8 @@ pub struct Engine {
     forget_requested: bool,
     /// A record timed out `STUCK_AFTER_TIMEOUTS` times: replace the producer (at-least-once).
     producer_stuck: bool,
+    /// When the producer was last replaced because of `producer_stuck`.
+    producer_replaced_at: Option<Instant>,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -432,7 +435,7 @@ impl Engine {
                     } else {
                         tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
                     }
-                    if timeouts > 0 && timeouts % STUCK_AFTER_TIMEOUTS == 0 {
+                    if timeouts >= STUCK_AFTER_TIMEOUTS {
                         self.producer_stuck = true;
                     }
                     self.retries.push_back(Retry {
@@ -1028,7 +1031,12 @@ impl Engine {
     /// are sent again through the new one (a purged record may have reached the broker: a
     /// duplicate, never a loss).
     fn replace_stuck_producer(&mut self) -> Result<(), ServiceError> {
-        if !std::mem::take(&mut self.producer_stuck) || self.transaction.is_some() {
+        let interval = self.config.message_timeout * STUCK_AFTER_TIMEOUTS;
+        let recently = self
+            .producer_replaced_at
+            .is_some_and(|at| at.elapsed() < interval);
+        if !std::mem::take(&mut self.producer_stuck) || self.transactional_id.is_some() || recently
+        {
             return Ok(());
         }
         tracing::warn!(
@@ -1037,14 +1045,27 @@ impl Engine {
         );
         let new = self.new_producer()?;
         let old = std::mem::replace(&mut self.producer, new);
+        self.producer_replaced_at = Some(Instant::now());
+        self.metrics.producer_replacements.inc();
         old.purge(PurgeConfig::default().queue().inflight());
-        // Polls the purged records' reports into the channel; after a purge nothing waits on the
-        // broker, so this returns at once unless librdkafka is stuck itself.
+        // Serves the purged records' reports into the channel; after a purge nothing waits on the
+        // broker, so this returns at once unless librdkafka is stuck itself. A record whose report
+        // never came would be neither resent nor acknowledged, holding its partition back for
+        // good: stop instead, and let the restart read it again.
         if let Err(error) = old.flush(self.config.drain_timeout) {
-            tracing::warn!(%error, "the replaced producer did not report every purged record");
+            return Err(ServiceError::Fatal(format!(
+                "the replaced producer did not report every purged record: {error}"
+            )));
         }
         drop(old);
-        self.metrics.producer_replacements.inc();
+        // Resend the purged records now, before anything newer is published, so that a key's
+        // records keep their order as far as a resend allows.
+        self.pump_reports();
+        let now = Instant::now();
+        for retry in &mut self.retries {
+            retry.due = retry.due.min(now);
+        }
+        self.resend_due_retries();
         Ok(())
     }
 
@@ -1215,6 +1236,7 @@ pub fn run(
         send_deadline: None,
         forget_requested: false,
         producer_stuck: false,
+        producer_replaced_at: None,
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         config: Arc::new(config),
