@@ -84,7 +84,8 @@ fn options() -> Options {
     o
 }
 
-/// Creates, for each name, the input topic, the passthrough's copy topic and callstream's outputs.
+/// Creates, for each name, the input topic, the passthrough's copy topic, callstream's outputs and
+/// the ceiling's record topics.
 fn admin_create(bootstrap: &str, topics: &[&str]) {
     for topic in topics {
         topics_create(bootstrap, &["--input-topic", &format!("{topic}.copy")]);
@@ -205,7 +206,7 @@ impl ProducerContext for Acks {
 
 /// What the passthrough loop writes for each message it reads.
 #[derive(Clone, Copy, PartialEq)]
-enum Copy {
+enum Writes {
     /// The baseline: the same bytes.
     Bytes,
     /// A ceiling for any service built on callstream's core: the records callstream's core makes
@@ -217,7 +218,7 @@ enum Copy {
 
 /// The baseline: consume and copy bytes with callstream's own client settings.
 fn passthrough(o: &Options, topic: &str, guarantee: Guarantee, group: &str) -> (f64, Cpu) {
-    passthrough_copying(o, topic, guarantee, group, Copy::Bytes)
+    passthrough_copying(o, topic, guarantee, group, Writes::Bytes)
 }
 
 fn passthrough_copying(
@@ -225,10 +226,10 @@ fn passthrough_copying(
     topic: &str,
     guarantee: Guarantee,
     group: &str,
-    copy: Copy,
+    writes: Writes,
 ) -> (f64, Cpu) {
     let (client_before, broker_before) = (cpu_seconds(None), cpu_seconds(o.broker_pid));
-    let rate = passthrough_rate(o, topic, guarantee, group, copy);
+    let rate = passthrough_rate(o, topic, guarantee, group, writes);
     let per_message = |seconds: f64| seconds * 1e6 / o.count as f64;
     let cpu = Cpu {
         client_us: per_message(cpu_seconds(None) - client_before),
@@ -242,7 +243,7 @@ fn passthrough_rate(
     topic: &str,
     guarantee: Guarantee,
     group: &str,
-    copy: Copy,
+    writes: Writes,
 ) -> f64 {
     let mut processor = Processor::new(ProcessorConfig::default());
     // The ceiling's record topics, indexed like `TopicKind::ALL` (as `topic_flags` names them).
@@ -298,7 +299,7 @@ fn passthrough_rate(
     while copied < o.count {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
             let payload = m.payload().unwrap_or_default();
-            if copy == Copy::Bytes {
+            if writes == Writes::Bytes {
                 send_until_queued(&producer, &target, m.key(), payload);
                 sent += 1;
             } else {
@@ -308,8 +309,7 @@ fn passthrough_rate(
                         value.extend_from_slice(value_format.prefix(record.topic()));
                         write_avro(record, &mut value);
                         let key = record.key();
-                        let kind = TopicKind::ALL.iter().position(|&k| k == record.topic());
-                        let to = &record_topics[kind.unwrap_or(0)];
+                        let to = &record_topics[record.topic().index()];
                         send_until_queued(&producer, to, Some(key.as_bytes()), &value);
                         sent += 1;
                         Ok(())
@@ -652,7 +652,7 @@ fn main() {
                 &topic,
                 guarantee,
                 &format!("{topic}-ceiling"),
-                Copy::Records,
+                Writes::Records,
             );
             let (c, r, c_cpu) =
                 callstream_backlog(&o, &topic, guarantee, &format!("{topic}-callstream"));

@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 use serde_json::json;
 
 use crate::core::encode::to_json;
-use crate::core::{Outcome, Processor, ProcessorConfig, Rejection, TopicKind};
+use crate::core::{Outcome, Processor, ProcessorConfig, Rejection};
 use crate::topics::TopicNames;
 
 /// A named source of JSON Lines (`-` is stdin).
@@ -120,7 +120,7 @@ pub fn process(
             let mut write_error = None;
             let result = processor.process(line, |record| {
                 let topic = record.topic();
-                totals.records[topic_index(topic)] += 1;
+                totals.records[topic.index()] += 1;
                 let value = json!({
                     "topic": topics.of(topic),
                     "key": record.key(),
@@ -170,7 +170,7 @@ pub fn validate(
         let name = &input.name;
         totals.lines += for_each_line(input.reader.as_mut(), |number, line| {
             match processor.process(line, |record| {
-                totals.records[topic_index(record.topic())] += 1;
+                totals.records[record.topic().index()] += 1;
                 Ok(())
             }) {
                 Ok(outcome) => totals.count(&outcome),
@@ -189,8 +189,4 @@ pub fn validate(
     )?;
     out.flush()?;
     Ok(totals)
-}
-
-fn topic_index(kind: TopicKind) -> usize {
-    TopicKind::ALL.iter().position(|&k| k == kind).unwrap_or(0)
 }

@@ -45,17 +45,13 @@ pub enum FramingError {
     },
 }
 
-fn index(kind: TopicKind) -> usize {
-    TopicKind::ALL.iter().position(|&k| k == kind).unwrap_or(0)
-}
-
 impl ValueFormat {
     /// Avro single-object encoding with each topic's schema fingerprint.
     pub fn single_object() -> Result<Self, FramingError> {
         let mut prefixes: [Vec<u8>; 4] = Default::default();
         for kind in TopicKind::ALL {
             let schema = schema(kind).map_err(|e| FramingError::Schema(e.to_string()))?;
-            prefixes[index(kind)] = RabinFingerprintHeader::from_schema(schema).build_header();
+            prefixes[kind.index()] = RabinFingerprintHeader::from_schema(schema).build_header();
         }
         Ok(Self {
             prefixes,
@@ -83,7 +79,7 @@ impl ValueFormat {
 
     /// The bytes that precede the datum of a record of `topic`.
     pub fn prefix(&self, topic: TopicKind) -> &[u8] {
-        &self.prefixes[index(topic)]
+        &self.prefixes[topic.index()]
     }
 }
 

@@ -27,6 +27,11 @@ impl TopicKind {
         TopicKind::Transfers,
     ];
 
+    /// The position in `ALL`, for tables indexed by topic.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// A short stable name, for metrics labels and logs.
     pub fn label(self) -> &'static str {
         match self {
@@ -348,5 +353,17 @@ impl Record for UiCallInfo<'_> {
         sink.opt_string("primary_value", self.primary_value.as_deref());
         sink.opt_string("additional_type", self.additional_type.as_deref());
         sink.opt_string("additional_value", self.additional_value.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TopicKind;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (position, kind) in TopicKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), position);
+        }
     }
 }

@@ -63,9 +63,8 @@ pub enum Delivery {
     /// The record was not delivered within `message.timeout.ms` (or was refused); it is handed
     /// back so that it can be sent again.
     Failed {
-        input: InputRef,
-        /// Times this record has timed out, this failure included.
-        timeouts: u32,
+        /// Its input, and the times it has timed out, this failure included.
+        sent: Sent,
         error: KafkaError,
         record: OutgoingRecord,
     },
@@ -246,8 +245,10 @@ impl ProducerContext for DeliveryContext {
                 let timed_out =
                     error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
                 Delivery::Failed {
-                    input: sent.input,
-                    timeouts: sent.timeouts + u32::from(timed_out),
+                    sent: Sent {
+                        timeouts: sent.timeouts + u32::from(timed_out),
+                        ..*sent
+                    },
                     error: error.clone(),
                     record: OutgoingRecord {
                         topic: message.topic().to_owned(),

@@ -113,9 +113,7 @@ pub struct RunSummary {
 struct Retry {
     due: Instant,
     attempt: u32,
-    input: InputRef,
-    /// Times the record has timed out so far.
-    timeouts: u32,
+    sent: Sent,
     record: OutgoingRecord,
 }
 
@@ -155,8 +153,7 @@ impl HotMetrics {
     }
 
     fn records(&self, kind: TopicKind) -> &IntCounter {
-        let index = TopicKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
-        &self.records[index]
+        &self.records[kind.index()]
     }
 }
 
@@ -365,7 +362,7 @@ impl Engine {
         }
         let retries = self.retries.len();
         self.retries
-            .retain(|r| !partitions.contains(&r.input.partition));
+            .retain(|r| !partitions.contains(&r.sent.input.partition));
         if self.retries.len() < retries {
             self.forget_emitted();
         }
@@ -407,11 +404,11 @@ impl Engine {
                 self.tracker.ack(input);
             }
             Delivery::Failed {
-                input,
-                timeouts,
+                sent,
                 error,
                 record,
             } => {
+                let input = sent.input;
                 if let Some(txn) = &mut self.transaction {
                     // The transaction cannot commit with a lost record: abort and read again.
                     if !txn.failed {
@@ -435,14 +432,13 @@ impl Engine {
                     } else {
                         tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
                     }
-                    if timeouts >= STUCK_AFTER_TIMEOUTS {
+                    if sent.timeouts >= STUCK_AFTER_TIMEOUTS {
                         self.producer_stuck = true;
                     }
                     self.retries.push_back(Retry {
                         due: Instant::now() + Duration::from_millis(100),
                         attempt: 1,
-                        input,
-                        timeouts,
+                        sent,
                         record,
                     });
                 }
@@ -459,11 +455,7 @@ impl Engine {
                 continue;
             }
             let attempt = retry.attempt;
-            let sent = Sent {
-                input: retry.input,
-                timeouts: retry.timeouts,
-            };
-            if let Err(error) = self.try_send(&retry.record.parts(), sent) {
+            if let Err(error) = self.try_send(&retry.record.parts(), retry.sent) {
                 let record = retry.record;
                 // Queue full or transient: back off exponentially up to 10 s, never give up.
                 let backoff =
@@ -472,8 +464,7 @@ impl Engine {
                 pending.push_back(Retry {
                     due: now + backoff,
                     attempt: attempt + 1,
-                    input: retry.input,
-                    timeouts: retry.timeouts,
+                    sent: retry.sent,
                     record,
                 });
             }
@@ -1018,12 +1009,12 @@ impl Engine {
 
     /// A producer like the first one, reporting to the same channel.
     fn new_producer(&self) -> Result<ThreadedProducer<DeliveryContext>, ServiceError> {
-        producer_config(&self.config, self.transactional_id.as_deref())
-            .create_with_context(DeliveryContext {
-                reports: self.reports_tx.clone(),
-                metrics: self.metrics.clone(),
-            })
-            .map_err(kafka("creating the producer"))
+        create_producer(
+            &self.config,
+            self.transactional_id.as_deref(),
+            &self.reports_tx,
+            &self.metrics,
+        )
     }
 
     /// At-least-once: replaces a producer that keeps timing out a record (`STUCK_AFTER_TIMEOUTS`).
@@ -1118,6 +1109,21 @@ impl Engine {
     }
 }
 
+/// The producer, reporting deliveries to `reports`.
+fn create_producer(
+    config: &ServiceConfig,
+    transactional_id: Option<&str>,
+    reports: &mpsc::Sender<Delivery>,
+    metrics: &Arc<Metrics>,
+) -> Result<ThreadedProducer<DeliveryContext>, ServiceError> {
+    producer_config(config, transactional_id)
+        .create_with_context(DeliveryContext {
+            reports: reports.clone(),
+            metrics: metrics.clone(),
+        })
+        .map_err(kafka("creating the producer"))
+}
+
 fn core_thread_stopped() -> ServiceError {
     ServiceError::Fatal("the core thread stopped".into())
 }
@@ -1193,12 +1199,7 @@ pub fn run(
     let (reports_tx, reports) = mpsc::channel::<Delivery>();
     let transactional = config.guarantee == Guarantee::ExactlyOnce;
     let txn_id = transactional.then(|| transactional_id(&config));
-    let producer: ThreadedProducer<DeliveryContext> = producer_config(&config, txn_id.as_deref())
-        .create_with_context(DeliveryContext {
-            reports: reports_tx.clone(),
-            metrics: metrics.clone(),
-        })
-        .map_err(kafka("creating the producer"))?;
+    let producer = create_producer(&config, txn_id.as_deref(), &reports_tx, &metrics)?;
     if transactional {
         producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
             if is_fatal(&e) {
