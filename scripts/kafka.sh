@@ -20,7 +20,11 @@ set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 LOG4J_VERSION="2.24.3"
-CACHE="${CALLSTREAM_CACHE:-$HOME/.cache/callstream}/kafka_2.13-$KAFKA_VERSION"
+SLF4J_VERSION="2.0.16"
+# The cache directory names the classpath's revision: a change to the dependencies below fetches
+# anew instead of reusing an older classpath.
+CLASSPATH_REVISION=2
+CACHE="${CALLSTREAM_CACHE:-$HOME/.cache/callstream}/kafka_2.13-$KAFKA_VERSION-r$CLASSPATH_REVISION"
 STATE="${KAFKA_STATE_DIR:-/tmp/callstream-kafka}"
 HEAP="${KAFKA_HEAP:--Xmx768m -Xms256m}"
 READY_TIMEOUT_S="${KAFKA_READY_TIMEOUT_S:-120}"
@@ -50,7 +54,13 @@ fetch() {
       <artifactId>kafka_2.13</artifactId>
       <version>$KAFKA_VERSION</version>
     </dependency>
-    <!-- A logging backend, so the broker logs to its file instead of warning on stderr. -->
+    <!-- A logging backend, so the broker logs to its file. kafka_2.13 brings slf4j-api 1.7,
+         which cannot find an slf4j2 binding and logs nothing: the 2.x API is named directly. -->
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>$SLF4J_VERSION</version>
+    </dependency>
     <dependency>
       <groupId>org.apache.logging.log4j</groupId>
       <artifactId>log4j-slf4j2-impl</artifactId>
