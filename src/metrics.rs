@@ -32,7 +32,7 @@ pub struct Metrics {
     /// Records the producer reported as not delivered (timed out, refused).
     pub delivery_failures: IntCounter,
     /// Producers replaced because they could no longer deliver (see `Engine::producer_stuck`).
-    pub producer_replacements: IntCounter,
+    pub producer_replacements: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -168,14 +168,12 @@ impl Metrics {
         registry
             .register(Box::new(delivery_failures.clone()))
             .expect("unique metric");
-        let producer_replacements = IntCounter::new(
+        let producer_replacements = counter_vec(
+            &registry,
             "callstream_producer_replacements_total",
-            "Producers replaced by a new one: a transaction that could not be ended (exactly-once), or a record that kept timing out while others were delivered (at-least-once).",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(producer_replacements.clone()))
-            .expect("unique metric");
+            "Producers replaced by a new one, by reason: record_timeouts (at-least-once: a record kept timing out while others were delivered), transaction_not_ending (exactly-once: a commit or abort kept failing), offsets_call_stuck (exactly-once: sending the input offsets to the transaction did not return).",
+            &["reason"],
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "callstream_build_info",

@@ -16,7 +16,7 @@ use callstream::core::{Processor, ProcessorConfig, TopicKind};
 use callstream::generate::{Generator, GeneratorConfig};
 use callstream::health::Health;
 use callstream::metrics::Metrics;
-use callstream::service::{self, RunSummary, ServiceConfig, ServiceError};
+use callstream::service::{self, Guarantee, RunSummary, ServiceConfig, ServiceError};
 use callstream::topics::TopicNames;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -74,17 +74,7 @@ fn setup(count: usize) -> Setup {
             })
             .expect("generated traffic is valid");
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("producer");
-    for line in &lines {
-        producer
-            .send(BaseRecord::<(), String>::to(&topics.input).payload(line))
-            .map_err(|(e, _)| e)
-            .expect("send");
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
+    produce_input(&bootstrap, &topics.input, &lines);
     Setup {
         cluster,
         bootstrap,
@@ -94,16 +84,33 @@ fn setup(count: usize) -> Setup {
     }
 }
 
-fn start(
-    setup: &Setup,
-    message_timeout: Duration,
-) -> (
+type Running = (
     Arc<Metrics>,
     Arc<AtomicBool>,
     JoinHandle<Result<RunSummary, ServiceError>>,
-) {
+);
+
+fn produce_input(bootstrap: &str, topic: &str, lines: &[String]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for line in lines {
+        producer
+            .send(BaseRecord::<(), String>::to(topic).payload(line))
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+fn start(setup: &Setup, message_timeout: Duration) -> Running {
     let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
     config.message_timeout = message_timeout;
+    start_with(config)
+}
+
+fn start_with(config: ServiceConfig) -> Running {
     let metrics = Arc::new(Metrics::new());
     let stop = Arc::new(AtomicBool::new(false));
     let handle = {
@@ -111,6 +118,13 @@ fn start(
         std::thread::spawn(move || service::run(config, metrics, Arc::new(Health::default()), stop))
     };
     (metrics, stop, handle)
+}
+
+fn replacements(metrics: &Metrics, reason: &str) -> u64 {
+    metrics
+        .producer_replacements
+        .with_label_values(&[reason])
+        .get()
 }
 
 fn committed(setup: &Setup) -> Option<i64> {
@@ -313,7 +327,7 @@ fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
     };
 
     wait_for("the producer replaced", Duration::from_secs(60), || {
-        metrics.producer_replacements.get() > 0
+        replacements(&metrics, "record_timeouts") > 0
     });
     let replaced_at = Instant::now();
     let failures_then = metrics.delivery_failures.get();
@@ -323,9 +337,9 @@ fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
     });
     let rounds = replaced_at.elapsed().as_secs_f64();
     assert!(
-        metrics.producer_replacements.get() as f64 <= 2.0 + rounds / 3.0,
+        replacements(&metrics, "record_timeouts") as f64 <= 2.0 + rounds / 3.0,
         "{} replacements in {rounds:.1} s with a 1 s message timeout",
-        metrics.producer_replacements.get()
+        replacements(&metrics, "record_timeouts")
     );
     feeding.store(false, Ordering::Relaxed);
     let mut lines = setup.lines.clone();
@@ -400,4 +414,80 @@ fn a_permanent_produce_error_stops_the_process_and_a_restart_loses_nothing() {
     let published = published_values(&setup, &setup.topics.parties);
     let missing = expected.difference(&published).count();
     assert_eq!(missing, 0, "{missing} party records were never published");
+}
+
+/// Exactly-once: librdkafka's `send_offsets_to_transaction` waits for its result without a
+/// deadline. Here the transaction coordinator answers only after two minutes, so the call blocks
+/// until librdkafka's request timeout (60 s); after a frozen broker came back it was seen to block
+/// for minutes. The service gives up on the call at its own deadline, replaces the producer (which
+/// aborts the transaction on the broker), reads the uncommitted input again, and loses nothing.
+///
+/// The mock cluster does not keep offsets committed in a transaction, so progress is read from the
+/// service's metrics and the published records, not from the group's committed offsets.
+#[test]
+fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced() {
+    const TRANSACTION_BROKER: i32 = 3;
+    let setup = setup(200);
+    setup
+        .cluster
+        .coordinator(
+            MockCoordinator::Transaction("mock-txn".into()),
+            TRANSACTION_BROKER,
+        )
+        .expect("coordinator");
+    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
+    config.guarantee = Guarantee::ExactlyOnce;
+    config.transactional_id = Some("mock-txn".into());
+    let (metrics, stop, handle) = start_with(config);
+    let committed_transactions = || metrics.transactions.with_label_values(&["committed"]).get();
+    wait_for(
+        "the first input read and committed",
+        Duration::from_secs(60),
+        || consumed(&metrics) == setup.lines.len() as u64 && committed_transactions() > 0,
+    );
+
+    setup
+        .cluster
+        .broker_round_trip_time(TRANSACTION_BROKER, Duration::from_secs(120))
+        .expect("slow coordinator");
+    let more: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 7,
+        ..Default::default()
+    })
+    .take(100)
+    .collect();
+    produce_input(&setup.bootstrap, &setup.topics.input, &more);
+    wait_for(
+        "the producer replaced for a stuck offsets call",
+        Duration::from_secs(90),
+        || replacements(&metrics, "offsets_call_stuck") > 0,
+    );
+    assert!(
+        !handle.is_finished(),
+        "the service stopped: {:?}",
+        handle.join()
+    );
+    let committed_before = committed_transactions();
+    setup
+        .cluster
+        .broker_round_trip_time(TRANSACTION_BROKER, Duration::ZERO)
+        .expect("coordinator back");
+
+    let mut lines = setup.lines.clone();
+    lines.extend(more);
+    let expected = expected_party_values(&lines);
+    wait_for(
+        "every party record published",
+        Duration::from_secs(180),
+        || {
+            committed_transactions() > committed_before
+                && expected.is_subset(&published_values(&setup, &setup.topics.parties))
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert!(
+        published_values(&setup, &setup.topics.parties).is_subset(&expected),
+        "unexpected party records"
+    );
 }

@@ -23,7 +23,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Header, Message};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
@@ -63,6 +65,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// on by replacing the producer.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 const TRANSACTION_ATTEMPTS: u32 = 3;
+/// How long `send_offsets_to_transaction` may run before the producer is given up on. librdkafka
+/// caps the call's own work at `TRANSACTION_TIMEOUT` but waits for its result without a deadline,
+/// and that wait was seen to last for minutes after a frozen broker came back (`Engine::send_offsets`).
+const SEND_OFFSETS_DEADLINE: Duration = Duration::from_secs(20);
 /// How often safe offsets are handed to the consumer's offset store (at-least-once). The
 /// auto-commit runs every second, so storing more often than this gains nothing.
 const STORE_OFFSETS_INTERVAL: Duration = Duration::from_millis(20);
@@ -409,8 +415,14 @@ impl Engine {
                 record,
             } => {
                 let input = sent.input;
+                let current = self.tracker.generation(input.partition) == Some(input.generation);
                 if let Some(txn) = &mut self.transaction {
-                    // The transaction cannot commit with a lost record: abort and read again.
+                    // The transaction cannot commit with a lost record: abort and read again. A
+                    // record of an older assignment belonged to a transaction already aborted (an
+                    // abort rewinds every partition to a new generation): nothing to do.
+                    if !current {
+                        return;
+                    }
                     if !txn.failed {
                         tracing::warn!(%error, topic = record.topic, "delivery failed inside a transaction; it will abort");
                     }
@@ -421,7 +433,7 @@ impl Engine {
                         "delivery to {} failed: {error}",
                         record.topic
                     )));
-                } else if self.tracker.generation(input.partition) != Some(input.generation) {
+                } else if !current {
                     // A record of a revoked assignment that will not be sent again.
                     self.forget_emitted();
                 } else {
@@ -838,9 +850,6 @@ impl Engine {
                 Offset::Offset(offset),
             );
         }
-        let metadata = consumer
-            .group_metadata()
-            .ok_or_else(|| ServiceError::Fatal("consumer has no group metadata".into()))?;
         let mut offsets_sent = false;
         let mut backoff = Backoff::new();
         let mut attempt = 0;
@@ -849,9 +858,22 @@ impl Engine {
             let result = if offsets_sent {
                 self.producer.commit_transaction(TRANSACTION_TIMEOUT)
             } else {
-                self.producer
-                    .send_offsets_to_transaction(&tpl, &metadata, TRANSACTION_TIMEOUT)
-                    .inspect(|()| offsets_sent = true)
+                let metadata = consumer
+                    .group_metadata()
+                    .ok_or_else(|| ServiceError::Fatal("consumer has no group metadata".into()))?;
+                let Some(sent) = self.send_offsets(&tpl, metadata)? else {
+                    self.metrics
+                        .offset_commits
+                        .with_label_values(&["error"])
+                        .inc();
+                    tracing::warn!(
+                        deadline = ?SEND_OFFSETS_DEADLINE,
+                        "sending the input offsets to the transaction did not return; replacing the producer"
+                    );
+                    self.replace_producer("offsets_call_stuck")?;
+                    return self.rewind_and_begin(consumer);
+                };
+                sent.inspect(|()| offsets_sent = true)
                     .and_then(|()| self.producer.commit_transaction(TRANSACTION_TIMEOUT))
             };
             match result {
@@ -869,7 +891,7 @@ impl Engine {
                     // A commit that timed out may only be retried, not aborted: give up on the
                     // producer instead, which aborts the transaction on the broker.
                     tracing::warn!(%error, attempt, "transaction commit keeps failing; replacing the producer");
-                    self.replace_producer()?;
+                    self.replace_producer("transaction_not_ending")?;
                     return self.rewind_and_begin(consumer);
                 }
                 Err(error) => {
@@ -889,6 +911,33 @@ impl Engine {
         self.metrics.offset_commits.with_label_values(&["ok"]).inc();
         self.pump_reports();
         self.begin_transaction()
+    }
+
+    /// `send_offsets_to_transaction`, on a helper thread holding its own handle to the producer,
+    /// so that a call that never returns (see `SEND_OFFSETS_DEADLINE`) cannot stall the service:
+    /// `None` when it did not return in time. The abandoned call ends when the producer that
+    /// replaces this one fences it; its thread then drops the last handle.
+    fn send_offsets(
+        &self,
+        offsets: &TopicPartitionList,
+        metadata: ConsumerGroupMetadata,
+    ) -> Result<Option<KafkaResult<()>>, ServiceError> {
+        let producer = self.producer.clone();
+        let offsets = offsets.clone();
+        let (done, result) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("callstream-txn".into())
+            .spawn(move || {
+                let _ = done.send(producer.send_offsets_to_transaction(
+                    &offsets,
+                    &metadata,
+                    TRANSACTION_TIMEOUT,
+                ));
+            })
+            .map_err(|e| {
+                ServiceError::Fatal(format!("cannot start a thread to send offsets: {e}"))
+            })?;
+        Ok(result.recv_timeout(SEND_OFFSETS_DEADLINE).ok())
     }
 
     fn begin_transaction(&mut self) -> Result<(), ServiceError> {
@@ -923,7 +972,7 @@ impl Engine {
                 Err(e) if is_fatal(&e) => return Err(fatal_transaction_error(e)),
                 Err(error) if attempt >= TRANSACTION_ATTEMPTS => {
                     tracing::warn!(%error, attempt, "transaction abort keeps failing; replacing the producer");
-                    self.replace_producer()?;
+                    self.replace_producer("transaction_not_ending")?;
                     break;
                 }
                 Err(error) => {
@@ -988,7 +1037,12 @@ impl Engine {
     /// Replaces a producer whose transaction cannot be ended. The new producer has the same
     /// transactional id, so its `init_transactions` fences the old one and aborts whatever it left
     /// open on the broker: nothing of that transaction is ever committed.
-    fn replace_producer(&mut self) -> Result<(), ServiceError> {
+    fn replace_producer(&mut self, reason: &str) -> Result<(), ServiceError> {
+        // Counted when given up on: the new producer may wait a while for the coordinator.
+        self.metrics
+            .producer_replacements
+            .with_label_values(&[reason])
+            .inc();
         let producer = self.new_producer()?;
         let mut backoff = Backoff::new();
         loop {
@@ -1002,7 +1056,6 @@ impl Engine {
             }
         }
         drop(std::mem::replace(&mut self.producer, producer));
-        self.metrics.producer_replacements.inc();
         tracing::info!("producer replaced; its open transaction was aborted");
         Ok(())
     }
@@ -1037,7 +1090,10 @@ impl Engine {
         let new = self.new_producer()?;
         let old = std::mem::replace(&mut self.producer, new);
         self.producer_replaced_at = Some(Instant::now());
-        self.metrics.producer_replacements.inc();
+        self.metrics
+            .producer_replacements
+            .with_label_values(&["record_timeouts"])
+            .inc();
         old.purge(PurgeConfig::default().queue().inflight());
         // Serves the purged records' reports into the channel; after a purge nothing waits on the
         // broker, so this returns at once unless librdkafka is stuck itself. A record whose report
