@@ -29,7 +29,17 @@ if ! need prometheus || ! need promtool; then
 fi
 need python3 || { echo "test.sh: python3 is required (broker readiness check, test registry)" >&2; exit 1; }
 
-cleanup() { scripts/kafka.sh stop || true; }
+# On failure, what the broker logged last (fencing, coordinator moves) is printed before its data
+# goes with it.
+cleanup() {
+  local status=$?
+  local log="${KAFKA_STATE_DIR:-/tmp/callstream-kafka}/server.log"
+  if [[ $status -ne 0 && -f "$log" ]]; then
+    echo "test.sh: the broker's last warnings and state changes ($log):" >&2
+    grep -E " (WARN|ERROR) |[Ff]enc|[Ee]lect" "$log" | tail -n 60 >&2 || true
+  fi
+  scripts/kafka.sh stop || true
+}
 trap cleanup EXIT
 
 bootstrap_line="$(scripts/kafka.sh start | tail -n 1)"

@@ -83,9 +83,19 @@ fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
         metric(&address, "callstream_output_records_total") > 0.0
     });
     fault(&address);
-    wait_for("every input offset committed", TIMEOUT, || {
-        committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64
-    });
+    wait_for_or_explain(
+        "every input offset committed",
+        TIMEOUT,
+        || committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64,
+        || {
+            format!(
+                "committed {} of {}\n{}",
+                committed_total(&group, &t.input, PARTITIONS),
+                lines.len(),
+                service.diagnostics(&address)
+            )
+        },
+    );
     assert!(service.stop(Duration::from_secs(60)).success());
 
     assert_outputs(test, guarantee, &t, &want);

@@ -231,10 +231,22 @@ pub fn read_topic(topic: &str) -> Vec<ReadRecord> {
 }
 
 /// Polls `condition` every 200 ms until it holds or `timeout` passes.
-pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    wait_for_or_explain(what, timeout, condition, String::new);
+}
+
+/// `wait_for`, with `explain()` (the state of what was waited on) in the failure message.
+pub fn wait_for_or_explain(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", explain());
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -270,6 +282,35 @@ impl Service {
             .spawn()
             .expect("spawn callstream run");
         Service { child }
+    }
+
+    /// For a failure message: the service's own metrics (without histogram buckets) and, where gdb
+    /// is installed, where its threads are blocked in librdkafka or callstream.
+    pub fn diagnostics(&self, metrics_address: &str) -> String {
+        let metrics: String = http_get(&format!("http://{metrics_address}/metrics"))
+            .1
+            .lines()
+            .filter(|l| l.starts_with("callstream_") && !l.contains("_bucket"))
+            .map(|l| format!("  {l}\n"))
+            .collect();
+        let stacks = Command::new("gdb")
+            .args(["-p", &self.child.id().to_string(), "-batch"])
+            .args(["-ex", "thread apply all bt 12"])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("Thread ")
+                            || l.contains(" rd_kafka_")
+                            || l.contains("callstream::")
+                    })
+                    .map(|l| format!("  {l}\n"))
+                    .collect::<String>()
+            })
+            .unwrap_or_else(|_| "  (gdb not installed)\n".into());
+        format!("callstream metrics:\n{metrics}callstream threads:\n{stacks}")
     }
 
     pub fn signal(&self, signal: &str) {
