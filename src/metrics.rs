@@ -171,7 +171,7 @@ impl Metrics {
         let producer_replacements = counter_vec(
             &registry,
             "callstream_producer_replacements_total",
-            "Producers replaced by a new one, by reason: record_timeouts (at-least-once: a record kept timing out while others were delivered), transaction_not_ending (exactly-once: a commit or abort kept failing), offsets_call_stuck (exactly-once: sending the input offsets to the transaction did not return).",
+            "Producers given up on and replaced by a new one, by reason: record_timeouts (at-least-once: a record kept timing out while others were delivered), transactions_failing (exactly-once: three transactions in a row failed), transaction_not_ending (exactly-once: a commit or abort kept failing), offsets_call_stuck (exactly-once: sending the input offsets to the transaction did not return).",
             &["reason"],
         );
         let build_info = IntGaugeVec::new(

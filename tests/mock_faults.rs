@@ -249,6 +249,22 @@ fn expected_party_values(lines: &[String]) -> HashSet<Vec<u8>> {
 
 /// Every distinct value in `topic` (one partition).
 fn published_values(setup: &Setup, topic: &str) -> HashSet<Vec<u8>> {
+    published_values_from(setup, topic, 0)
+}
+
+fn end_offset(setup: &Setup, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.bootstrap)
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(5))
+        .expect("watermarks")
+        .1
+}
+
+/// Every distinct value in `topic` (one partition) at `from` or later.
+fn published_values_from(setup: &Setup, topic: &str, from: i64) -> HashSet<Vec<u8>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &setup.bootstrap)
         .set("group.id", "mock-reader")
@@ -260,11 +276,11 @@ fn published_values(setup: &Setup, topic: &str) -> HashSet<Vec<u8>> {
         .expect("watermarks")
         .1;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+    tpl.add_partition_offset(topic, 0, Offset::Offset(from))
         .expect("partition");
     consumer.assign(&tpl).expect("assign");
     let mut values = HashSet::new();
-    let mut next = 0;
+    let mut next = from;
     let deadline = Instant::now() + Duration::from_secs(60);
     while next < high {
         assert!(
@@ -419,11 +435,13 @@ fn a_permanent_produce_error_stops_the_process_and_a_restart_loses_nothing() {
 /// Exactly-once: librdkafka's `send_offsets_to_transaction` waits for its result without a
 /// deadline. Here the transaction coordinator answers only after two minutes, so the call blocks
 /// until librdkafka's request timeout (60 s); after a frozen broker came back it was seen to block
-/// for minutes. The service gives up on the call at its own deadline, replaces the producer (which
-/// aborts the transaction on the broker), reads the uncommitted input again, and loses nothing.
+/// for minutes. The service gives up on the call at its own deadline, replaces the producer, reads
+/// the uncommitted input again and publishes it after the replacement.
 ///
-/// The mock cluster does not keep offsets committed in a transaction, so progress is read from the
-/// service's metrics and the published records, not from the group's committed offsets.
+/// The mock cluster neither keeps offsets committed in a transaction nor fences or aborts (a new
+/// producer gets a new producer id), so progress is read from the service's metrics and the
+/// published records, and the abort itself is tested against the real broker
+/// (`broker_faults.rs`).
 #[test]
 fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced() {
     const TRANSACTION_BROKER: i32 = 3;
@@ -468,11 +486,14 @@ fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced
         handle.join()
     );
     let committed_before = committed_transactions();
+    let parties_then = end_offset(&setup, &setup.topics.parties);
     setup
         .cluster
         .broker_round_trip_time(TRANSACTION_BROKER, Duration::ZERO)
         .expect("coordinator back");
 
+    // The input of the abandoned transaction is read again and published after the replacement.
+    let expected_again = expected_party_values(&more);
     let mut lines = setup.lines.clone();
     lines.extend(more);
     let expected = expected_party_values(&lines);
@@ -481,6 +502,11 @@ fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced
         Duration::from_secs(180),
         || {
             committed_transactions() > committed_before
+                && expected_again.is_subset(&published_values_from(
+                    &setup,
+                    &setup.topics.parties,
+                    parties_then,
+                ))
                 && expected.is_subset(&published_values(&setup, &setup.topics.parties))
         },
     );
@@ -488,6 +514,51 @@ fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced
     handle.join().expect("join").expect("clean stop");
     assert!(
         published_values(&setup, &setup.topics.parties).is_subset(&expected),
+        "unexpected party records"
+    );
+}
+
+/// Exactly-once, a partition that accepts nothing while the others do (librdkafka#5430 after a
+/// fenced KRaft broker): every transaction fails on it and aborts; after three in a row the
+/// producer is replaced, and once the partition has a leader again everything is published.
+#[test]
+fn a_transactional_producer_whose_transactions_keep_failing_is_replaced() {
+    let setup = setup(200);
+    let stuck = &setup.topics.parties;
+    setup
+        .cluster
+        .partition_leader(stuck, 0, None)
+        .expect("no leader");
+    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
+    config.guarantee = Guarantee::ExactlyOnce;
+    config.transactional_id = Some("mock-txn-stuck".into());
+    config.message_timeout = Duration::from_millis(1_000);
+    let (metrics, stop, handle) = start_with(config);
+    let transactions = |result: &str| metrics.transactions.with_label_values(&[result]).get();
+    wait_for("the producer replaced", Duration::from_secs(60), || {
+        replacements(&metrics, "transactions_failing") > 0
+    });
+    assert!(
+        transactions("aborted") >= 2,
+        "replaced before the transactions failed: {} aborted",
+        transactions("aborted")
+    );
+    assert_eq!(transactions("committed"), 0, "a transaction committed");
+
+    setup
+        .cluster
+        .partition_leader(stuck, 0, Some(OUTPUT_BROKER))
+        .expect("leader back");
+    let expected = expected_party_values(&setup.lines);
+    wait_for(
+        "every party record published",
+        Duration::from_secs(90),
+        || transactions("committed") > 0 && expected.is_subset(&published_values(&setup, stuck)),
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert!(
+        published_values(&setup, stuck).is_subset(&expected),
         "unexpected party records"
     );
 }

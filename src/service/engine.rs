@@ -18,7 +18,7 @@
 //!   (`Engine::apply_backpressure`), and the consumer's prefetch is capped (`clients`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -193,6 +193,10 @@ pub struct Engine {
     producer_stuck: bool,
     /// When the producer was last replaced because of `producer_stuck`.
     producer_replaced_at: Option<Instant>,
+    /// Exactly-once: transactions aborted in a row because a record failed in each.
+    failed_transactions_in_a_row: u32,
+    /// Exactly-once: `send_offsets` helper threads still running, abandoned ones included.
+    offsets_calls_running: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -837,7 +841,7 @@ impl Engine {
             return Ok(());
         };
         if txn.failed {
-            return self.abort_and_rewind(consumer);
+            return self.abort_failed_transaction(consumer);
         }
         if txn.positions.is_empty() {
             return Ok(());
@@ -866,6 +870,18 @@ impl Engine {
                         .offset_commits
                         .with_label_values(&["error"])
                         .inc();
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(ServiceError::Fatal(
+                            "sending the input offsets to the transaction did not return during shutdown; what was not committed is read again on restart".into(),
+                        ));
+                    }
+                    if self.offsets_calls_running.load(Ordering::Relaxed) > 1 {
+                        // An earlier abandoned producer is still stuck too: rather than pile up
+                        // clients, stop and let the restart begin with fresh ones.
+                        return Err(ServiceError::Fatal(
+                            "sending the input offsets to the transaction did not return, again, while an abandoned producer is still stuck; stopping".into(),
+                        ));
+                    }
                     tracing::warn!(
                         deadline = ?SEND_OFFSETS_DEADLINE,
                         "sending the input offsets to the transaction did not return; replacing the producer"
@@ -880,7 +896,7 @@ impl Engine {
                 Ok(()) => break,
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
                     tracing::warn!(error = %e, "transaction must abort");
-                    return self.abort_and_rewind(consumer);
+                    return self.abort_failed_transaction(consumer);
                 }
                 Err(error) if is_fatal(&error) => return Err(fatal_transaction_error(error)),
                 Err(error) if attempt >= TRANSACTION_ATTEMPTS => {
@@ -904,6 +920,7 @@ impl Engine {
                 }
             }
         }
+        self.failed_transactions_in_a_row = 0;
         self.metrics
             .transactions
             .with_label_values(&["committed"])
@@ -925,6 +942,8 @@ impl Engine {
         let producer = self.producer.clone();
         let offsets = offsets.clone();
         let (done, result) = mpsc::sync_channel(1);
+        let running = self.offsets_calls_running.clone();
+        running.fetch_add(1, Ordering::Relaxed);
         std::thread::Builder::new()
             .name("callstream-txn".into())
             .spawn(move || {
@@ -933,8 +952,12 @@ impl Engine {
                     &metadata,
                     TRANSACTION_TIMEOUT,
                 ));
+                // The producer handle goes first: the last one tears the client down.
+                drop(producer);
+                running.fetch_sub(1, Ordering::Relaxed);
             })
             .map_err(|e| {
+                self.offsets_calls_running.fetch_sub(1, Ordering::Relaxed);
                 ServiceError::Fatal(format!("cannot start a thread to send offsets: {e}"))
             })?;
         Ok(result.recv_timeout(SEND_OFFSETS_DEADLINE).ok())
@@ -954,6 +977,28 @@ impl Engine {
             failed: false,
         });
         Ok(())
+    }
+
+    /// Aborts a transaction that failed (a record was not delivered, or the commit was refused).
+    /// After `STUCK_AFTER_TIMEOUTS` such transactions in a row the producer is replaced instead: as
+    /// under at-least-once, it may keep a partition without a leader for good (librdkafka#5430),
+    /// and every transaction would fail the same way. The new producer starts from fresh metadata
+    /// and fences the old one, which aborts its transaction.
+    fn abort_failed_transaction(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+    ) -> Result<(), ServiceError> {
+        self.failed_transactions_in_a_row += 1;
+        if self.failed_transactions_in_a_row < STUCK_AFTER_TIMEOUTS {
+            return self.abort_and_rewind(consumer);
+        }
+        self.failed_transactions_in_a_row = 0;
+        tracing::warn!(
+            transactions = STUCK_AFTER_TIMEOUTS,
+            "the last transactions all failed; replacing the producer"
+        );
+        self.replace_producer("transactions_failing")?;
+        self.rewind_and_begin(consumer)
     }
 
     /// Aborts the open transaction and rewinds every assigned partition to its committed offset,
@@ -1010,6 +1055,9 @@ impl Engine {
                 Err(error) if is_fatal(&error) => {
                     return Err(kafka("reading committed offsets")(error))
                 }
+                Err(error) if self.stop.load(Ordering::Relaxed) => {
+                    return Err(kafka("reading committed offsets while stopping")(error))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "reading committed offsets failed; retrying");
                     backoff.wait();
@@ -1049,13 +1097,22 @@ impl Engine {
             match producer.init_transactions(REQUEST_TIMEOUT) {
                 Ok(()) => break,
                 Err(e) if is_fatal(&e) => return Err(fatal_transaction_error(e)),
+                Err(error) if self.stop.load(Ordering::Relaxed) => {
+                    return Err(ServiceError::Fatal(format!(
+                        "stopping while the replacement producer could not be initialized ({error}); what was not committed is read again on restart"
+                    )))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "initializing the replacement producer failed; retrying");
                     backoff.wait();
                 }
             }
         }
-        drop(std::mem::replace(&mut self.producer, producer));
+        let old = std::mem::replace(&mut self.producer, producer);
+        // Its records belong to the aborted transaction. Purged now rather than when its last
+        // handle goes, which an abandoned call may hold for long.
+        old.purge(PurgeConfig::default().queue().inflight());
+        drop(old);
         tracing::info!("producer replaced; its open transaction was aborted");
         Ok(())
     }
@@ -1294,6 +1351,8 @@ pub fn run(
         forget_requested: false,
         producer_stuck: false,
         producer_replaced_at: None,
+        failed_transactions_in_a_row: 0,
+        offsets_calls_running: Arc::new(AtomicUsize::new(0)),
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         config: Arc::new(config),
