@@ -120,6 +120,22 @@ fn start_with(config: ServiceConfig) -> Running {
     (metrics, stop, handle)
 }
 
+/// Exactly-once settings for `setup`'s cluster.
+fn exactly_once(setup: &Setup, transactional_id: &str) -> ServiceConfig {
+    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
+    config.guarantee = Guarantee::ExactlyOnce;
+    config.transactional_id = Some(transactional_id.into());
+    config
+}
+
+/// `topic` (one partition) loses its leader: the producer cannot deliver to it.
+fn without_leader(setup: &Setup, topic: &str) {
+    setup
+        .cluster
+        .partition_leader(topic, 0, None)
+        .expect("no leader");
+}
+
 fn replacements(metrics: &Metrics, reason: &str) -> u64 {
     metrics
         .producer_replacements
@@ -144,13 +160,17 @@ fn committed(setup: &Setup) -> Option<i64> {
     }
 }
 
-fn output_count(setup: &Setup, topic: &str) -> i64 {
+/// Low and high watermark of `topic` (one partition).
+fn watermarks(setup: &Setup, topic: &str) -> rdkafka::error::KafkaResult<(i64, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &setup.bootstrap)
         .create()
         .expect("consumer");
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(5))
+    consumer.fetch_watermarks(topic, 0, Duration::from_secs(5))
+}
+
+fn output_count(setup: &Setup, topic: &str) -> i64 {
+    watermarks(setup, topic)
         .map(|(low, high)| high - low)
         .unwrap_or(0)
 }
@@ -253,14 +273,7 @@ fn published_values(setup: &Setup, topic: &str) -> HashSet<Vec<u8>> {
 }
 
 fn end_offset(setup: &Setup, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &setup.bootstrap)
-        .create()
-        .expect("consumer");
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(5))
-        .expect("watermarks")
-        .1
+    watermarks(setup, topic).expect("watermarks").1
 }
 
 /// Every distinct value in `topic` (one partition) at `from` or later.
@@ -305,10 +318,7 @@ fn published_values_from(setup: &Setup, topic: &str, from: i64) -> HashSet<Vec<u
 fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
     let setup = setup(200);
     let stuck = &setup.topics.parties;
-    setup
-        .cluster
-        .partition_leader(stuck, 0, None)
-        .expect("no leader");
+    without_leader(&setup, stuck);
     let (metrics, stop, handle) = start(&setup, Duration::from_millis(1_000));
     let feeding = Arc::new(AtomicBool::new(true));
     let feeder = {
@@ -453,10 +463,7 @@ fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced
             TRANSACTION_BROKER,
         )
         .expect("coordinator");
-    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
-    config.guarantee = Guarantee::ExactlyOnce;
-    config.transactional_id = Some("mock-txn".into());
-    let (metrics, stop, handle) = start_with(config);
+    let (metrics, stop, handle) = start_with(exactly_once(&setup, "mock-txn"));
     let committed_transactions = || metrics.transactions.with_label_values(&["committed"]).get();
     wait_for(
         "the first input read and committed",
@@ -525,13 +532,8 @@ fn an_offsets_call_that_does_not_return_gets_the_transactional_producer_replaced
 fn a_transactional_producer_whose_transactions_keep_failing_is_replaced() {
     let setup = setup(200);
     let stuck = &setup.topics.parties;
-    setup
-        .cluster
-        .partition_leader(stuck, 0, None)
-        .expect("no leader");
-    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
-    config.guarantee = Guarantee::ExactlyOnce;
-    config.transactional_id = Some("mock-txn-stuck".into());
+    without_leader(&setup, stuck);
+    let mut config = exactly_once(&setup, "mock-txn-stuck");
     config.message_timeout = Duration::from_millis(1_000);
     let (metrics, stop, handle) = start_with(config);
     let transactions = |result: &str| metrics.transactions.with_label_values(&[result]).get();
