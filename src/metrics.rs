@@ -31,7 +31,8 @@ pub struct Metrics {
     pub delivery_retries: IntCounter,
     /// Records the producer reported as not delivered (timed out, refused).
     pub delivery_failures: IntCounter,
-    /// Producers replaced because they could no longer deliver (see `Engine::producer_stuck`).
+    /// Producers given up on and replaced, by reason (see `Engine::replace_producer` and
+    /// `Engine::replace_stuck_producer`).
     pub producer_replacements: IntCounterVec,
     pub build_info: IntGaugeVec,
 }

@@ -193,7 +193,7 @@ pub struct Engine {
     producer_stuck: bool,
     /// When the producer was last replaced because of `producer_stuck`.
     producer_replaced_at: Option<Instant>,
-    /// Exactly-once: transactions aborted in a row because a record failed in each.
+    /// Exactly-once: failed transactions in a row (`abort_failed_transaction`).
     failed_transactions_in_a_row: u32,
     /// Exactly-once: `send_offsets` helper threads still running, abandoned ones included.
     offsets_calls_running: Arc<AtomicUsize>,
@@ -932,8 +932,8 @@ impl Engine {
 
     /// `send_offsets_to_transaction`, on a helper thread holding its own handle to the producer,
     /// so that a call that never returns (see `SEND_OFFSETS_DEADLINE`) cannot stall the service:
-    /// `None` when it did not return in time. The abandoned call ends when the producer that
-    /// replaces this one fences it; its thread then drops the last handle.
+    /// `None` when it did not return in time. An abandoned call ends whenever librdkafka settles
+    /// it (that was seen to take minutes); its thread then drops its handle, often the last.
     fn send_offsets(
         &self,
         offsets: &TopicPartitionList,
@@ -1082,7 +1082,8 @@ impl Engine {
         self.begin_transaction()
     }
 
-    /// Replaces a producer whose transaction cannot be ended. The new producer has the same
+    /// Exactly-once: replaces a producer given up on for `reason` (its transaction cannot be ended,
+    /// keeps failing, or a call into it does not return). The new producer has the same
     /// transactional id, so its `init_transactions` fences the old one and aborts whatever it left
     /// open on the broker: nothing of that transaction is ever committed.
     fn replace_producer(&mut self, reason: &str) -> Result<(), ServiceError> {
