@@ -10,7 +10,7 @@
 //! partition is revoked or lost its state is dropped, and acknowledgements that arrive later for
 //! the old generation are ignored: work from a lost assignment cannot move an offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 
 /// Identifies an input message for acknowledgements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,9 +30,13 @@ struct Pending {
 #[derive(Debug, Default)]
 struct PartitionState {
     generation: u64,
-    /// Offset -> records of that message not yet acknowledged, and its bytes (for the in-flight
-    /// memory bound).
-    pending: BTreeMap<i64, Pending>,
+    /// Messages with records, in offset order (the order they are polled in): the records of each
+    /// not yet acknowledged (0 once all are), and its bytes (for the in-flight memory bound). The
+    /// front is always pending: completed messages leave from the front, so a lookup is a binary
+    /// search over what is in flight and the committable offset is the front's.
+    pending: VecDeque<(i64, Pending)>,
+    /// Entries of `pending` with records still unacknowledged.
+    unacknowledged: usize,
     highest_seen: Option<i64>,
     /// The last offset handed out by `committable_changes`, to report only changes.
     last_reported: Option<i64>,
@@ -70,8 +74,13 @@ impl OffsetTracker {
     /// Stops tracking a partition (revoked or lost): its pending work no longer counts.
     pub fn revoke(&mut self, partition: i32) {
         if let Some(state) = self.partitions.remove(&partition) {
-            self.in_flight_messages -= state.pending.len();
-            self.in_flight_bytes -= state.pending.values().map(|p| p.bytes).sum::<usize>();
+            self.in_flight_messages -= state.unacknowledged;
+            self.in_flight_bytes -= state
+                .pending
+                .iter()
+                .filter(|(_, p)| p.records > 0)
+                .map(|(_, p)| p.bytes)
+                .sum::<usize>();
         }
     }
 
@@ -92,9 +101,33 @@ impl OffsetTracker {
         let state = self.partitions.get_mut(&partition)?;
         state.highest_seen = Some(state.highest_seen.map_or(offset, |h| h.max(offset)));
         if records > 0 {
-            state.pending.insert(offset, Pending { records, bytes });
-            self.in_flight_messages += 1;
-            self.in_flight_bytes += bytes;
+            let at = match state.pending.back() {
+                Some(&(last, _)) if last >= offset => {
+                    // Not reached in practice (a partition is read forwards within a generation),
+                    // but the lookups rely on offset order.
+                    state.pending.partition_point(|&(o, _)| o < offset)
+                }
+                _ => state.pending.len(),
+            };
+            match state.pending.get_mut(at) {
+                Some((o, pending)) if *o == offset => {
+                    // The same message again: its records add up.
+                    if pending.records == 0 {
+                        state.unacknowledged += 1;
+                        self.in_flight_messages += 1;
+                        self.in_flight_bytes += pending.bytes;
+                    }
+                    pending.records += records;
+                }
+                _ => {
+                    state
+                        .pending
+                        .insert(at, (offset, Pending { records, bytes }));
+                    state.unacknowledged += 1;
+                    self.in_flight_messages += 1;
+                    self.in_flight_bytes += bytes;
+                }
+            }
         }
         Some(InputRef {
             partition,
@@ -112,15 +145,24 @@ impl OffsetTracker {
         if state.generation != input.generation {
             return false;
         }
-        let Some(pending) = state.pending.get_mut(&input.offset) else {
+        let Ok(at) = state
+            .pending
+            .binary_search_by_key(&input.offset, |&(offset, _)| offset)
+        else {
             return false;
         };
+        let pending = &mut state.pending[at].1;
+        if pending.records == 0 {
+            return false;
+        }
         pending.records -= 1;
         if pending.records == 0 {
-            let bytes = pending.bytes;
-            state.pending.remove(&input.offset);
+            state.unacknowledged -= 1;
             self.in_flight_messages -= 1;
-            self.in_flight_bytes -= bytes;
+            self.in_flight_bytes -= pending.bytes;
+            while state.pending.front().is_some_and(|(_, p)| p.records == 0) {
+                state.pending.pop_front();
+            }
         }
         true
     }
@@ -128,8 +170,8 @@ impl OffsetTracker {
     /// The offset to commit for a partition (the next message to read), if any message was seen.
     pub fn committable(&self, partition: i32) -> Option<i64> {
         let state = self.partitions.get(&partition)?;
-        match state.pending.keys().next() {
-            Some(&lowest_pending) => Some(lowest_pending),
+        match state.pending.front() {
+            Some(&(lowest_pending, _)) => Some(lowest_pending),
             None => state.highest_seen.map(|h| h + 1),
         }
     }
@@ -157,7 +199,7 @@ impl OffsetTracker {
     pub fn pending_in(&self, partition: i32) -> usize {
         self.partitions
             .get(&partition)
-            .map_or(0, |s| s.pending.len())
+            .map_or(0, |s| s.unacknowledged)
     }
 
     pub fn in_flight_messages(&self) -> usize {
@@ -229,6 +271,57 @@ mod tests {
         let new = t.track(1, 0, 1, 10).unwrap();
         assert_ne!(old.generation, new.generation);
         assert_eq!(t.committable(1), Some(0));
+    }
+
+    #[test]
+    fn acknowledgements_out_of_order_hold_the_offset_at_the_oldest_pending_message() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        let m: Vec<InputRef> = (0..5).map(|o| t.track(0, o * 2, 1, 10).unwrap()).collect();
+        for i in [3, 1, 4] {
+            assert!(t.ack(m[i]));
+        }
+        assert!(!t.ack(m[3]), "a message is acknowledged once per record");
+        assert_eq!(t.committable(0), Some(0));
+        assert_eq!((t.in_flight_messages(), t.pending_in(0)), (2, 2));
+        assert!(t.ack(m[0]));
+        assert_eq!(
+            t.committable(0),
+            Some(4),
+            "offset 4 (m[2]) is still pending"
+        );
+        assert!(t.ack(m[2]));
+        assert_eq!(t.committable(0), Some(9));
+        assert_eq!((t.in_flight_messages(), t.in_flight_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_message_tracked_again_adds_its_records_and_an_earlier_offset_keeps_the_order() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        let late = t.track(0, 9, 1, 10).unwrap();
+        let early = t.track(0, 3, 1, 10).unwrap();
+        let again = t.track(0, 9, 1, 10).unwrap();
+        assert_eq!(t.committable(0), Some(3));
+        assert!(t.ack(early));
+        assert!(t.ack(late));
+        assert_eq!(t.committable(0), Some(9), "offset 9 has one record left");
+        assert!(t.ack(again));
+        assert_eq!(t.committable(0), Some(10));
+        assert_eq!(t.in_flight_messages(), 0);
+    }
+
+    #[test]
+    fn revoking_releases_what_was_in_flight() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        let a = t.track(0, 0, 1, 10).unwrap();
+        t.track(0, 1, 2, 20);
+        t.ack(a);
+        t.track(0, 2, 1, 30);
+        assert_eq!((t.in_flight_messages(), t.in_flight_bytes()), (2, 50));
+        t.revoke(0);
+        assert_eq!((t.in_flight_messages(), t.in_flight_bytes()), (0, 0));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
+use prometheus::local::LocalHistogram;
 use prometheus::Histogram;
 use rdkafka::message::OwnedHeaders;
 
@@ -127,11 +128,12 @@ fn append(buffer: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
 
 /// Runs every message of the batch through the core, encoding the records of each into the
 /// batch. A message that is rejected (an oversized record included) leaves no records behind.
+/// Each message's processing time goes to `durations`, which the caller flushes.
 pub fn process_batch(
     processor: &mut Processor,
     value_format: &ValueFormat,
     batch: &mut Batch,
-    durations: Option<&Histogram>,
+    durations: Option<&LocalHistogram>,
 ) {
     let Batch {
         input,
@@ -143,8 +145,10 @@ pub fn process_batch(
     output.clear();
     records.clear();
     results.clear();
+    // One clock read per message: where one message ends the next begins (a read costs about
+    // 40 ns on the virtual machines measured, a few percent of a message).
+    let mut started = durations.map(|_| Instant::now());
     for message in messages.iter() {
-        let started = durations.map(|_| Instant::now());
         let (output_mark, records_mark) = (output.len(), records.len());
         let result = processor.process(&input[message.payload.clone()], |record| {
             let key = append(output, record.key().as_bytes());
@@ -181,8 +185,10 @@ pub fn process_batch(
                 Processed::Rejected(rejection)
             }
         });
-        if let (Some(histogram), Some(started)) = (durations, started) {
-            histogram.observe(started.elapsed().as_secs_f64());
+        if let (Some(histogram), Some(begun)) = (durations, started) {
+            let now = Instant::now();
+            histogram.observe((now - begun).as_secs_f64());
+            started = Some(now);
         }
     }
 }
@@ -203,10 +209,13 @@ pub fn run_core(
     jobs: Receiver<Job>,
     done: SyncSender<Batch>,
 ) {
+    // Observed locally and flushed once per batch: one atomic update per batch, not per message.
+    let durations = durations.local();
     for job in jobs {
         match job {
             Job::Process(mut batch) => {
                 process_batch(&mut processor, &value_format, &mut batch, Some(&durations));
+                durations.flush();
                 if done.send(batch).is_err() {
                     return;
                 }
