@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use callstream::core::TopicKind;
+use callstream::generate::{Generator, GeneratorConfig};
 use callstream::service::dead_letters::header;
 use kafka_support::*;
 
@@ -204,17 +205,95 @@ fn exactly_once_loses_and_duplicates_nothing_when_killed_mid_stream() {
 fn run_fails_fast_when_the_input_topic_is_missing() {
     let t = unique_topics("missing");
     let mut service = Service::start(&t, "missing-group", &[]);
-    let status = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = service.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(std::time::Instant::now() < deadline, "did not fail fast");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    assert!(!status.success());
+    assert!(!service.exit_within(Duration::from_secs(60)).success());
+}
+
+/// A record the producer refuses for good stops the process part-way through a batch: here a dead
+/// letter (which carries the whole input message) over the client's `message.max.bytes`. Nothing
+/// read after the refused message may be published or committed, or a restart would skip it; a
+/// restart with the limit lifted then publishes everything.
+fn a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_committed(
+    guarantee: &str,
+    test: &str,
+) {
+    let t = unique_topics(test);
+    create_topics(&t, 1);
+    let generated: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 51,
+        ..Default::default()
+    })
+    .take(300)
+    .collect();
+    let (before, after) = generated.split_at(150);
+    let oversized = format!("not a notification: {}", "x".repeat(3_000));
+    let lines: Vec<String> = before
+        .iter()
+        .cloned()
+        .chain([oversized.clone()])
+        .chain(after.iter().cloned())
+        .collect();
+    produce(&t.input, &lines);
+    let group = format!("{test}-group");
+    let txn_id = format!("{test}-txn");
+    let settings = ["--guarantee", guarantee, "--transactional-id", &txn_id];
+    let limited: Vec<&str> = settings
+        .iter()
+        .copied()
+        .chain(["-X", "message.max.bytes=2000"])
+        .collect();
+
+    let mut service = Service::start(&t, &group, &limited);
+    assert_eq!(
+        service.exit_within(TIMEOUT).code(),
+        Some(1),
+        "a refused record is fatal: exit status 1"
+    );
+    let refused_at = before.len() as i64;
+    let committed = committed_total(&group, &t.input, 1);
+    assert!(
+        committed <= refused_at,
+        "committed {committed}, past the refused message at offset {refused_at}"
+    );
+    let (want_before, _) = expected(before);
+    let (want_all, _) = expected(&lines);
+    let only_after: Vec<&String> = want_all[&TopicKind::Parties]
+        .iter()
+        .filter(|id| !want_before[&TopicKind::Parties].contains(id))
+        .collect();
+    assert!(!only_after.is_empty());
+    let parties = &published(&t)[&TopicKind::Parties];
+    assert!(
+        only_after.iter().all(|id| !parties.contains(id)),
+        "a record of a message after the refused one was published"
+    );
+
+    let service = Service::start(&t, &group, &settings);
+    let want = dedup(&want_all[&TopicKind::Parties]);
+    wait_for("every party record after the restart", TIMEOUT, || {
+        dedup(&published(&t)[&TopicKind::Parties]) == want
+    });
+    wait_for("the oversized message as a dead letter", TIMEOUT, || {
+        read_topic(&t.dead_letters)
+            .iter()
+            .any(|letter| letter.value == oversized.as_bytes())
+    });
+    assert!(service.stop(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn at_least_once_a_refused_record_stops_the_process_before_anything_after_it() {
+    a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_committed(
+        "at-least-once",
+        "alo-refused",
+    );
+}
+
+#[test]
+fn exactly_once_a_refused_record_stops_the_process_before_anything_after_it() {
+    a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_committed(
+        "exactly-once",
+        "eos-refused",
+    );
 }
 
 #[test]
