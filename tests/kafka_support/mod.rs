@@ -197,7 +197,16 @@ pub fn read_topic(topic: &str) -> Vec<ReadRecord> {
         let done = ends
             .iter()
             .all(|(p, end)| position.get(p).is_some_and(|pos| pos + 1 >= *end));
-        if done {
+        // A partition whose last offsets are transaction markers never hands out its last offset;
+        // the consumer's position moves past the markers.
+        let past_markers = || {
+            consumer.position().is_ok_and(|tpl| {
+                ends.iter().all(|(&p, &end)| {
+                    matches!(tpl.find_partition(topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= end)
+                })
+            })
+        };
+        if done || past_markers() {
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
