@@ -22,6 +22,7 @@ pub struct Metrics {
     /// now - eventTime, and now - envelope timestamp.
     pub lag: HistogramVec,
     pub consumer_lag: IntGaugeVec,
+    pub consumer_leaderless: IntGaugeVec,
     pub producer_queue: IntGauge,
     pub in_flight_messages: IntGauge,
     pub in_flight_bytes: IntGauge,
@@ -120,6 +121,17 @@ impl Metrics {
         registry
             .register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
+        let consumer_leaderless = IntGaugeVec::new(
+            Opts::new(
+                "callstream_consumer_leaderless_seconds",
+                "How long the consumer has known no leader for an assigned input partition (librdkafka statistics, in steps of their interval); nothing is fetched from it meanwhile. 0 once a leader is known.",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(consumer_leaderless.clone()))
+            .expect("unique metric");
         let producer_queue = gauge(
             &registry,
             "callstream_producer_queue_messages",
@@ -201,6 +213,7 @@ impl Metrics {
             processing_duration,
             lag,
             consumer_lag,
+            consumer_leaderless,
             producer_queue,
             in_flight_messages,
             in_flight_bytes,

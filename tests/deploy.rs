@@ -84,6 +84,7 @@ fn exported() -> BTreeMap<String, Family> {
         .inc();
     m.lag.with_label_values(&["event"]).observe(0.1);
     m.consumer_lag.with_label_values(&["0"]).set(1);
+    m.consumer_leaderless.with_label_values(&["0"]).set(0);
     m.rebalances.with_label_values(&["assign"]).inc();
     m.offset_commits.with_label_values(&["ok"]).inc();
     m.transactions.with_label_values(&["committed"]).inc();

@@ -564,3 +564,38 @@ fn a_transactional_producer_whose_transactions_keep_failing_is_replaced() {
         "unexpected party records"
     );
 }
+
+/// An assigned input partition without a leader is not fetched, silently: librdkafka waits for a
+/// leader, and can keep a stale "no leader" for good (librdkafka#5430). The leaderless gauge is
+/// what shows it; it clears once a leader is known and consumption goes on.
+///
+/// The partition has no leader from the start: librdkafka's mock broker crashes answering a fetch
+/// for a partition that lost its leader (`rd_kafka_mock_Fetch_reply_tags_partition_write`).
+#[test]
+fn an_input_partition_without_a_leader_shows_in_the_leaderless_gauge_until_it_has_one() {
+    let setup = setup(100);
+    let input = &setup.topics.input;
+    without_leader(&setup, input);
+    let (metrics, stop, handle) = start(&setup, Duration::from_secs(30));
+    let leaderless = || metrics.consumer_leaderless.with_label_values(&["0"]).get();
+    // Two statistics intervals: it keeps growing while there is no leader.
+    wait_for(
+        "the partition counted as leaderless",
+        Duration::from_secs(60),
+        || leaderless() >= 10,
+    );
+    assert_eq!(consumed(&metrics), 0, "fetched without a leader");
+
+    setup
+        .cluster
+        .partition_leader(input, 0, Some(INPUT_BROKER))
+        .expect("leader back");
+    wait_for("the input consumed", Duration::from_secs(60), || {
+        consumed(&metrics) == setup.lines.len() as u64
+    });
+    wait_for("the gauge cleared", Duration::from_secs(30), || {
+        leaderless() == 0
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+}

@@ -3,6 +3,7 @@
 
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -203,6 +204,9 @@ pub(super) fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str,
     }
 }
 
+/// How often librdkafka reports statistics (`export_statistics`).
+pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
+
 pub(super) fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
     if statistics.client_type == "producer" {
         metrics.producer_queue.set(statistics.msg_cnt as i64);
@@ -210,13 +214,26 @@ pub(super) fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
     }
     for topic in statistics.topics.values() {
         for (id, partition) in &topic.partitions {
-            // librdkafka reports -1 for partitions it does not fetch and for the internal one.
-            if *id < 0 || partition.consumer_lag < 0 || partition.fetch_state != "active" {
+            // librdkafka reports -1 for the internal partition; `desired` marks assigned ones.
+            if *id < 0 || !partition.desired {
+                continue;
+            }
+            let label = id.to_string();
+            // Counted in steps of the interval: a partition without a leader is not fetched, and
+            // librdkafka can keep a stale "no leader" for good (librdkafka#5430), which nothing
+            // else would show.
+            let leaderless = metrics.consumer_leaderless.with_label_values(&[&label]);
+            if partition.leader < 0 {
+                leaderless.add(STATISTICS_INTERVAL.as_secs() as i64);
+            } else {
+                leaderless.set(0);
+            }
+            if partition.consumer_lag < 0 || partition.fetch_state != "active" {
                 continue;
             }
             metrics
                 .consumer_lag
-                .with_label_values(&[&id.to_string()])
+                .with_label_values(&[&label])
                 .set(partition.consumer_lag);
         }
     }

@@ -35,7 +35,7 @@ use thiserror::Error;
 
 use super::clients::{
     consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config, Delivery,
-    DeliveryContext, OutgoingRecord, RecordParts, Sent,
+    DeliveryContext, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
@@ -380,10 +380,12 @@ impl Engine {
         for &p in partitions {
             self.tracker.revoke(p);
             // The lag of a partition that is no longer ours is someone else's to report.
-            let _ = self
-                .metrics
-                .consumer_lag
-                .remove_label_values(&[&p.to_string()]);
+            for gauge in [
+                &self.metrics.consumer_lag,
+                &self.metrics.consumer_leaderless,
+            ] {
+                let _ = gauge.remove_label_values(&[&p.to_string()]);
+            }
         }
         let retries = self.retries.len();
         self.retries
@@ -1348,8 +1350,7 @@ pub fn run(
         );
     }
     let input_topic = config.topics.input.clone();
-    let statistics_interval_ms = 5_000;
-    let consumer_settings = consumer_config(&config, statistics_interval_ms);
+    let consumer_settings = consumer_config(&config, STATISTICS_INTERVAL.as_millis() as u64);
     let metrics_for_context = metrics.clone();
     // The core thread, behind bounded channels (`BATCHES_AT_CORE` batches there or back, and a
     // `Forget`).
