@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Alternating A/B comparison of two callstream binaries on the same backlog: starts a broker
+# (scripts/kafka.sh, its own state directory), preloads N notifications (3 partitions), then runs
+# A and B alternately, each as a new consumer group reading the whole backlog, and prints per run
+# the rate (first input message to all N processed and acknowledged), the CPU time per
+# notification and the peak RSS, then the medians. Alternating pairs let a slow phase of the
+# machine or of the broker (whose log grows with every run) hit both binaries alike.
+#   scripts/bench-ab.sh BINARY_A BINARY_B [PAIRS=5] [N=600000]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+a="$(realpath "$1")"; b="$(realpath "$2")"; pairs="${3:-5}"; count="${4:-600000}"
+export KAFKA_STATE_DIR="${KAFKA_STATE_DIR:-/tmp/callstream-ab-kafka}"
+export KAFKA_HEAP="${KAFKA_HEAP:--Xmx1g -Xms512m}"
+trap 'scripts/kafka.sh stop' EXIT
+line="$(scripts/kafka.sh start | tail -n 1)"
+bootstrap="${line#bootstrap=}"
+"$a" topics create --bootstrap-servers "$bootstrap" --include-input --partitions 3 >/dev/null
+"$a" generate --count "$count" --seed 42 --bootstrap-servers "$bootstrap" 2>/dev/null
+results="$(mktemp)"
+run() { # label binary group
+  local port pid
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  "$2" run --bootstrap-servers "$bootstrap" --group-id "$3" --metrics-addr "127.0.0.1:$port" \
+    --log-level warn &
+  pid=$!
+  python3 - "$1" "$port" "$count" "$pid" >>"$results" <<'PY'
+import sys, time, urllib.request
+label, port, count, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def sample():
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    value = lambda prefix: sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(prefix))
+    return value("callstream_input_messages_total"), value("callstream_in_flight_messages ")
+start, first = time.time(), None
+while True:
+    s = sample()
+    if s:
+        if s[0] > 0 and first is None:
+            first = time.time()
+        if s[0] >= count and s[1] == 0:
+            break
+    if time.time() - start > 600:
+        sys.exit(f"{label}: did not catch up in 10 minutes")
+    time.sleep(0.02)
+end = time.time()
+stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+cpu = (int(stat[11]) + int(stat[12])) / 100
+hwm = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
+print(f"{label} {count / (end - first):.0f} {cpu / count * 1e6:.2f} {hwm / 1024:.1f}")
+PY
+  kill -TERM "$pid"; wait "$pid" || true
+  tail -n 1 "$results" | awk '{printf "%s: %s notifications/s, CPU %s µs per notification, peak RSS %s MiB\n", $1, $2, $3, $4}'
+}
+for i in $(seq 1 "$pairs"); do
+  run A "$a" "ab-a-$i-$$"
+  run B "$b" "ab-b-$i-$$"
+done
+python3 - "$results" <<'PY'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1])]
+for label in "AB":
+    r = [(float(x[1]), float(x[2])) for x in rows if x[0] == label]
+    print(f"{label} median: {statistics.median(v for v, _ in r):.0f} notifications/s, CPU {statistics.median(c for _, c in r):.2f} µs per notification")
+a = [float(x[1]) for x in rows if x[0] == "A"]; b = [float(x[1]) for x in rows if x[0] == "B"]
+print(f"B ahead in {sum(y > x for x, y in zip(a, b))} of {len(a)} pairs; median rate ratio B/A {statistics.median(y / x for x, y in zip(a, b)):.2f}")
+PY
