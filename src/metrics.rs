@@ -124,7 +124,7 @@ impl Metrics {
         let consumer_leaderless = IntGaugeVec::new(
             Opts::new(
                 "callstream_consumer_leaderless_seconds",
-                "How long the consumer has known no leader for an assigned input partition (librdkafka statistics, in steps of their interval); nothing is fetched from it meanwhile. 0 once a leader is known.",
+                "How long the consumer has known no leader for an assigned input partition, as of librdkafka's last statistics; nothing is fetched from it meanwhile. 0 once a leader is known.",
             ),
             &["partition"],
         )

@@ -1,9 +1,11 @@
 //! librdkafka clients: the consumer and producer settings callstream relies on, and the contexts
 //! that route librdkafka's logs, errors, statistics and delivery reports.
 
+use std::collections::HashMap;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -204,7 +206,7 @@ pub(super) fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str,
     }
 }
 
-/// How often librdkafka reports statistics (`export_statistics`).
+/// How often the consumer's librdkafka reports statistics (`export_statistics`).
 pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(super) fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
@@ -214,28 +216,57 @@ pub(super) fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
     }
     for topic in statistics.topics.values() {
         for (id, partition) in &topic.partitions {
-            // librdkafka reports -1 for the internal partition; `desired` marks assigned ones.
-            if *id < 0 || !partition.desired {
-                continue;
-            }
-            let label = id.to_string();
-            // Counted in steps of the interval: a partition without a leader is not fetched, and
-            // librdkafka can keep a stale "no leader" for good (librdkafka#5430), which nothing
-            // else would show.
-            let leaderless = metrics.consumer_leaderless.with_label_values(&[&label]);
-            if partition.leader < 0 {
-                leaderless.add(STATISTICS_INTERVAL.as_secs() as i64);
-            } else {
-                leaderless.set(0);
-            }
-            if partition.consumer_lag < 0 || partition.fetch_state != "active" {
+            // librdkafka reports -1 for partitions it does not fetch and for the internal one.
+            if *id < 0 || partition.consumer_lag < 0 || partition.fetch_state != "active" {
                 continue;
             }
             metrics
                 .consumer_lag
-                .with_label_values(&[&label])
+                .with_label_values(&[&id.to_string()])
                 .set(partition.consumer_lag);
         }
+    }
+}
+
+/// Since when each assigned input partition has been reported without a leader. Nothing is
+/// fetched from such a partition, and librdkafka can keep a stale "no leader" for good
+/// (librdkafka#5430), which nothing else would show.
+#[derive(Debug, Default)]
+pub struct LeaderlessPartitions(Mutex<HashMap<i32, Instant>>);
+
+impl LeaderlessPartitions {
+    /// Updates `callstream_consumer_leaderless_seconds` from the consumer's statistics.
+    pub fn observe(&self, metrics: &Metrics, statistics: &Statistics) {
+        let mut since = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut assigned = Vec::new();
+        for topic in statistics.topics.values() {
+            // `desired` marks the assigned partitions; -1 is librdkafka's internal one.
+            for (&id, partition) in topic
+                .partitions
+                .iter()
+                .filter(|(&id, p)| id >= 0 && p.desired)
+            {
+                assigned.push(id);
+                let seconds = if partition.leader < 0 {
+                    since
+                        .entry(id)
+                        .or_insert_with(Instant::now)
+                        .elapsed()
+                        .as_secs()
+                } else {
+                    since.remove(&id);
+                    0
+                };
+                metrics
+                    .consumer_leaderless
+                    .with_label_values(&[&id.to_string()])
+                    .set(seconds as i64);
+            }
+        }
+        since.retain(|id, _| assigned.contains(id));
     }
 }
 

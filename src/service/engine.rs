@@ -35,7 +35,7 @@ use thiserror::Error;
 
 use super::clients::{
     consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config, Delivery,
-    DeliveryContext, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
+    DeliveryContext, LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
@@ -75,6 +75,10 @@ const STORE_OFFSETS_INTERVAL: Duration = Duration::from_millis(20);
 /// Batches queued at the core thread: two, so that it has the next one at hand when it finishes
 /// one, without waiting for this thread to be scheduled.
 const BATCHES_AT_CORE: usize = 2;
+/// Acknowledged messages wait in the offset tracker behind an unacknowledged one of their
+/// partition (a record being retried). Intake also pauses when this many times
+/// `max_in_flight_messages` are held, which bounds that memory (24 bytes a message).
+const TRACKED_PER_IN_FLIGHT: usize = 4;
 /// At-least-once: a record that timed out this many times (`message.timeout.ms` each) gets the
 /// producer replaced, at most once per this many timeouts. librdkafka can leave one partition
 /// without a leader in its cache after a broker restart and retry it forever; a new producer
@@ -204,6 +208,9 @@ pub struct Engine {
     send_deadline: Option<Instant>,
     /// The duplicate window must be cleared (`forget_emitted`).
     forget_requested: bool,
+    /// `send` waited for room in the producer queue: the clock reading `publish` measures lag
+    /// against is stale.
+    waited_for_queue: bool,
     /// A record timed out `STUCK_AFTER_TIMEOUTS` times: replace the producer (at-least-once).
     producer_stuck: bool,
     /// When the producer was last replaced because of `producer_stuck`.
@@ -232,6 +239,7 @@ pub struct GroupContext {
     /// Also reachable without the engine's lock: librdkafka may call the commit callback from
     /// inside a synchronous commit that the engine makes while holding it.
     metrics: Arc<Metrics>,
+    leaderless: LeaderlessPartitions,
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -252,6 +260,7 @@ impl ClientContext for GroupContext {
 
     fn stats(&self, statistics: rdkafka::Statistics) {
         export_statistics(&self.metrics, &statistics);
+        self.leaderless.observe(&self.metrics, &statistics);
     }
 }
 
@@ -539,6 +548,7 @@ impl Engine {
                     }
                     self.pump_reports();
                     std::thread::sleep(backoff);
+                    self.waited_for_queue = true;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 Err(error) if is_fatal(&error) => {
@@ -673,13 +683,19 @@ impl Engine {
 
     /// Publishes what the core made of a batch: each message's records, or its dead letter.
     fn publish(&mut self, batch: &Batch) -> Result<(), ServiceError> {
-        // Lag is measured against one clock reading per batch: the batch is published at once.
-        let now = now_ms();
+        // Lag is measured against one clock reading per batch, read again after a wait for room
+        // in the producer queue: otherwise the batch is published at once.
+        let mut now = now_ms();
         let result = batch
             .messages
             .iter()
             .zip(&batch.results)
-            .try_for_each(|(message, result)| self.publish_message(batch, message, result, now));
+            .try_for_each(|(message, result)| {
+                if std::mem::take(&mut self.waited_for_queue) {
+                    now = now_ms();
+                }
+                self.publish_message(batch, message, result, now)
+            });
         self.hot.flush();
         result
     }
@@ -1198,7 +1214,9 @@ impl Engine {
 
     fn apply_backpressure(&mut self, consumer: &BaseConsumer<GroupContext>) {
         let over = self.tracker.in_flight_messages() >= self.config.max_in_flight_messages
-            || self.tracker.in_flight_bytes() >= self.config.max_in_flight_bytes;
+            || self.tracker.in_flight_bytes() >= self.config.max_in_flight_bytes
+            || self.tracker.tracked_messages()
+                >= self.config.max_in_flight_messages * TRACKED_PER_IN_FLIGHT;
         if over == self.paused {
             return;
         }
@@ -1371,6 +1389,7 @@ pub fn run(
         poisoned: false,
         send_deadline: None,
         forget_requested: false,
+        waited_for_queue: false,
         producer_stuck: false,
         producer_replaced_at: None,
         failed_transactions_in_a_row: 0,
@@ -1399,6 +1418,7 @@ pub fn run(
         .create_with_context(GroupContext {
             engine: engine.clone(),
             metrics: metrics_for_context,
+            leaderless: LeaderlessPartitions::default(),
         })
         .map_err(kafka("creating the consumer"))?;
 

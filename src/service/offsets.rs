@@ -49,6 +49,8 @@ pub struct OffsetTracker {
     next_generation: u64,
     in_flight_messages: usize,
     in_flight_bytes: usize,
+    /// Entries of every partition's `pending`, acknowledged ones behind a pending one included.
+    tracked: usize,
 }
 
 impl OffsetTracker {
@@ -74,6 +76,7 @@ impl OffsetTracker {
     /// Stops tracking a partition (revoked or lost): its pending work no longer counts.
     pub fn revoke(&mut self, partition: i32) {
         if let Some(state) = self.partitions.remove(&partition) {
+            self.tracked -= state.pending.len();
             self.in_flight_messages -= state.unacknowledged;
             self.in_flight_bytes -= state
                 .pending
@@ -123,6 +126,7 @@ impl OffsetTracker {
                     state
                         .pending
                         .insert(at, (offset, Pending { records, bytes }));
+                    self.tracked += 1;
                     state.unacknowledged += 1;
                     self.in_flight_messages += 1;
                     self.in_flight_bytes += bytes;
@@ -162,6 +166,7 @@ impl OffsetTracker {
             self.in_flight_bytes -= pending.bytes;
             while state.pending.front().is_some_and(|(_, p)| p.records == 0) {
                 state.pending.pop_front();
+                self.tracked -= 1;
             }
         }
         true
@@ -208,6 +213,13 @@ impl OffsetTracker {
 
     pub fn in_flight_bytes(&self) -> usize {
         self.in_flight_bytes
+    }
+
+    /// Messages still held (24 bytes each): the unacknowledged ones, and acknowledged ones that
+    /// wait behind an unacknowledged message of their partition. Bounded by the caller: a record
+    /// retried for minutes would otherwise let the second kind grow with everything read after it.
+    pub fn tracked_messages(&self) -> usize {
+        self.tracked
     }
 
     pub fn assigned(&self) -> Vec<i32> {
@@ -309,6 +321,26 @@ mod tests {
         assert!(t.ack(again));
         assert_eq!(t.committable(0), Some(10));
         assert_eq!(t.in_flight_messages(), 0);
+    }
+
+    #[test]
+    fn acknowledged_messages_behind_a_pending_one_stay_tracked_until_it_is_acknowledged() {
+        let mut t = OffsetTracker::new();
+        t.assign(0);
+        t.assign(1);
+        let stuck = t.track(0, 0, 1, 10).unwrap();
+        for offset in 1..=100 {
+            let m = t.track(0, offset, 1, 10).unwrap();
+            t.ack(m);
+        }
+        let other = t.track(1, 0, 1, 10).unwrap();
+        assert_eq!((t.in_flight_messages(), t.tracked_messages()), (2, 102));
+        t.ack(stuck);
+        assert_eq!((t.in_flight_messages(), t.tracked_messages()), (1, 1));
+        assert_eq!(t.committable(0), Some(101));
+        t.revoke(1);
+        assert_eq!((t.in_flight_messages(), t.tracked_messages()), (0, 0));
+        assert!(!t.ack(other));
     }
 
     #[test]
