@@ -242,14 +242,24 @@ fn a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_commi
         .chain(["-X", "message.max.bytes=2000"])
         .collect();
 
-    let mut service = Service::start(&t, &group, &limited);
+    let mut service = Service::start_logged(&t, &group, &limited);
     assert_eq!(
         service.exit_within(TIMEOUT).code(),
         Some(1),
         "a refused record is fatal: exit status 1"
     );
+    // Stopped by the refusal, not by anything else that exits 1.
+    assert!(
+        service.log().contains("MessageSizeTooLarge"),
+        "no size refusal in the log:\n{}",
+        service.log()
+    );
     let refused_at = before.len() as i64;
-    let committed = committed_total(&group, &t.input, 1);
+    let mut committed = -1;
+    wait_for("the group's committed offset", TIMEOUT, || {
+        committed = committed_total(&group, &t.input, 1);
+        committed >= 0
+    });
     assert!(
         committed <= refused_at,
         "committed {committed}, past the refused message at offset {refused_at}"

@@ -271,11 +271,47 @@ pub fn record_id(kind: TopicKind, value: &[u8]) -> String {
 /// A running `callstream run` process.
 pub struct Service {
     pub child: Child,
+    /// Where its standard error goes, when started with `start_logged`.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Service {
     pub fn start(topics: &TopicNames, group: &str, extra: &[&str]) -> Service {
-        let child = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        let child = Self::command(topics, group, extra)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn callstream run");
+        Service { child, log: None }
+    }
+
+    /// Like `start`, with standard error written to a file that `log` reads.
+    pub fn start_logged(topics: &TopicNames, group: &str, extra: &[&str]) -> Service {
+        let path = std::env::temp_dir().join(format!(
+            "callstream-test-{}-{group}.log",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&path).expect("log file");
+        let child = Self::command(topics, group, extra)
+            .stderr(file)
+            .spawn()
+            .expect("spawn callstream run");
+        Service {
+            child,
+            log: Some(path),
+        }
+    }
+
+    /// What the service wrote to standard error so far (`start_logged`).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
+    }
+
+    fn command(topics: &TopicNames, group: &str, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_callstream"));
+        command
             .args([
                 "run",
                 "--bootstrap-servers",
@@ -286,11 +322,8 @@ impl Service {
             .args(topic_flags(topics))
             .args(extra)
             .env("CALLSTREAM_LOG", "callstream=info,warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn callstream run");
-        Service { child }
+            .stdout(Stdio::null());
+        command
     }
 
     /// For a failure message: the service's own metrics (without histogram buckets) and, where gdb
@@ -369,6 +402,9 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(path) = &self.log {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
