@@ -8,23 +8,34 @@
 #   scripts/bench-ab.sh BINARY_A BINARY_B [PAIRS=5] [N=600000]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [[ $# -lt 2 ]]; then
+  echo "usage: scripts/bench-ab.sh BINARY_A BINARY_B [PAIRS=5] [N=600000]" >&2
+  exit 2
+fi
 a="$(realpath "$1")"; b="$(realpath "$2")"; pairs="${3:-5}"; count="${4:-600000}"
-export KAFKA_STATE_DIR="${KAFKA_STATE_DIR:-/tmp/callstream-ab-kafka}"
+# A broker of its own: one already running in the state directory would be reused, with its data.
+export KAFKA_STATE_DIR="${KAFKA_STATE_DIR:-/tmp/callstream-ab-kafka-$$}"
 export KAFKA_HEAP="${KAFKA_HEAP:--Xmx1g -Xms512m}"
-trap 'scripts/kafka.sh stop' EXIT
+results="$(mktemp)"
+pid=""
+cleanup() {
+  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null
+  rm -f "$results"
+  scripts/kafka.sh stop
+}
+trap cleanup EXIT
 line="$(scripts/kafka.sh start | tail -n 1)"
 bootstrap="${line#bootstrap=}"
 "$a" topics create --bootstrap-servers "$bootstrap" --include-input --partitions 3 >/dev/null
-"$a" generate --count "$count" --seed 42 --bootstrap-servers "$bootstrap" 2>/dev/null
-results="$(mktemp)"
+"$a" generate --count "$count" --seed 42 --bootstrap-servers "$bootstrap" >/dev/null
 run() { # label binary group
-  local port pid
+  local port
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   "$2" run --bootstrap-servers "$bootstrap" --group-id "$3" --metrics-addr "127.0.0.1:$port" \
     --log-level warn &
   pid=$!
   python3 - "$1" "$port" "$count" "$pid" >>"$results" <<'PY'
-import sys, time, urllib.request
+import os, sys, time, urllib.request
 label, port, count, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def sample():
     try:
@@ -35,6 +46,8 @@ def sample():
     return value("callstream_input_messages_total"), value("callstream_in_flight_messages ")
 start, first = time.time(), None
 while True:
+    if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z":
+        sys.exit(f"{label}: callstream exited before it caught up")
     s = sample()
     if s:
         if s[0] > 0 and first is None:
@@ -46,11 +59,12 @@ while True:
     time.sleep(0.02)
 end = time.time()
 stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-cpu = (int(stat[11]) + int(stat[12])) / 100
+cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 hwm = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
 print(f"{label} {count / (end - first):.0f} {cpu / count * 1e6:.2f} {hwm / 1024:.1f}")
 PY
   kill -TERM "$pid"; wait "$pid" || true
+  pid=""
   tail -n 1 "$results" | awk '{printf "%s: %s notifications/s, CPU %s µs per notification, peak RSS %s MiB\n", $1, $2, $3, $4}'
 }
 for i in $(seq 1 "$pairs"); do
