@@ -364,21 +364,15 @@ impl Service {
     /// SIGTERM, then the exit status within `timeout`.
     pub fn stop(mut self, timeout: Duration) -> std::process::ExitStatus {
         self.signal("-TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "callstream did not exit within {timeout:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.exit_status(timeout, "of SIGTERM")
     }
 
     /// The exit status of a process expected to stop on its own, within `timeout`.
     pub fn exit_within(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.exit_status(timeout, "on its own")
+    }
+
+    fn exit_status(&mut self, timeout: Duration, how: &str) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -386,7 +380,7 @@ impl Service {
             }
             assert!(
                 Instant::now() < deadline,
-                "callstream did not stop on its own within {timeout:?}"
+                "callstream did not exit within {timeout:?} {how}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
