@@ -136,6 +136,14 @@ fn without_leader(setup: &Setup, topic: &str) {
         .expect("no leader");
 }
 
+/// `topic` (one partition) has `broker` as its leader again.
+fn leader_back(setup: &Setup, topic: &str, broker: i32) {
+    setup
+        .cluster
+        .partition_leader(topic, 0, Some(broker))
+        .expect("leader back");
+}
+
 fn replacements(metrics: &Metrics, reason: &str) -> u64 {
     metrics
         .producer_replacements
@@ -380,10 +388,7 @@ fn a_producer_that_keeps_timing_out_a_record_is_replaced_without_loss() {
         committed(&setup)
     );
 
-    setup
-        .cluster
-        .partition_leader(stuck, 0, Some(OUTPUT_BROKER))
-        .expect("leader back");
+    leader_back(&setup, stuck, OUTPUT_BROKER);
     wait_for("every offset committed", Duration::from_secs(90), || {
         committed(&setup) == Some(lines.len() as i64)
     });
@@ -547,10 +552,7 @@ fn a_transactional_producer_whose_transactions_keep_failing_is_replaced() {
     );
     assert_eq!(transactions("committed"), 0, "a transaction committed");
 
-    setup
-        .cluster
-        .partition_leader(stuck, 0, Some(OUTPUT_BROKER))
-        .expect("leader back");
+    leader_back(&setup, stuck, OUTPUT_BROKER);
     let expected = expected_party_values(&setup.lines);
     wait_for(
         "every party record published",
@@ -586,10 +588,7 @@ fn an_input_partition_without_a_leader_shows_in_the_leaderless_gauge_until_it_ha
     );
     assert_eq!(consumed(&metrics), 0, "fetched without a leader");
 
-    setup
-        .cluster
-        .partition_leader(input, 0, Some(INPUT_BROKER))
-        .expect("leader back");
+    leader_back(&setup, input, INPUT_BROKER);
     wait_for("the input consumed", Duration::from_secs(60), || {
         consumed(&metrics) == setup.lines.len() as u64
     });

@@ -49,8 +49,6 @@ pub struct OffsetTracker {
     next_generation: u64,
     in_flight_messages: usize,
     in_flight_bytes: usize,
-    /// Entries of every partition's `pending`, acknowledged ones behind a pending one included.
-    tracked: usize,
 }
 
 impl OffsetTracker {
@@ -76,7 +74,6 @@ impl OffsetTracker {
     /// Stops tracking a partition (revoked or lost): its pending work no longer counts.
     pub fn revoke(&mut self, partition: i32) {
         if let Some(state) = self.partitions.remove(&partition) {
-            self.tracked -= state.pending.len();
             self.in_flight_messages -= state.unacknowledged;
             self.in_flight_bytes -= state
                 .pending
@@ -126,7 +123,6 @@ impl OffsetTracker {
                     state
                         .pending
                         .insert(at, (offset, Pending { records, bytes }));
-                    self.tracked += 1;
                     state.unacknowledged += 1;
                     self.in_flight_messages += 1;
                     self.in_flight_bytes += bytes;
@@ -166,7 +162,6 @@ impl OffsetTracker {
             self.in_flight_bytes -= pending.bytes;
             while state.pending.front().is_some_and(|(_, p)| p.records == 0) {
                 state.pending.pop_front();
-                self.tracked -= 1;
             }
         }
         true
@@ -219,7 +214,7 @@ impl OffsetTracker {
     /// wait behind an unacknowledged message of their partition. Bounded by the caller: a record
     /// retried for minutes would otherwise let the second kind grow with everything read after it.
     pub fn tracked_messages(&self) -> usize {
-        self.tracked
+        self.partitions.values().map(|s| s.pending.len()).sum()
     }
 
     pub fn assigned(&self) -> Vec<i32> {
