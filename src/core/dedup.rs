@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 /// bytes and its entry in two places, and in a window of 100,000 keys each is a cache miss). A key
 /// is remembered while fewer than `capacity` keys were inserted after it; forgotten keys keep their
 /// slot until an insertion reuses it or the table is rebuilt without them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DedupWindow {
     capacity: u64,
     /// Insertion number of the next insertion, counted from 1 (0 marks an empty slot).
@@ -69,6 +69,16 @@ impl DedupWindow {
                 reusable = Some(i);
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// Asks the CPU to start loading the slot where a lookup of `key` begins, so that the lookup,
+    /// issued after other work, does not wait for memory: in a full window of 100,000 keys (a
+    /// 4 MiB table) nearly every lookup misses the caches.
+    pub fn prefetch(&self, key: u64) {
+        let mask = self.slots.len().wrapping_sub(1);
+        if let Some(slot) = self.slots.get(key as usize & mask) {
+            prefetch(slot);
         }
     }
 
@@ -148,6 +158,17 @@ impl DedupWindow {
         self.len() == 0
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+fn prefetch(slot: &Slot) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    // SAFETY: a prefetch is a hint that reads nothing and never faults; SSE, which it needs, is
+    // part of every x86_64 CPU.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const Slot).cast()) };
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch(_: &Slot) {}
 
 /// The stable 64-bit digest of a value.
 pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
@@ -301,6 +322,22 @@ mod tests {
             }
             assert!(window.slots.len() <= (4 * capacity).max(INITIAL_SLOTS));
         }
+    }
+
+    #[test]
+    fn a_prefetch_changes_nothing_the_window_answers() {
+        let mut w = DedupWindow::new(4);
+        // Before the table exists, and for keys present, absent and forgotten.
+        w.prefetch(u64::MAX);
+        for key in 0..6 {
+            w.insert(key);
+        }
+        for key in [0, 1, 2, 5, 99, u64::MAX] {
+            let before = w.contains(key);
+            w.prefetch(key);
+            assert_eq!(w.contains(key), before, "{key}");
+        }
+        assert_eq!(w.len(), 4);
     }
 
     #[test]

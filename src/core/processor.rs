@@ -42,7 +42,7 @@ pub struct Outcome {
 }
 
 /// Runs messages through the core, remembering what it emitted.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Processor {
     config: ProcessorConfig,
     notifications: DedupWindow,
@@ -74,11 +74,31 @@ impl Processor {
             (Some(subscription), Some(uuid)) => Some(digest(&(subscription, uuid))),
             _ => None,
         };
+        // Every window lookup is a likely cache miss: each slot is asked for as soon as its key is
+        // known and looked up only after other work, so that the misses overlap that work and
+        // each other instead of coming one after another.
+        if let Some(key) = transport_key {
+            self.notifications.prefetch(key);
+        }
         let times = Outcome {
             event_time_ms: notification.session.event_time_ms,
             sent_at_ms: notification.envelope.sent_at_ms,
             ..Outcome::default()
         };
+
+        let mut records = Vec::with_capacity(notification.parties.len() * 2);
+        derive(&notification, &mut records);
+        let keys: Vec<u64> = records
+            .iter()
+            .map(|record| {
+                let mut h = KeyHasher::default();
+                record.hash_state(&mut h);
+                let key = std::hash::Hasher::finish(&h);
+                self.records.prefetch(key);
+                key
+            })
+            .collect();
+
         if transport_key.is_some_and(|k| self.notifications.contains(k)) {
             return Ok(Outcome {
                 duplicate: true,
@@ -86,17 +106,9 @@ impl Processor {
             });
         }
 
-        let mut records = Vec::with_capacity(notification.parties.len() * 2);
-        derive(&notification, &mut records);
-
         let mut outcome = times;
         let mut emitted_keys = Vec::with_capacity(records.len());
-        for record in &records {
-            let key = {
-                let mut h = KeyHasher::default();
-                record.hash_state(&mut h);
-                std::hash::Hasher::finish(&h)
-            };
+        for (record, key) in records.iter().zip(keys) {
             if self.records.contains(key) || emitted_keys.contains(&key) {
                 outcome.suppressed += 1;
                 continue;
