@@ -299,8 +299,15 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let engine = lock(&self.engine);
+        // Partitions assigned while intake is paused join paused: the incremental assignment
+        // starts them fetching, and the next change of the pause would be the first to see them.
+        if let (Rebalance::Assign(tpl), true) = (rebalance, engine.paused) {
+            if let Err(error) = consumer.pause(tpl) {
+                tracing::warn!(%error, "pausing newly assigned partitions failed");
+            }
+        }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         engine.health.set_assigned_partitions(assigned);
     }
