@@ -26,6 +26,8 @@ pub struct Metrics {
     pub producer_queue: IntGauge,
     pub in_flight_messages: IntGauge,
     pub in_flight_bytes: IntGauge,
+    /// 1 while intake is paused to bound memory (see `Engine::apply_backpressure`).
+    pub intake_paused: IntGauge,
     pub rebalances: IntCounterVec,
     pub offset_commits: IntCounterVec,
     pub transactions: IntCounterVec,
@@ -147,6 +149,11 @@ impl Metrics {
             "callstream_in_flight_bytes",
             "Bytes of the input messages in flight.",
         );
+        let intake_paused = gauge(
+            &registry,
+            "callstream_intake_paused",
+            "1 while the assigned input partitions are paused because too much is in flight or held behind an unacknowledged record.",
+        );
         let rebalances = counter_vec(
             &registry,
             "callstream_rebalances_total",
@@ -217,6 +224,7 @@ impl Metrics {
             producer_queue,
             in_flight_messages,
             in_flight_bytes,
+            intake_paused,
             rebalances,
             offset_commits,
             transactions,

@@ -38,8 +38,19 @@ struct Setup {
 }
 
 /// Three mock brokers: input and group coordination on broker 1, every output topic on broker 2,
-/// so that output can fail while input keeps flowing.
+/// so that output can fail while input keeps flowing; `count` generated notifications as input.
 fn setup(count: usize) -> Setup {
+    let lines: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 5,
+        ..Default::default()
+    })
+    .take(count)
+    .collect();
+    setup_with(lines)
+}
+
+/// `setup` with these lines as input.
+fn setup_with(lines: Vec<String>) -> Setup {
     let cluster = MockCluster::new(3).expect("mock cluster");
     let bootstrap = cluster.bootstrap_servers();
     let topics = TopicNames::default();
@@ -58,12 +69,6 @@ fn setup(count: usize) -> Setup {
     cluster
         .coordinator(MockCoordinator::Group("mock-group".into()), INPUT_BROKER)
         .expect("coordinator");
-    let lines: Vec<String> = Generator::new(GeneratorConfig {
-        seed: 5,
-        ..Default::default()
-    })
-    .take(count)
-    .collect();
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut expected_parties = 0;
     for line in &lines {
@@ -253,6 +258,96 @@ fn injected_produce_errors_are_retried_without_loss() {
         output_count(&setup, &setup.topics.parties),
         setup.expected_parties as i64
     );
+}
+
+/// Messages acknowledged behind one record that keeps failing are held by the offset tracker
+/// until that record is delivered. Few are in flight then, so the in-flight limit does not stop
+/// intake; the bound on held messages (4 times `max_in_flight_messages`) must, and intake must
+/// resume once the record is delivered.
+#[test]
+fn messages_held_behind_a_stuck_record_pause_intake_until_it_is_delivered() {
+    // One transfer call, then answered inbound calls only: with the transfers topic without a
+    // leader, the transfer records are the only ones that cannot be delivered.
+    let generate = |mix: &str, seed: u64, count: usize| -> Vec<String> {
+        Generator::new(GeneratorConfig {
+            seed,
+            mix: mix.parse().expect("mix"),
+            ..Default::default()
+        })
+        .take(count)
+        .collect()
+    };
+    let mut lines = generate("blind-transfer=1", 7, 12);
+    // Per line, how many transfer records the model core makes of it.
+    let transfers_per_line = |lines: &[String]| -> Vec<usize> {
+        let mut processor = Processor::new(ProcessorConfig::default());
+        lines
+            .iter()
+            .map(|line| {
+                let mut transfers = 0;
+                processor
+                    .process(line.as_bytes(), |r| {
+                        transfers += usize::from(r.topic() == TopicKind::Transfers);
+                        Ok(())
+                    })
+                    .expect("generated traffic is valid");
+                transfers
+            })
+            .collect()
+    };
+    let stuck_records: usize = transfers_per_line(&lines).iter().sum();
+    assert!(
+        stuck_records > 0,
+        "the transfer call yields a transfer record"
+    );
+    lines.extend(generate("inbound=1", 8, 1_988));
+    let per_line = transfers_per_line(&lines);
+    assert_eq!(
+        per_line.iter().sum::<usize>(),
+        stuck_records,
+        "only the first call transfers"
+    );
+    // The offset of the first message that cannot be fully published.
+    let first_stuck = per_line.iter().position(|&t| t > 0).expect("a transfer") as i64;
+    let total = lines.len();
+    let setup = setup_with(lines);
+    without_leader(&setup, &setup.topics.transfers);
+
+    let max_in_flight = 50;
+    let mut config = ServiceConfig::new(&setup.bootstrap, "mock-group");
+    config.message_timeout = Duration::from_millis(1_000);
+    config.max_in_flight_messages = max_in_flight;
+    let (metrics, stop, handle) = start_with(config);
+
+    // Paused with next to nothing in flight: what holds intake back is what waits behind the
+    // transfer records, not the in-flight limit (which, reached for a moment, pauses too).
+    wait_for(
+        "intake paused with few messages in flight",
+        Duration::from_secs(60),
+        || metrics.intake_paused.get() == 1 && metrics.in_flight_messages.get() < 10,
+    );
+    assert!(
+        consumed(&metrics) < total as u64,
+        "intake paused, yet all {total} messages were consumed"
+    );
+    assert!(
+        committed(&setup).unwrap_or(0) <= first_stuck,
+        "an offset was committed past the undelivered transfer record at {first_stuck}: {:?}",
+        committed(&setup)
+    );
+
+    leader_back(&setup, &setup.topics.transfers, OUTPUT_BROKER);
+    wait_for("every offset committed", Duration::from_secs(90), || {
+        committed(&setup) == Some(total as i64)
+    });
+    assert_eq!(metrics.intake_paused.get(), 0, "intake resumed");
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert!(output_count(&setup, &setup.topics.transfers) >= stuck_records as i64);
+    let missing = expected_party_values(&setup.lines)
+        .difference(&published_values(&setup, &setup.topics.parties))
+        .count();
+    assert_eq!(missing, 0, "{missing} party records were never published");
 }
 
 /// Every distinct party record value the model core makes of `lines`, in the wire format.

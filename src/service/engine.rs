@@ -1240,7 +1240,10 @@ impl Engine {
                 consumer.resume(&assignment)
             };
             match result {
-                Ok(()) => self.paused = over,
+                Ok(()) => {
+                    self.paused = over;
+                    self.metrics.intake_paused.set(i64::from(over));
+                }
                 Err(error) => tracing::warn!(%error, "pause/resume failed"),
             }
         }
