@@ -350,6 +350,163 @@ fn messages_held_behind_a_stuck_record_pause_intake_until_it_is_delivered() {
     assert_eq!(missing, 0, "{missing} party records were never published");
 }
 
+/// A partition assigned while intake is paused joins paused: the incremental assignment of
+/// cooperative-sticky starts it fetching, and it must not be read past the memory bounds. Two
+/// input partitions, each starting with a transfer call whose transfer record cannot be
+/// delivered; another member of the group holds one partition until callstream is paused on the
+/// other, then leaves.
+#[test]
+fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes() {
+    let cluster = MockCluster::new(3).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let topics = TopicNames::default();
+    cluster
+        .create_topic(&topics.input, 2, 1)
+        .expect("input topic");
+    for partition in 0..2 {
+        cluster
+            .partition_leader(&topics.input, partition, Some(INPUT_BROKER))
+            .expect("leader");
+    }
+    for topic in topics.outputs() {
+        cluster.create_topic(topic, 1, 1).expect("output topic");
+        cluster
+            .partition_leader(topic, 0, Some(OUTPUT_BROKER))
+            .expect("leader");
+    }
+    cluster
+        .coordinator(MockCoordinator::Group("mock-group".into()), INPUT_BROKER)
+        .expect("coordinator");
+    cluster
+        .partition_leader(&topics.transfers, 0, None)
+        .expect("no leader");
+    let generate = |mix: &str, seed: u64, count: usize| -> Vec<String> {
+        Generator::new(GeneratorConfig {
+            seed,
+            mix: mix.parse().expect("mix"),
+            ..Default::default()
+        })
+        .take(count)
+        .collect()
+    };
+    let per_partition: Vec<Vec<String>> = (0..2)
+        .map(|p| {
+            let mut lines = generate("blind-transfer=1", 7 + p, 12);
+            lines.extend(generate("inbound=1", 20 + p, 600));
+            lines
+        })
+        .collect();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    for (partition, lines) in per_partition.iter().enumerate() {
+        for line in lines {
+            producer
+                .send(
+                    BaseRecord::<(), String>::to(&topics.input)
+                        .partition(partition as i32)
+                        .payload(line),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    // The mock coordinator waits up to a session timeout for every member to rejoin.
+    let session = [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ];
+
+    // The other member: holds both partitions, gives one up when callstream joins, then leaves.
+    let other_assigned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let other_leaves = Arc::new(AtomicBool::new(false));
+    let other = {
+        let (bootstrap, input) = (bootstrap.clone(), topics.input.clone());
+        let (assigned, leaves) = (other_assigned.clone(), other_leaves.clone());
+        std::thread::spawn(move || {
+            let mut config = ClientConfig::new();
+            config
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "mock-group")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest");
+            for (key, value) in session {
+                config.set(key, value);
+            }
+            let consumer: BaseConsumer = config.create().expect("consumer");
+            consumer.subscribe(&[&input]).expect("subscribe");
+            while !leaves.load(Ordering::Relaxed) {
+                let _ = consumer.poll(Duration::from_millis(100));
+                let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                assigned.store(count, Ordering::Relaxed);
+            }
+            // Dropping the consumer closes it: it leaves the group.
+        })
+    };
+    wait_for(
+        "the other member assigned both",
+        Duration::from_secs(30),
+        || other_assigned.load(Ordering::Relaxed) == 2,
+    );
+
+    let mut config = ServiceConfig::new(&bootstrap, "mock-group");
+    config.message_timeout = Duration::from_millis(1_000);
+    config.max_in_flight_messages = 50;
+    for (key, value) in session {
+        config.librdkafka.insert(key.into(), value.into());
+    }
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (metrics, health, stop) = (metrics.clone(), health.clone(), stop.clone());
+        std::thread::spawn(move || service::run(config, metrics, health, stop))
+    };
+    wait_for(
+        "callstream paused on one partition",
+        Duration::from_secs(60),
+        || {
+            health.assigned_partitions() == 1
+                && metrics.intake_paused.get() == 1
+                && metrics.in_flight_messages.get() < 10
+        },
+    );
+    let consumed_while_paused = consumed(&metrics);
+
+    other_leaves.store(true, Ordering::Relaxed);
+    other.join().expect("the other member");
+    wait_for(
+        "callstream assigned the other partition",
+        Duration::from_secs(60),
+        || health.assigned_partitions() == 2,
+    );
+    // A few more timeouts of the stuck records: seconds in which an unpaused partition would
+    // have been read to its end (612 messages; the mock broker serves them at once).
+    let failures = metrics.delivery_failures.get();
+    wait_for("more timeouts", Duration::from_secs(60), || {
+        metrics.delivery_failures.get() >= failures + 4
+    });
+    let read_meanwhile = consumed(&metrics) - consumed_while_paused;
+    assert!(
+        read_meanwhile < 50,
+        "{read_meanwhile} messages were read while intake was paused"
+    );
+    assert_eq!(metrics.intake_paused.get(), 1);
+
+    cluster
+        .partition_leader(&topics.transfers, 0, Some(OUTPUT_BROKER))
+        .expect("leader back");
+    let total: usize = per_partition.iter().map(Vec::len).sum();
+    wait_for("every message consumed", Duration::from_secs(90), || {
+        consumed(&metrics) == total as u64
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+}
+
 /// Every distinct party record value the model core makes of `lines`, in the wire format.
 fn expected_party_values(lines: &[String]) -> HashSet<Vec<u8>> {
     let format = ValueFormat::single_object().expect("schemas");
