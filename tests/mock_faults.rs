@@ -49,17 +49,25 @@ fn setup(count: usize) -> Setup {
     setup_with(lines)
 }
 
-/// `setup` with these lines as input.
-fn setup_with(lines: Vec<String>) -> Setup {
+/// The cluster of `setup`, its input topic with `input_partitions` partitions, no input yet.
+fn mock_cluster(
+    input_partitions: i32,
+) -> (
+    MockCluster<'static, DefaultProducerContext>,
+    String,
+    TopicNames,
+) {
     let cluster = MockCluster::new(3).expect("mock cluster");
     let bootstrap = cluster.bootstrap_servers();
     let topics = TopicNames::default();
     cluster
-        .create_topic(&topics.input, 1, 1)
+        .create_topic(&topics.input, input_partitions, 1)
         .expect("input topic");
-    cluster
-        .partition_leader(&topics.input, 0, Some(INPUT_BROKER))
-        .expect("leader");
+    for partition in 0..input_partitions {
+        cluster
+            .partition_leader(&topics.input, partition, Some(INPUT_BROKER))
+            .expect("leader");
+    }
     for topic in topics.outputs() {
         cluster.create_topic(topic, 1, 1).expect("output topic");
         cluster
@@ -69,6 +77,23 @@ fn setup_with(lines: Vec<String>) -> Setup {
     cluster
         .coordinator(MockCoordinator::Group("mock-group".into()), INPUT_BROKER)
         .expect("coordinator");
+    (cluster, bootstrap, topics)
+}
+
+/// Generated traffic of the call flows `mix` names (`"inbound=1"`).
+fn generate(mix: &str, seed: u64, count: usize) -> Vec<String> {
+    Generator::new(GeneratorConfig {
+        seed,
+        mix: mix.parse().expect("mix"),
+        ..Default::default()
+    })
+    .take(count)
+    .collect()
+}
+
+/// `setup` with these lines as input.
+fn setup_with(lines: Vec<String>) -> Setup {
+    let (cluster, bootstrap, topics) = mock_cluster(1);
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut expected_parties = 0;
     for line in &lines {
@@ -268,15 +293,6 @@ fn injected_produce_errors_are_retried_without_loss() {
 fn messages_held_behind_a_stuck_record_pause_intake_until_it_is_delivered() {
     // One transfer call, then answered inbound calls only: with the transfers topic without a
     // leader, the transfer records are the only ones that cannot be delivered.
-    let generate = |mix: &str, seed: u64, count: usize| -> Vec<String> {
-        Generator::new(GeneratorConfig {
-            seed,
-            mix: mix.parse().expect("mix"),
-            ..Default::default()
-        })
-        .take(count)
-        .collect()
-    };
     let mut lines = generate("blind-transfer=1", 7, 12);
     // Per line, how many transfer records the model core makes of it.
     let transfers_per_line = |lines: &[String]| -> Vec<usize> {
@@ -357,38 +373,10 @@ fn messages_held_behind_a_stuck_record_pause_intake_until_it_is_delivered() {
 /// other, then leaves.
 #[test]
 fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes() {
-    let cluster = MockCluster::new(3).expect("mock cluster");
-    let bootstrap = cluster.bootstrap_servers();
-    let topics = TopicNames::default();
-    cluster
-        .create_topic(&topics.input, 2, 1)
-        .expect("input topic");
-    for partition in 0..2 {
-        cluster
-            .partition_leader(&topics.input, partition, Some(INPUT_BROKER))
-            .expect("leader");
-    }
-    for topic in topics.outputs() {
-        cluster.create_topic(topic, 1, 1).expect("output topic");
-        cluster
-            .partition_leader(topic, 0, Some(OUTPUT_BROKER))
-            .expect("leader");
-    }
-    cluster
-        .coordinator(MockCoordinator::Group("mock-group".into()), INPUT_BROKER)
-        .expect("coordinator");
+    let (cluster, bootstrap, topics) = mock_cluster(2);
     cluster
         .partition_leader(&topics.transfers, 0, None)
         .expect("no leader");
-    let generate = |mix: &str, seed: u64, count: usize| -> Vec<String> {
-        Generator::new(GeneratorConfig {
-            seed,
-            mix: mix.parse().expect("mix"),
-            ..Default::default()
-        })
-        .take(count)
-        .collect()
-    };
     let per_partition: Vec<Vec<String>> = (0..2)
         .map(|p| {
             let mut lines = generate("blind-transfer=1", 7 + p, 12);
