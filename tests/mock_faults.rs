@@ -5,7 +5,7 @@
 //! guarantees themselves are tested against a real broker in `kafka_service.rs`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -366,6 +366,69 @@ fn messages_held_behind_a_stuck_record_pause_intake_until_it_is_delivered() {
     assert_eq!(missing, 0, "{missing} party records were never published");
 }
 
+/// The mock coordinator waits up to a session timeout for every member to rejoin a group.
+const MOCK_SESSION: [(&str, &str); 2] = [
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "500"),
+];
+
+/// Produces each list of lines to its partition of `topic`.
+fn produce_to_partitions(bootstrap: &str, topic: &str, per_partition: &[Vec<String>]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for (partition, lines) in per_partition.iter().enumerate() {
+        for line in lines {
+            producer
+                .send(
+                    BaseRecord::<(), String>::to(topic)
+                        .partition(partition as i32)
+                        .payload(line),
+                )
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Another member of callstream's group, on its own thread: a plain consumer that commits
+/// nothing. Returns how many partitions it holds, the flag that makes it leave the group, and
+/// its thread.
+fn other_member(
+    bootstrap: &str,
+    topic: &str,
+) -> (Arc<AtomicUsize>, Arc<AtomicBool>, JoinHandle<()>) {
+    let assigned = Arc::new(AtomicUsize::new(0));
+    let leaves = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+        let (assigned, leaves) = (assigned.clone(), leaves.clone());
+        std::thread::spawn(move || {
+            let mut config = ClientConfig::new();
+            config
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "mock-group")
+                .set("partition.assignment.strategy", "cooperative-sticky")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest");
+            for (key, value) in MOCK_SESSION {
+                config.set(key, value);
+            }
+            let consumer: BaseConsumer = config.create().expect("consumer");
+            consumer.subscribe(&[&topic]).expect("subscribe");
+            while !leaves.load(Ordering::Relaxed) {
+                let _ = consumer.poll(Duration::from_millis(100));
+                let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                assigned.store(count, Ordering::Relaxed);
+            }
+            // Dropping the consumer closes it: it leaves the group.
+        })
+    };
+    (assigned, leaves, thread)
+}
+
 /// A partition assigned while intake is paused joins paused: the incremental assignment of
 /// cooperative-sticky starts it fetching, and it must not be read past the memory bounds. Two
 /// input partitions, each starting with a transfer call whose transfer record cannot be
@@ -384,56 +447,10 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
             lines
         })
         .collect();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .expect("producer");
-    for (partition, lines) in per_partition.iter().enumerate() {
-        for line in lines {
-            producer
-                .send(
-                    BaseRecord::<(), String>::to(&topics.input)
-                        .partition(partition as i32)
-                        .payload(line),
-                )
-                .map_err(|(e, _)| e)
-                .expect("send");
-        }
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
-    // The mock coordinator waits up to a session timeout for every member to rejoin.
-    let session = [
-        ("session.timeout.ms", "6000"),
-        ("heartbeat.interval.ms", "500"),
-    ];
+    produce_to_partitions(&bootstrap, &topics.input, &per_partition);
 
     // The other member: holds both partitions, gives one up when callstream joins, then leaves.
-    let other_assigned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let other_leaves = Arc::new(AtomicBool::new(false));
-    let other = {
-        let (bootstrap, input) = (bootstrap.clone(), topics.input.clone());
-        let (assigned, leaves) = (other_assigned.clone(), other_leaves.clone());
-        std::thread::spawn(move || {
-            let mut config = ClientConfig::new();
-            config
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "mock-group")
-                .set("partition.assignment.strategy", "cooperative-sticky")
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest");
-            for (key, value) in session {
-                config.set(key, value);
-            }
-            let consumer: BaseConsumer = config.create().expect("consumer");
-            consumer.subscribe(&[&input]).expect("subscribe");
-            while !leaves.load(Ordering::Relaxed) {
-                let _ = consumer.poll(Duration::from_millis(100));
-                let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                assigned.store(count, Ordering::Relaxed);
-            }
-            // Dropping the consumer closes it: it leaves the group.
-        })
-    };
+    let (other_assigned, other_leaves, other) = other_member(&bootstrap, &topics.input);
     wait_for(
         "the other member assigned both",
         Duration::from_secs(30),
@@ -443,7 +460,7 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
     let mut config = ServiceConfig::new(&bootstrap, "mock-group");
     config.message_timeout = Duration::from_millis(1_000);
     config.max_in_flight_messages = 50;
-    for (key, value) in session {
+    for (key, value) in MOCK_SESSION {
         config.librdkafka.insert(key.into(), value.into());
     }
     let metrics = Arc::new(Metrics::new());
@@ -491,6 +508,99 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
     wait_for("every message consumed", Duration::from_secs(90), || {
         consumed(&metrics) == total as u64
     });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+}
+
+/// Offsets committed by the group for each of `partitions` input partitions (-1 for none).
+fn committed_per_partition(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "mock-group")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for partition in 0..partitions {
+        tpl.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(5));
+    committed
+        .map(|c| {
+            c.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                })
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![-1; partitions as usize])
+}
+
+/// A partition revoked while intake is paused and assigned again after intake resumed is read:
+/// librdkafka keeps an application pause across an unassignment, so the assignment must clear it.
+#[test]
+fn a_partition_revoked_while_paused_and_assigned_again_later_is_read() {
+    let (cluster, bootstrap, topics) = mock_cluster(2);
+    cluster
+        .partition_leader(&topics.transfers, 0, None)
+        .expect("no leader");
+    let per_partition: Vec<Vec<String>> = (0..2)
+        .map(|p| {
+            let mut lines = generate("blind-transfer=1", 7 + p, 12);
+            lines.extend(generate("inbound=1", 30 + p, 600));
+            lines
+        })
+        .collect();
+    produce_to_partitions(&bootstrap, &topics.input, &per_partition);
+
+    // callstream alone: both partitions, paused behind the two transfer records.
+    let mut config = ServiceConfig::new(&bootstrap, "mock-group");
+    config.message_timeout = Duration::from_millis(1_000);
+    config.max_in_flight_messages = 50;
+    // A revoked partition's stuck record is given up on quickly.
+    config.drain_timeout = Duration::from_secs(2);
+    for (key, value) in MOCK_SESSION {
+        config.librdkafka.insert(key.into(), value.into());
+    }
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (metrics, health, stop) = (metrics.clone(), health.clone(), stop.clone());
+        std::thread::spawn(move || service::run(config, metrics, health, stop))
+    };
+    wait_for(
+        "callstream paused on both partitions",
+        Duration::from_secs(60),
+        || {
+            health.assigned_partitions() == 2
+                && metrics.intake_paused.get() == 1
+                && metrics.in_flight_messages.get() < 10
+        },
+    );
+
+    // Another member takes one of the paused partitions.
+    let (other_assigned, other_leaves, other) = other_member(&bootstrap, &topics.input);
+    wait_for("the partitions shared", Duration::from_secs(60), || {
+        health.assigned_partitions() == 1 && other_assigned.load(Ordering::Relaxed) == 1
+    });
+    // The transfer records can be delivered: intake resumes.
+    cluster
+        .partition_leader(&topics.transfers, 0, Some(OUTPUT_BROKER))
+        .expect("leader back");
+    wait_for("intake resumed", Duration::from_secs(60), || {
+        metrics.intake_paused.get() == 0
+    });
+    // The other member leaves: its partition, paused when it was revoked, comes back.
+    other_leaves.store(true, Ordering::Relaxed);
+    other.join().expect("the other member");
+    let lengths: Vec<i64> = per_partition.iter().map(|l| l.len() as i64).collect();
+    wait_for(
+        "both partitions committed to the end",
+        Duration::from_secs(90),
+        || committed_per_partition(&bootstrap, &topics.input, 2) == lengths,
+    );
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("join").expect("clean stop");
 }

@@ -301,11 +301,19 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let engine = lock(&self.engine);
-        // Partitions assigned while intake is paused join paused: the incremental assignment
+        // Assigned partitions take the current pause state. Paused: the incremental assignment
         // starts them fetching, and the next change of the pause would be the first to see them.
-        if let (Rebalance::Assign(tpl), true) = (rebalance, engine.paused) {
-            if let Err(error) = consumer.pause(tpl) {
-                tracing::warn!(%error, "pausing newly assigned partitions failed");
+        // Not paused: librdkafka keeps a partition's application pause across an unassignment
+        // (only its own pause is reset), so one revoked while paused would come back paused for
+        // good.
+        if let Rebalance::Assign(tpl) = rebalance {
+            let result = if engine.paused {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, paused = engine.paused, "setting the pause of newly assigned partitions failed");
             }
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
