@@ -141,13 +141,31 @@ fn start(setup: &Setup, message_timeout: Duration) -> Running {
 }
 
 fn start_with(config: ServiceConfig) -> Running {
+    start_watched(config).0
+}
+
+/// `start_with`, also returning the service's health (its assigned partitions).
+fn start_watched(config: ServiceConfig) -> (Running, Arc<Health>) {
     let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let handle = {
-        let (metrics, stop) = (metrics.clone(), stop.clone());
-        std::thread::spawn(move || service::run(config, metrics, Arc::new(Health::default()), stop))
+        let (metrics, health, stop) = (metrics.clone(), health.clone(), stop.clone());
+        std::thread::spawn(move || service::run(config, metrics, health, stop))
     };
-    (metrics, stop, handle)
+    ((metrics, stop, handle), health)
+}
+
+/// Settings of the rebalance tests of paused intake: a record that cannot be delivered times out
+/// every second, intake pauses at 4 x 50 held messages, and the group rebalances in seconds.
+fn pausing_group_member(bootstrap: &str) -> ServiceConfig {
+    let mut config = ServiceConfig::new(bootstrap, "mock-group");
+    config.message_timeout = Duration::from_millis(1_000);
+    config.max_in_flight_messages = 50;
+    for (key, value) in MOCK_SESSION {
+        config.librdkafka.insert(key.into(), value.into());
+    }
+    config
 }
 
 /// Exactly-once settings for `setup`'s cluster.
@@ -429,13 +447,17 @@ fn other_member(
     (assigned, leaves, thread)
 }
 
-/// A partition assigned while intake is paused joins paused: the incremental assignment of
-/// cooperative-sticky starts it fetching, and it must not be read past the memory bounds. Two
-/// input partitions, each starting with a transfer call whose transfer record cannot be
-/// delivered; another member of the group holds one partition until callstream is paused on the
-/// other, then leaves.
-#[test]
-fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes() {
+/// The cluster of `mock_cluster(2)`, with the transfers topic without a leader, and as input on
+/// each partition a transfer call (whose transfer record cannot be delivered) and then 600
+/// notifications of answered inbound calls (seeds from `inbound_seed`), returned per partition.
+fn two_partitions_stuck_behind_transfers(
+    inbound_seed: u64,
+) -> (
+    MockCluster<'static, DefaultProducerContext>,
+    String,
+    TopicNames,
+    Vec<Vec<String>>,
+) {
     let (cluster, bootstrap, topics) = mock_cluster(2);
     cluster
         .partition_leader(&topics.transfers, 0, None)
@@ -443,11 +465,22 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
     let per_partition: Vec<Vec<String>> = (0..2)
         .map(|p| {
             let mut lines = generate("blind-transfer=1", 7 + p, 12);
-            lines.extend(generate("inbound=1", 20 + p, 600));
+            lines.extend(generate("inbound=1", inbound_seed + p, 600));
             lines
         })
         .collect();
     produce_to_partitions(&bootstrap, &topics.input, &per_partition);
+    (cluster, bootstrap, topics, per_partition)
+}
+
+/// A partition assigned while intake is paused joins paused: the incremental assignment of
+/// cooperative-sticky starts it fetching, and it must not be read past the memory bounds. Two
+/// input partitions, each starting with a transfer call whose transfer record cannot be
+/// delivered; another member of the group holds one partition until callstream is paused on the
+/// other, then leaves.
+#[test]
+fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes() {
+    let (cluster, bootstrap, topics, per_partition) = two_partitions_stuck_behind_transfers(20);
 
     // The other member: holds both partitions, gives one up when callstream joins, then leaves.
     let (other_assigned, other_leaves, other) = other_member(&bootstrap, &topics.input);
@@ -457,19 +490,7 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
         || other_assigned.load(Ordering::Relaxed) == 2,
     );
 
-    let mut config = ServiceConfig::new(&bootstrap, "mock-group");
-    config.message_timeout = Duration::from_millis(1_000);
-    config.max_in_flight_messages = 50;
-    for (key, value) in MOCK_SESSION {
-        config.librdkafka.insert(key.into(), value.into());
-    }
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = {
-        let (metrics, health, stop) = (metrics.clone(), health.clone(), stop.clone());
-        std::thread::spawn(move || service::run(config, metrics, health, stop))
-    };
+    let ((metrics, stop, handle), health) = start_watched(pausing_group_member(&bootstrap));
     wait_for(
         "callstream paused on one partition",
         Duration::from_secs(60),
@@ -541,35 +562,13 @@ fn committed_per_partition(bootstrap: &str, topic: &str, partitions: i32) -> Vec
 /// librdkafka keeps an application pause across an unassignment, so the assignment must clear it.
 #[test]
 fn a_partition_revoked_while_paused_and_assigned_again_later_is_read() {
-    let (cluster, bootstrap, topics) = mock_cluster(2);
-    cluster
-        .partition_leader(&topics.transfers, 0, None)
-        .expect("no leader");
-    let per_partition: Vec<Vec<String>> = (0..2)
-        .map(|p| {
-            let mut lines = generate("blind-transfer=1", 7 + p, 12);
-            lines.extend(generate("inbound=1", 30 + p, 600));
-            lines
-        })
-        .collect();
-    produce_to_partitions(&bootstrap, &topics.input, &per_partition);
+    let (cluster, bootstrap, topics, per_partition) = two_partitions_stuck_behind_transfers(30);
 
     // callstream alone: both partitions, paused behind the two transfer records.
-    let mut config = ServiceConfig::new(&bootstrap, "mock-group");
-    config.message_timeout = Duration::from_millis(1_000);
-    config.max_in_flight_messages = 50;
+    let mut config = pausing_group_member(&bootstrap);
     // A revoked partition's stuck record is given up on quickly.
     config.drain_timeout = Duration::from_secs(2);
-    for (key, value) in MOCK_SESSION {
-        config.librdkafka.insert(key.into(), value.into());
-    }
-    let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = {
-        let (metrics, health, stop) = (metrics.clone(), health.clone(), stop.clone());
-        std::thread::spawn(move || service::run(config, metrics, health, stop))
-    };
+    let ((metrics, stop, handle), health) = start_watched(config);
     wait_for(
         "callstream paused on both partitions",
         Duration::from_secs(60),

@@ -88,14 +88,16 @@ impl Processor {
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
-        let keys: Vec<u64> = records
+        // Each record's key, and whether the record was emitted: one list serves the lookups,
+        // the duplicates within this notification and the insertions once all are emitted.
+        let mut keys: Vec<(u64, bool)> = records
             .iter()
             .map(|record| {
                 let mut h = KeyHasher::default();
                 record.hash_state(&mut h);
                 let key = std::hash::Hasher::finish(&h);
                 self.records.prefetch(key);
-                key
+                (key, false)
             })
             .collect();
 
@@ -107,18 +109,19 @@ impl Processor {
         }
 
         let mut outcome = times;
-        let mut emitted_keys = Vec::with_capacity(records.len());
-        for (record, key) in records.iter().zip(keys) {
-            if self.records.contains(key) || emitted_keys.contains(&key) {
+        for (i, record) in records.iter().enumerate() {
+            let key = keys[i].0;
+            let emitted_before = keys[..i].iter().any(|&(k, emitted)| emitted && k == key);
+            if emitted_before || self.records.contains(key) {
                 outcome.suppressed += 1;
                 continue;
             }
             emit(record)?;
-            emitted_keys.push(key);
+            keys[i].1 = true;
             outcome.emitted += 1;
         }
 
-        for key in emitted_keys {
+        for (key, _) in keys.into_iter().filter(|&(_, emitted)| emitted) {
             self.records.insert(key);
         }
         if let Some(key) = transport_key {
