@@ -199,21 +199,34 @@ fn replacements(metrics: &Metrics, reason: &str) -> u64 {
         .get()
 }
 
-fn committed(setup: &Setup) -> Option<i64> {
+/// Offsets committed by the group for each of `partitions` input partitions (-1 for none).
+fn committed_per_partition(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &setup.bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "mock-group")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&setup.topics.input, 0);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(5))
-        .ok()?;
-    match committed.elements()[0].offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
+    for partition in 0..partitions {
+        tpl.add_partition(topic, partition);
     }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(5));
+    committed
+        .map(|c| {
+            c.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                })
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![-1; partitions as usize])
+}
+
+fn committed(setup: &Setup) -> Option<i64> {
+    let offset = committed_per_partition(&setup.bootstrap, &setup.topics.input, 1)[0];
+    (offset >= 0).then_some(offset)
 }
 
 /// Low and high watermark of `topic` (one partition).
@@ -531,31 +544,6 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
     });
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("join").expect("clean stop");
-}
-
-/// Offsets committed by the group for each of `partitions` input partitions (-1 for none).
-fn committed_per_partition(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "mock-group")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for partition in 0..partitions {
-        tpl.add_partition(topic, partition);
-    }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(5));
-    committed
-        .map(|c| {
-            c.elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => -1,
-                })
-                .collect()
-        })
-        .unwrap_or_else(|_| vec![-1; partitions as usize])
 }
 
 /// A partition revoked while intake is paused and assigned again after intake resumed is read:
