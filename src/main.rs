@@ -9,6 +9,36 @@ use callstream::cli::offline::{self, Input};
 use callstream::cli::{demo, generate, service, Cli, Command, ConfigCommand, TopicsCommand};
 use callstream::topics::TopicNames;
 
+// librdkafka allocates each produced message on the service loop's thread and frees it on the
+// delivery-report thread; glibc's per-thread caches serve that pattern badly (nearly every malloc
+// and free takes an arena lock). With `override`, mimalloc also serves librdkafka's malloc and free:
+// alternating pairs measured about 10% less CPU per notification (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// mimalloc's default on Linux commits its whole first arena, and a purge then only resets freed
+// pages, which stay resident until the kernel needs them: peak RSS went from ~53 to ~93 MiB over a
+// 600,000-notification backlog, 65 MiB without. The default must be set before the first
+// allocation reserves that arena, hence `.preinit_array`, which runs before any constructor and
+// before `main`. `mi_option_set_default` leaves `MIMALLOC_ARENA_EAGER_COMMIT` in the environment
+// in charge.
+#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+#[used]
+#[link_section = ".preinit_array"]
+static MIMALLOC_DEFAULTS: extern "C" fn() = mimalloc_defaults;
+
+#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+extern "C" fn mimalloc_defaults() {
+    // `mi_option_arena_eager_commit` in mimalloc 2.x's `mi_option_t` (the `v2` feature pins 2.x).
+    const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+    extern "C" {
+        fn mi_option_set_default(option: std::ffi::c_int, value: std::ffi::c_long);
+    }
+    // SAFETY: writes one entry of mimalloc's static option table; nothing else runs yet.
+    unsafe { mi_option_set_default(ARENA_EAGER_COMMIT, 0) }
+}
+
 /// Exit status for an I/O error, as grep uses it (1 means "something was rejected").
 const EXIT_IO_ERROR: u8 = 2;
 
