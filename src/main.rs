@@ -11,26 +11,28 @@ use callstream::topics::TopicNames;
 
 // librdkafka allocates each produced message on the service loop's thread and frees it on the
 // delivery-report thread; glibc's per-thread caches serve that pattern badly (nearly every malloc
-// and free takes an arena lock). With `override`, mimalloc also serves librdkafka's malloc and free:
-// alternating pairs measured about 10% less CPU per notification (BENCHMARKS.md).
+// and free takes an arena lock). With `override`, mimalloc also serves librdkafka's malloc and free.
+// Alternating pairs against glibc: up to 6% less CPU per notification when the machine was slow,
+// no gain when it was fast (BENCHMARKS.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// mimalloc's default on Linux commits its whole first arena, and a purge then only resets freed
-// pages, which stay resident until the kernel needs them: peak RSS went from ~53 to ~93 MiB over a
-// 600,000-notification backlog, 65 MiB without. The default must be set before the first
-// allocation reserves that arena, hence `.preinit_array`, which runs before any constructor and
-// before `main`. `mi_option_set_default` leaves `MIMALLOC_ARENA_EAGER_COMMIT` in the environment
-// in charge.
-#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+// On Linux mimalloc commits its first arena (1 GiB) up front by default, and then asks for
+// transparent huge pages for all of it: peak RSS over a 600,000-notification backlog was ~93 MiB,
+// against 50-53 MiB on glibc and 62-64 MiB with arenas committed on demand. That default must be
+// set before the first allocation reserves the arena, hence `.preinit_array`, which glibc runs
+// before any constructor (musl does not run it, hence `gnu`). `mi_option_set_default` leaves
+// `MIMALLOC_ARENA_EAGER_COMMIT` in the environment in charge.
+#[cfg(all(feature = "mimalloc", target_os = "linux", target_env = "gnu"))]
 #[used]
 #[link_section = ".preinit_array"]
 static MIMALLOC_DEFAULTS: extern "C" fn() = mimalloc_defaults;
 
-#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+#[cfg(all(feature = "mimalloc", target_os = "linux", target_env = "gnu"))]
 extern "C" fn mimalloc_defaults() {
-    // `mi_option_arena_eager_commit` in mimalloc 2.x's `mi_option_t` (the `v2` feature pins 2.x).
+    // `mi_option_arena_eager_commit` in mimalloc 2.x's `mi_option_t` (the `v2` feature pins 2.x;
+    // tests/allocator.rs fails if this stops taking effect).
     const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
     extern "C" {
         fn mi_option_set_default(option: std::ffi::c_int, value: std::ffi::c_long);
