@@ -252,6 +252,20 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
     }
 }
 
+/// Waits until callstream has `partitions` assigned and its intake paused, with nearly nothing in
+/// flight: what is left is held behind the stuck records.
+fn wait_until_paused_on(partitions: usize, health: &Health, metrics: &Metrics) {
+    wait_for(
+        &format!("callstream paused on {partitions} partition(s)"),
+        Duration::from_secs(60),
+        || {
+            health.assigned_partitions() == partitions
+                && metrics.intake_paused.get() == 1
+                && metrics.in_flight_messages.get() < 10
+        },
+    );
+}
+
 fn consumed(metrics: &Metrics) -> u64 {
     ["processed", "rejected", "duplicate"]
         .iter()
@@ -504,15 +518,7 @@ fn a_partition_assigned_while_intake_is_paused_is_not_read_until_intake_resumes(
     );
 
     let ((metrics, stop, handle), health) = start_watched(pausing_group_member(&bootstrap));
-    wait_for(
-        "callstream paused on one partition",
-        Duration::from_secs(60),
-        || {
-            health.assigned_partitions() == 1
-                && metrics.intake_paused.get() == 1
-                && metrics.in_flight_messages.get() < 10
-        },
-    );
+    wait_until_paused_on(1, &health, &metrics);
     let consumed_while_paused = consumed(&metrics);
 
     other_leaves.store(true, Ordering::Relaxed);
@@ -557,15 +563,7 @@ fn a_partition_revoked_while_paused_and_assigned_again_later_is_read() {
     // A revoked partition's stuck record is given up on quickly.
     config.drain_timeout = Duration::from_secs(2);
     let ((metrics, stop, handle), health) = start_watched(config);
-    wait_for(
-        "callstream paused on both partitions",
-        Duration::from_secs(60),
-        || {
-            health.assigned_partitions() == 2
-                && metrics.intake_paused.get() == 1
-                && metrics.in_flight_messages.get() < 10
-        },
-    );
+    wait_until_paused_on(2, &health, &metrics);
 
     // Another member takes one of the paused partitions.
     let (other_assigned, other_leaves, other) = other_member(&bootstrap, &topics.input);
