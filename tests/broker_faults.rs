@@ -1,6 +1,7 @@
 //! Faults against the real broker, each with nothing lost (and, under exactly-once, nothing
 //! duplicated as a read_committed reader sees it): the broker restarted mid-stream, the broker
-//! frozen (SIGSTOP) long enough for requests to time out, and a rebalance under load.
+//! frozen (SIGSTOP) long enough for requests to time out, a rebalance under load, and an output
+//! topic that does not exist until callstream has failed to deliver to it for a while.
 //!
 //! These tests stop and freeze the shared test broker, so they run one at a time (`SERIAL`) and
 //! live in their own test binary (cargo runs test binaries one after another).
@@ -208,4 +209,101 @@ fn at_least_once_survives_a_rebalance_under_load() {
 fn exactly_once_survives_a_rebalance_under_load() {
     let _serial = serial();
     join_then_leave("eos-rebalance", "exactly-once");
+}
+
+/// An output topic that does not exist: its records fail delivery and are sent again (under
+/// exactly-once: their transaction aborts and the input is read again), never dead-lettered or
+/// skipped, and the offsets of their input messages are not committed, while the service keeps
+/// running. Once the topic exists, everything arrives.
+fn missing_output_topic(test: &str, guarantee: &str) {
+    let t = unique_topics(test);
+    // Every topic but the missed-call topic: a placeholder is created in its place.
+    let mut without_missed = t.clone();
+    without_missed.missed = format!("{}-placeholder", t.missed);
+    create_topics(&without_missed, PARTITIONS);
+    let lines = corpus(8_000, 73);
+    let (want, rejected) = expected(&lines);
+    assert!(
+        !want[&TopicKind::Missed].is_empty(),
+        "the corpus has missed calls"
+    );
+    produce(&t.input, &lines);
+    let group = format!("{test}-group");
+    let address = format!("127.0.0.1:{}", free_port());
+    let service = Service::start(
+        &t,
+        &group,
+        &[
+            "--guarantee",
+            guarantee,
+            "--transactional-id",
+            &format!("{test}-txn"),
+            "--metrics-addr",
+            &address,
+            "--message-timeout-ms",
+            "5000",
+        ],
+    );
+    // Under at-least-once each failed record is sent again; under exactly-once its transaction
+    // aborts, and after three in a row the producer is replaced too: wait for one of those.
+    let failed_sends = if guarantee == "at-least-once" {
+        "callstream_delivery_retries_total"
+    } else {
+        "callstream_producer_replacements_total"
+    };
+    wait_for_or_explain(
+        "records for the missing topic failing and being sent again",
+        TIMEOUT,
+        || metric(&address, failed_sends) >= 1.0,
+        || service.diagnostics(&address),
+    );
+    if guarantee == "at-least-once" {
+        // Records to the existing topics are acknowledged meanwhile.
+        wait_for("records acknowledged on the other topics", TIMEOUT, || {
+            end_total(&t.parties, PARTITIONS) > 0
+        });
+    }
+    assert!(
+        committed_total(&group, &t.input, PARTITIONS) < lines.len() as i64,
+        "offsets of messages whose records were not delivered stay uncommitted"
+    );
+    assert_eq!(
+        http_get(&format!("http://{address}/health/live")).0,
+        200,
+        "the service keeps running"
+    );
+
+    create_topics(&t, PARTITIONS);
+    wait_for_or_explain(
+        "every input offset committed once the topic exists",
+        TIMEOUT,
+        || committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64,
+        || {
+            format!(
+                "committed {} of {}\n{}",
+                committed_total(&group, &t.input, PARTITIONS),
+                lines.len(),
+                service.diagnostics(&address)
+            )
+        },
+    );
+    assert!(service.stop(Duration::from_secs(60)).success());
+    assert_outputs(test, guarantee, &t, &want);
+    let dead_letters = read_topic(&t.dead_letters).len();
+    assert_eq!(
+        dead_letters, rejected,
+        "only the corpus' bad lines are dead letters, no undelivered record"
+    );
+}
+
+#[test]
+fn at_least_once_holds_records_for_a_missing_topic_until_it_exists() {
+    let _serial = serial();
+    missing_output_topic("alo-missing-topic", "at-least-once");
+}
+
+#[test]
+fn exactly_once_holds_records_for_a_missing_topic_until_it_exists() {
+    let _serial = serial();
+    missing_output_topic("eos-missing-topic", "exactly-once");
 }
