@@ -362,19 +362,39 @@ fn send_until_queued(
     }
 }
 
-fn metric(address: &str, prefix: &str) -> f64 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let Ok(mut r) = agent.get(format!("http://{address}/metrics")).call() else {
-        return -1.0;
-    };
-    r.body_mut()
-        .read_to_string()
-        .unwrap_or_default()
-        .lines()
+/// Reads callstream's metrics endpoint. One agent per callstream run, and one request per poll,
+/// because each scrape costs CPU on the machine callstream is being measured on.
+struct Scraper {
+    agent: ureq::Agent,
+    url: String,
+}
+
+impl Scraper {
+    fn new(address: &str) -> Self {
+        Self {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build()
+                .into(),
+            url: format!("http://{address}/metrics"),
+        }
+    }
+
+    /// The metrics text, empty while the endpoint cannot be reached.
+    fn scrape(&self) -> String {
+        self.agent
+            .get(&self.url)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The sum of the series whose line starts with `prefix`.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
@@ -473,11 +493,13 @@ fn callstream_backlog(
     let started = Instant::now();
     let child = start_callstream(o, topic, group, guarantee, &address);
     let deadline = Instant::now() + Duration::from_secs(600);
+    let scraper = Scraper::new(&address);
     loop {
         // Done when every record is acknowledged (at-least-once; the offsets follow with the next
         // auto-commit) or when every offset is committed with its transaction (exactly-once).
-        let caught_up = metric(&address, "callstream_input_messages_total") >= o.count as f64
-            && metric(&address, "callstream_in_flight_messages") == 0.0
+        let metrics = scraper.scrape();
+        let caught_up = metric(&metrics, "callstream_input_messages_total") >= o.count as f64
+            && metric(&metrics, "callstream_in_flight_messages ") == 0.0
             && (guarantee == Guarantee::AtLeastOnce
                 || committed(&o.bootstrap, group, topic) >= o.count as i64);
         if caught_up {
@@ -508,7 +530,12 @@ fn callstream_latency(o: &Options, guarantee: Guarantee, run: usize) -> (f64, f6
     let group = format!("{topic}-group");
     let address = format!("127.0.0.1:{}", free_port());
     let child = start_callstream(o, &topic, &group, guarantee, &address);
-    while metric(&address, "callstream_rebalances_total{kind=\"assign\"}") < 1.0 {
+    let scraper = Scraper::new(&address);
+    while metric(
+        &scraper.scrape(),
+        "callstream_rebalances_total{kind=\"assign\"}",
+    ) < 1.0
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Assigned, not subscribed: a group join would delay the first reads, and that delay would
