@@ -56,6 +56,57 @@ fn assert_outputs(
     }
 }
 
+/// Starts callstream on `t` as group `{test}-group`, with 5 s delivery timeouts so that faults
+/// show quickly (and `extra` arguments); returns it with its group and metrics address.
+fn start_service(
+    test: &str,
+    t: &callstream::topics::TopicNames,
+    guarantee: &str,
+    extra: &[&str],
+) -> (Service, String, String) {
+    let group = format!("{test}-group");
+    let address = format!("127.0.0.1:{}", free_port());
+    let service = Service::start(
+        t,
+        &group,
+        &[
+            "--guarantee",
+            guarantee,
+            "--transactional-id",
+            &format!("{test}-txn"),
+            "--metrics-addr",
+            &address,
+            "--message-timeout-ms",
+            "5000",
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
+    );
+    (service, group, address)
+}
+
+fn wait_until_all_committed(
+    group: &str,
+    input: &str,
+    count: usize,
+    service: &Service,
+    address: &str,
+) {
+    wait_for_or_explain(
+        "every input offset committed",
+        TIMEOUT,
+        || committed_total(group, input, PARTITIONS) == count as i64,
+        || {
+            format!(
+                "committed {} of {count}\n{}",
+                committed_total(group, input, PARTITIONS),
+                service.diagnostics(address)
+            )
+        },
+    );
+}
+
 /// Runs a corpus through callstream while `fault` is applied, then checks the outputs.
 fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
     let t = unique_topics(test);
@@ -63,40 +114,12 @@ fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
     let lines = corpus(8_000, 71);
     let (want, _) = expected(&lines);
     produce(&t.input, &lines);
-    let group = format!("{test}-group");
-    let address = format!("127.0.0.1:{}", free_port());
-    let txn_id = format!("{test}-txn");
-    let service = Service::start(
-        &t,
-        &group,
-        &[
-            "--guarantee",
-            guarantee,
-            "--transactional-id",
-            &txn_id,
-            "--metrics-addr",
-            &address,
-            "--message-timeout-ms",
-            "5000",
-        ],
-    );
+    let (service, group, address) = start_service(test, &t, guarantee, &[]);
     wait_for("processing under way", TIMEOUT, || {
         metric(&address, "callstream_output_records_total") > 0.0
     });
     fault(&address);
-    wait_for_or_explain(
-        "every input offset committed",
-        TIMEOUT,
-        || committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64,
-        || {
-            format!(
-                "committed {} of {}\n{}",
-                committed_total(&group, &t.input, PARTITIONS),
-                lines.len(),
-                service.diagnostics(&address)
-            )
-        },
-    );
+    wait_until_all_committed(&group, &t.input, lines.len(), &service, &address);
     assert!(service.stop(Duration::from_secs(60)).success());
 
     assert_outputs(test, guarantee, &t, &want);
@@ -227,22 +250,16 @@ fn missing_output_topic(test: &str, guarantee: &str) {
         !want[&TopicKind::Missed].is_empty(),
         "the corpus has missed calls"
     );
-    produce(&t.input, &lines);
-    let group = format!("{test}-group");
-    let address = format!("127.0.0.1:{}", free_port());
-    let service = Service::start(
+    let (first_half, second_half) = lines.split_at(lines.len() / 2);
+    produce(&t.input, first_half);
+    // librdkafka waits `topic.metadata.propagation.max.ms` (30 s by default) for an unknown topic
+    // to appear; after that it fails new records for it at once, when they are sent. One second
+    // here, so that the second half of the input meets a topic librdkafka knows to be missing.
+    let (service, group, address) = start_service(
+        test,
         &t,
-        &group,
-        &[
-            "--guarantee",
-            guarantee,
-            "--transactional-id",
-            &format!("{test}-txn"),
-            "--metrics-addr",
-            &address,
-            "--message-timeout-ms",
-            "5000",
-        ],
+        guarantee,
+        &["-X", "topic.metadata.propagation.max.ms=1000"],
     );
     // Under at-least-once each failed record is sent again; under exactly-once its transaction
     // aborts, and after three in a row the producer is replaced too: wait for one of those.
@@ -257,36 +274,33 @@ fn missing_output_topic(test: &str, guarantee: &str) {
         || metric(&address, failed_sends) >= 1.0,
         || service.diagnostics(&address),
     );
+    produce(&t.input, second_half);
+    wait_for_or_explain(
+        "the whole input read while the topic is missing",
+        TIMEOUT,
+        || metric(&address, "callstream_input_messages_total") >= lines.len() as f64,
+        || service.diagnostics(&address),
+    );
     if guarantee == "at-least-once" {
         // Records to the existing topics are acknowledged meanwhile.
         wait_for("records acknowledged on the other topics", TIMEOUT, || {
             end_total(&t.parties, PARTITIONS) > 0
         });
     }
+    let committed = committed_total(&group, &t.input, PARTITIONS);
     assert!(
-        committed_total(&group, &t.input, PARTITIONS) < lines.len() as i64,
-        "offsets of messages whose records were not delivered stay uncommitted"
+        (0..lines.len() as i64).contains(&committed),
+        "offsets of messages whose records were not delivered stay uncommitted (committed: {committed})"
     );
     assert_eq!(
         http_get(&format!("http://{address}/health/live")).0,
         200,
-        "the service keeps running"
+        "the service keeps running\n{}",
+        service.diagnostics(&address)
     );
 
     create_topics(&t, PARTITIONS);
-    wait_for_or_explain(
-        "every input offset committed once the topic exists",
-        TIMEOUT,
-        || committed_total(&group, &t.input, PARTITIONS) == lines.len() as i64,
-        || {
-            format!(
-                "committed {} of {}\n{}",
-                committed_total(&group, &t.input, PARTITIONS),
-                lines.len(),
-                service.diagnostics(&address)
-            )
-        },
-    );
+    wait_until_all_committed(&group, &t.input, lines.len(), &service, &address);
     assert!(service.stop(Duration::from_secs(60)).success());
     assert_outputs(test, guarantee, &t, &want);
     let dead_letters = read_topic(&t.dead_letters).len();

@@ -51,6 +51,18 @@ pub struct RecordParts<'r> {
     pub timestamp: Option<i64>,
 }
 
+impl RecordParts<'_> {
+    pub fn to_owned(&self) -> OutgoingRecord {
+        OutgoingRecord {
+            topic: self.topic.to_owned(),
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.to_vec(),
+            headers: self.headers.cloned(),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// What travels with a record through the producer: the input message it came from, and how many
 /// times it timed out before this attempt.
 #[derive(Debug, Clone, Copy)]

@@ -482,25 +482,31 @@ impl Engine {
                     // A record of a revoked assignment that will not be sent again.
                     self.forget_emitted();
                 } else {
-                    self.metrics.delivery_retries.inc();
-                    // One warning per outage, not one per record.
-                    if self.retries.is_empty() {
-                        tracing::warn!(%error, topic = record.topic, "delivery failed; sending again (further failures are logged at debug level)");
-                    } else {
-                        tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
-                    }
                     if sent.timeouts >= STUCK_AFTER_TIMEOUTS {
                         self.producer_stuck = true;
                     }
-                    self.retries.push_back(Retry {
-                        due: Instant::now() + Duration::from_millis(100),
-                        attempt: 1,
-                        sent,
-                        record,
-                    });
+                    self.send_later(&error, sent, record);
                 }
             }
         }
+    }
+
+    /// At-least-once: sends a record again later, after its delivery failed or the producer would
+    /// not take it. Until it is acknowledged, its input message's offset is not committed.
+    fn send_later(&mut self, error: &KafkaError, sent: Sent, record: OutgoingRecord) {
+        self.metrics.delivery_retries.inc();
+        // One warning per outage, not one per record.
+        if self.retries.is_empty() {
+            tracing::warn!(%error, topic = record.topic, "delivery failed; sending again (further failures are logged at debug level)");
+        } else {
+            tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
+        }
+        self.retries.push_back(Retry {
+            due: Instant::now() + Duration::from_millis(100),
+            attempt: 1,
+            sent,
+            record,
+        });
     }
 
     fn resend_due_retries(&mut self) {
@@ -580,7 +586,10 @@ impl Engine {
                         txn.failed = true;
                         return Ok(());
                     }
-                    return Err(kafka("producing a record")(error));
+                    // Refused for now, not for good (an output topic librdkafka has found
+                    // missing, for one): the record waits with the failed deliveries.
+                    self.send_later(&error, sent, record.to_owned());
+                    return Ok(());
                 }
             }
         }
