@@ -362,8 +362,8 @@ fn send_until_queued(
     }
 }
 
-/// Reads callstream's metrics endpoint. One agent per callstream run, and one request per poll,
-/// because each scrape costs CPU on the machine callstream is being measured on.
+/// Reads callstream's metrics endpoint, one request per poll: each scrape costs CPU on the machine
+/// callstream is being measured on. (callstream closes each connection, so the agent reuses none.)
 struct Scraper {
     agent: ureq::Agent,
     url: String,
@@ -647,9 +647,15 @@ fn warm_up(o: &Options) {
     }
 }
 
+/// The median; of an even number of runs, the mean of the middle two (not the larger one).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    }
 }
 
 fn spread(v: &[f64]) -> String {
