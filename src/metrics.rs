@@ -174,7 +174,7 @@ impl Metrics {
         );
         let delivery_retries = IntCounter::new(
             "callstream_delivery_retries_total",
-            "Records sent again after the producer reported a failed delivery.",
+            "Records sent again after the producer reported a failed delivery, or would not take them for now.",
         )
         .expect("valid metric");
         registry
