@@ -238,7 +238,8 @@ fn exactly_once_survives_a_rebalance_under_load() {
 /// An output topic that does not exist: its records fail delivery and are sent again (under
 /// exactly-once: their transaction aborts and the input is read again), never dead-lettered or
 /// skipped, and the offsets of their input messages are not committed, while the service keeps
-/// running. Once the topic exists, everything arrives.
+/// running; under at-least-once, intake pauses at the bound on messages held behind them. Once
+/// the topic exists, everything arrives.
 fn missing_output_topic(test: &str, guarantee: &str) {
     let t = unique_topics(test);
     // Every topic but the missed-call topic: a placeholder is created in its place.
@@ -256,12 +257,13 @@ fn missing_output_topic(test: &str, guarantee: &str) {
     // librdkafka waits `topic.metadata.propagation.max.ms` (30 s by default) for an unknown topic
     // to appear; after that it fails new records for it at once, when they are sent. One second
     // here, so that the second half of the input meets a topic librdkafka knows to be missing.
-    let (service, group, address) = start_service(
-        test,
-        &t,
-        guarantee,
-        &["-X", "topic.metadata.propagation.max.ms=1000"],
-    );
+    // Under at-least-once, intake pauses once 4 × 1,500 messages are held behind the records that
+    // cannot be delivered: past the first half of the input, before its end.
+    let mut extra = vec!["-X", "topic.metadata.propagation.max.ms=1000"];
+    if guarantee == "at-least-once" {
+        extra.extend(["--max-in-flight-messages", "1500"]);
+    }
+    let (service, group, address) = start_service(test, &t, guarantee, &extra);
     // Under at-least-once each failed record is sent again; under exactly-once its transaction
     // aborts, and after three in a row the producer is replaced too: wait for one of those.
     let failed_sends = if guarantee == "at-least-once" {
@@ -276,12 +278,25 @@ fn missing_output_topic(test: &str, guarantee: &str) {
         || service.diagnostics(&address),
     );
     produce(&t.input, second_half);
-    wait_for_or_explain(
-        "the whole input read while the topic is missing",
-        TIMEOUT,
-        || metric(&address, "callstream_input_messages_total") >= lines.len() as f64,
-        || service.diagnostics(&address),
-    );
+    if guarantee == "at-least-once" {
+        wait_for_or_explain(
+            "intake paused, part of the second half read",
+            TIMEOUT,
+            || {
+                metric(&address, "callstream_intake_paused") >= 1.0
+                    && metric(&address, "callstream_input_messages_total") > first_half.len() as f64
+            },
+            || service.diagnostics(&address),
+        );
+    } else {
+        // Transactions abort and the input is read again: no pause, the whole input goes round.
+        wait_for_or_explain(
+            "the whole input read while the topic is missing",
+            TIMEOUT,
+            || metric(&address, "callstream_input_messages_total") >= lines.len() as f64,
+            || service.diagnostics(&address),
+        );
+    }
     if guarantee == "at-least-once" {
         // Records to the existing topics are acknowledged meanwhile.
         wait_for("records acknowledged on the other topics", TIMEOUT, || {
