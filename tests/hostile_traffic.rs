@@ -59,6 +59,7 @@ fn hostile_messages_become_dead_letters_and_everything_is_accounted_for() {
     create_topics(&t, PARTITIONS);
     let valid = corpus(2_000, 91);
     let (want, rejected_valid) = expected(&valid);
+    let rejected_valid = rejected_valid.len();
     let bad = hostile();
 
     // Interleave: a hostile message after every ~100 valid ones, so that processing must go on.

@@ -50,6 +50,7 @@ fn publishes_every_record_and_dead_letters_then_shuts_down_gracefully() {
     create_topics(&t, PARTITIONS);
     let lines = corpus(400, 11);
     let (want, rejected) = expected(&lines);
+    let rejected = rejected.len();
     produce(&t.input, &lines);
 
     let service = Service::start(&t, "e2e-group", &[]);

@@ -62,6 +62,7 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
     // A rejected line whose error message carries a phone number, to check log masking.
     lines.push(r#"{"body":{"telephonySessionId":"s-z","parties":[{"id":"p-1","status":{"code":"Setup"},"from":{"phoneNumber":17205550142}}]}}"#.into());
     let (want, rejected) = expected(&lines);
+    let rejected = rejected.len();
     produce(&t.input, &lines);
 
     let port = free_port();

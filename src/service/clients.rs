@@ -51,14 +51,14 @@ pub struct RecordParts<'r> {
     pub timestamp: Option<i64>,
 }
 
-impl RecordParts<'_> {
-    pub fn to_owned(&self) -> OutgoingRecord {
-        OutgoingRecord {
-            topic: self.topic.to_owned(),
-            key: self.key.map(<[u8]>::to_vec),
-            value: self.value.to_vec(),
-            headers: self.headers.cloned(),
-            timestamp: self.timestamp,
+impl From<RecordParts<'_>> for OutgoingRecord {
+    fn from(parts: RecordParts<'_>) -> Self {
+        Self {
+            topic: parts.topic.to_owned(),
+            key: parts.key.map(<[u8]>::to_vec),
+            value: parts.value.to_vec(),
+            headers: parts.headers.cloned(),
+            timestamp: parts.timestamp,
         }
     }
 }

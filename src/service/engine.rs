@@ -588,7 +588,7 @@ impl Engine {
                     }
                     // Refused for now, not for good (an output topic librdkafka has found
                     // missing, for one): the record waits with the failed deliveries.
-                    self.send_later(&error, sent, record.to_owned());
+                    self.send_later(&error, sent, record.into());
                     return Ok(());
                 }
             }

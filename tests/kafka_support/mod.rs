@@ -100,11 +100,12 @@ pub fn corpus(count: usize, seed: u64) -> Vec<String> {
     lines
 }
 
-/// What the service must publish for a corpus, per topic: record ids (with multiplicity).
-pub fn expected(lines: &[String]) -> (BTreeMap<TopicKind, Vec<String>>, usize) {
+/// What the service must publish for a corpus, per topic: record ids (with multiplicity); and the
+/// lines it must turn into dead letters.
+pub fn expected(lines: &[String]) -> (BTreeMap<TopicKind, Vec<String>>, Vec<&str>) {
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut out: BTreeMap<TopicKind, Vec<String>> = BTreeMap::new();
-    let mut rejected = 0;
+    let mut rejected = Vec::new();
     for line in lines {
         let result = processor.process(line.as_bytes(), |r| {
             out.entry(r.topic())
@@ -113,7 +114,7 @@ pub fn expected(lines: &[String]) -> (BTreeMap<TopicKind, Vec<String>>, usize) {
             Ok(())
         });
         if result.is_err() {
-            rejected += 1;
+            rejected.push(line.as_str());
         }
     }
     for ids in out.values_mut() {
