@@ -55,11 +55,21 @@ struct Reader<'a> {
     depth: u32,
 }
 
-/// Reads an object whose `{` comes next: each listed key's value with its reader into its place,
-/// every other key's value skipped. A listed key that appears twice is left to serde, which
-/// rejects it.
+/// Reads an object whose `{` comes next: each listed key's value into its place, every other key's
+/// value skipped. A listed key that appears twice is left to serde, which rejects it. A `value`
+/// is returned by its reader; an `object` (or each object of an array of `objects`) is filled in
+/// its place, so that large structs are not built aside and moved.
 macro_rules! fields {
-    ($reader:expr, { $($key:literal => $place:expr, $read:expr;)+ }) => {{
+    (@read $r:ident, $place:expr, value $read:expr) => {
+        $place = $read($r)?
+    };
+    (@read $r:ident, $place:expr, object $fill:expr) => {
+        $r.object_into(&mut $place, $fill)?
+    };
+    (@read $r:ident, $place:expr, objects $fill:expr) => {
+        $r.objects_into(&mut $place, $fill)?
+    };
+    ($reader:expr, { $($key:literal => $place:expr, $how:ident $read:expr;)+ }) => {{
         let mut seen = 0u32;
         $reader.object(|r, key| {
             let mut bit = 1u32;
@@ -69,7 +79,7 @@ macro_rules! fields {
                         return None;
                     }
                     seen |= bit;
-                    $place = $read(r)?;
+                    fields!(@read r, $place, $how $read);
                     return Some(());
                 }
                 bit <<= 1;
@@ -299,28 +309,30 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// An optional object read into a fresh `T` by `fill`.
-    fn object_of<T: Default>(
+    /// An optional object, read by `fill` into a fresh `T` in `place`.
+    fn object_into<T: Default>(
         &mut self,
+        place: &mut Option<T>,
         fill: impl FnOnce(&mut Self, &mut T) -> Option<()>,
-    ) -> Nullable<T> {
+    ) -> Option<()> {
         if self.null()? {
-            return Some(None);
+            *place = None;
+            return Some(());
         }
-        let mut value = T::default();
-        fill(self, &mut value)?;
-        Some(Some(value))
+        fill(self, place.insert(T::default()))
     }
 
     /// An optional array of objects, each read in place by `fill`.
-    fn objects_of<T: Default>(
+    fn objects_into<T: Default>(
         &mut self,
+        place: &mut Option<Vec<T>>,
         mut fill: impl FnMut(&mut Self, &mut T) -> Option<()>,
-    ) -> Nullable<Vec<T>> {
+    ) -> Option<()> {
         if self.null()? {
-            return Some(None);
+            *place = None;
+            return Some(());
         }
-        let mut items: Vec<T> = Vec::new();
+        let items = place.insert(Vec::new());
         self.array(|r| {
             if items.capacity() == 0 {
                 items.reserve_exact(1);
@@ -328,119 +340,118 @@ impl<'a> Reader<'a> {
             items.push(T::default());
             let item = items.last_mut()?;
             fill(r, item)
-        })?;
-        Some(Some(items))
+        })
     }
 
     // The raw model's objects, in the field order of `raw`.
 
     fn node(&mut self, n: &mut RawNode<'a>) -> Option<()> {
         // `body` and `pn_apns` nest a whole node, boxed.
-        let boxed = |r: &mut Self| r.object_of(|r, node: &mut Box<RawNode<'a>>| r.node(node));
+        let boxed = |r: &mut Self, node: &mut Box<RawNode<'a>>| r.node(node);
         fields!(self, {
-            "uuid" => n.uuid, Self::id;
-            "event" => n.event, Self::str;
-            "timestamp" => n.timestamp, Self::str;
-            "subscriptionId" => n.subscription_id, Self::id;
-            "ownerId" => n.owner_id, Self::id;
-            "body" => n.body, boxed;
-            "pn_apns" => n.pn_apns, boxed;
-            "sequence" => n.sequence, Self::int;
-            "sessionId" => n.session_id, Self::id;
-            "telephonySessionId" => n.telephony_session_id, Self::id;
-            "serverId" => n.server_id, Self::id;
-            "eventTime" => n.event_time, Self::str;
-            "origin" => n.origin, |r: &mut Self| r.object_of(Self::origin);
-            "parties" => n.parties, |r: &mut Self| r.objects_of(Self::party);
-            "accountId" => n.account_id, Self::id;
-            "extensionId" => n.extension_id, Self::id;
+            "uuid" => n.uuid, value Self::id;
+            "event" => n.event, value Self::str;
+            "timestamp" => n.timestamp, value Self::str;
+            "subscriptionId" => n.subscription_id, value Self::id;
+            "ownerId" => n.owner_id, value Self::id;
+            "body" => n.body, object boxed;
+            "pn_apns" => n.pn_apns, object boxed;
+            "sequence" => n.sequence, value Self::int;
+            "sessionId" => n.session_id, value Self::id;
+            "telephonySessionId" => n.telephony_session_id, value Self::id;
+            "serverId" => n.server_id, value Self::id;
+            "eventTime" => n.event_time, value Self::str;
+            "origin" => n.origin, object Self::origin;
+            "parties" => n.parties, objects Self::party;
+            "accountId" => n.account_id, value Self::id;
+            "extensionId" => n.extension_id, value Self::id;
         })
     }
 
     fn origin(&mut self, o: &mut RawOrigin<'a>) -> Option<()> {
-        fields!(self, { "type" => o.kind, Self::str; })
+        fields!(self, { "type" => o.kind, value Self::str; })
     }
 
     fn party(&mut self, p: &mut RawParty<'a>) -> Option<()> {
         fields!(self, {
-            "id" => p.id, Self::id;
-            "accountId" => p.account_id, Self::id;
-            "extensionId" => p.extension_id, Self::id;
-            "direction" => p.direction, Self::str;
-            "queueCall" => p.queue_call, Self::flag;
-            "to" => p.to, |r: &mut Self| r.object_of(Self::endpoint);
-            "from" => p.from, |r: &mut Self| r.object_of(Self::endpoint);
-            "status" => p.status, |r: &mut Self| r.object_of(Self::status);
-            "missedCall" => p.missed_call, Self::flag;
-            "standAlone" => p.stand_alone, Self::flag;
-            "muted" => p.muted, Self::flag;
-            "conferenceRole" => p.conference_role, Self::str;
-            "ringOutRole" => p.ring_out_role, Self::str;
-            "ringMeRole" => p.ring_me_role, Self::str;
-            "sipData" => p.sip_data, |r: &mut Self| r.object_of(Self::sip_data);
-            "recordings" => p.recordings, |r: &mut Self| r.objects_of(Self::recording);
-            "park" => p.park, |r: &mut Self| r.object_of(Self::park);
-            "uiCallInfo" => p.ui_call_info, |r: &mut Self| r.object_of(Self::ui_call_info);
+            "id" => p.id, value Self::id;
+            "accountId" => p.account_id, value Self::id;
+            "extensionId" => p.extension_id, value Self::id;
+            "direction" => p.direction, value Self::str;
+            "queueCall" => p.queue_call, value Self::flag;
+            "to" => p.to, object Self::endpoint;
+            "from" => p.from, object Self::endpoint;
+            "status" => p.status, object Self::status;
+            "missedCall" => p.missed_call, value Self::flag;
+            "standAlone" => p.stand_alone, value Self::flag;
+            "muted" => p.muted, value Self::flag;
+            "conferenceRole" => p.conference_role, value Self::str;
+            "ringOutRole" => p.ring_out_role, value Self::str;
+            "ringMeRole" => p.ring_me_role, value Self::str;
+            "sipData" => p.sip_data, object Self::sip_data;
+            "recordings" => p.recordings, objects Self::recording;
+            "park" => p.park, object Self::park;
+            "uiCallInfo" => p.ui_call_info, object Self::ui_call_info;
         })
     }
 
     fn endpoint(&mut self, e: &mut RawEndpoint<'a>) -> Option<()> {
         fields!(self, {
-            "phoneNumber" => e.phone_number, Self::str;
-            "name" => e.name, Self::str;
-            "extensionId" => e.extension_id, Self::id;
-            "deviceId" => e.device_id, Self::id;
+            "phoneNumber" => e.phone_number, value Self::str;
+            "name" => e.name, value Self::str;
+            "extensionId" => e.extension_id, value Self::id;
+            "deviceId" => e.device_id, value Self::id;
         })
     }
 
     fn status(&mut self, s: &mut RawStatus<'a>) -> Option<()> {
         fields!(self, {
-            "code" => s.code, Self::str;
-            "reason" => s.reason, Self::str;
-            "description" => s.description, Self::str;
-            "rcc" => s.rcc, Self::flag;
-            "peerId" => s.peer_id, |r: &mut Self| r.object_of(Self::peer);
+            "code" => s.code, value Self::str;
+            "reason" => s.reason, value Self::str;
+            "description" => s.description, value Self::str;
+            "rcc" => s.rcc, value Self::flag;
+            "peerId" => s.peer_id, object Self::peer;
         })
     }
 
     fn peer(&mut self, p: &mut RawPeer<'a>) -> Option<()> {
         fields!(self, {
-            "sessionId" => p.session_id, Self::id;
-            "telephonySessionId" => p.telephony_session_id, Self::id;
-            "partyId" => p.party_id, Self::id;
+            "sessionId" => p.session_id, value Self::id;
+            "telephonySessionId" => p.telephony_session_id, value Self::id;
+            "partyId" => p.party_id, value Self::id;
         })
     }
 
     fn sip_data(&mut self, s: &mut RawSipData<'a>) -> Option<()> {
         fields!(self, {
-            "callId" => s.call_id, Self::id;
-            "toTag" => s.to_tag, Self::id;
-            "fromTag" => s.from_tag, Self::id;
+            "callId" => s.call_id, value Self::id;
+            "toTag" => s.to_tag, value Self::id;
+            "fromTag" => s.from_tag, value Self::id;
         })
     }
 
     fn recording(&mut self, rec: &mut RawRecording<'a>) -> Option<()> {
         fields!(self, {
-            "id" => rec.id, Self::id;
-            "active" => rec.active, Self::flag;
+            "id" => rec.id, value Self::id;
+            "active" => rec.active, value Self::flag;
         })
     }
 
     fn park(&mut self, p: &mut RawPark<'a>) -> Option<()> {
-        fields!(self, { "id" => p.id, Self::id; })
+        fields!(self, { "id" => p.id, value Self::id; })
     }
 
     fn ui_call_info(&mut self, u: &mut RawUiCallInfo<'a>) -> Option<()> {
         fields!(self, {
-            "primary" => u.primary, |r: &mut Self| r.object_of(Self::ui_value);
-            "additional" => u.additional, |r: &mut Self| r.object_of(Self::ui_value);
+            "primary" => u.primary, object Self::ui_value;
+            "additional" => u.additional, object Self::ui_value;
         })
     }
 
     fn ui_value(&mut self, v: &mut RawUiValue<'a>) -> Option<()> {
         fields!(self, {
-            "type" => v.kind, Self::str;
-            "value" => v.value, Self::str;
+            "type" => v.kind, value Self::str;
+            "value" => v.value, value Self::str;
         })
     }
 
@@ -482,31 +493,18 @@ impl<'a> Reader<'a> {
 }
 
 /// The offset of the closing quote of a string without escapes, or `None` if a backslash, a
-/// control character or the end of the input comes first. Eight bytes at a time.
+/// control character or the end of the input comes first.
 fn string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        // A byte is flagged when it is zero (quote, backslash) or below 0x20 (control). The
-        // lowest flagged byte is exact: false positives only occur above a true one.
-        let flagged = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | x.wrapping_sub(ONES * 0x20) & !x)
-            & HIGHS;
-        if flagged != 0 {
-            let at = offset + (flagged.trailing_zeros() / 8) as usize;
+    #[cfg(target_arch = "x86_64")]
+    while let Some(chunk) = bytes.get(offset..offset + 16) {
+        if let Some(at) = sse2::first_special(chunk) {
+            let at = offset + at;
             return (bytes[at] == b'"').then_some(at);
         }
-        offset += 8;
+        offset += 16;
     }
-    for (i, &b) in chunks.remainder().iter().enumerate() {
+    for (i, &b) in bytes[offset..].iter().enumerate() {
         match b {
             b'"' => return Some(offset + i),
             b'\\' | 0..=0x1f => return None,
@@ -514,6 +512,33 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Sixteen bytes per step: most strings in a notification end within the first (SSE2 is part of
+/// every x86-64 CPU).
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    /// The index of the first quote, backslash or control character in `chunk` (16 bytes).
+    #[inline]
+    pub(super) fn first_special(chunk: &[u8]) -> Option<usize> {
+        assert_eq!(chunk.len(), 16);
+        // SAFETY: `chunk` has 16 readable bytes (checked above), loaded unaligned; SSE2 is part
+        // of the x86-64 baseline, so every x86-64 CPU runs these instructions.
+        let mask = unsafe {
+            let x = _mm_loadu_si128(chunk.as_ptr().cast());
+            let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+            // Unsigned x <= 0x1f exactly where min(x, 0x1f) == x.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+        };
+        (mask != 0).then(|| mask.trailing_zeros() as usize)
+    }
 }
 
 #[cfg(test)]
