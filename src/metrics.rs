@@ -26,6 +26,8 @@ pub struct Metrics {
     pub producer_queue: IntGauge,
     pub in_flight_messages: IntGauge,
     pub in_flight_bytes: IntGauge,
+    /// Seconds the oldest input message with unacknowledged records has waited.
+    pub oldest_unacknowledged: IntGauge,
     /// 1 while intake is paused to bound memory (see `Engine::apply_backpressure`).
     pub intake_paused: IntGauge,
     pub rebalances: IntCounterVec,
@@ -149,10 +151,15 @@ impl Metrics {
             "callstream_in_flight_bytes",
             "Bytes of the input messages in flight.",
         );
+        let oldest_unacknowledged = gauge(
+            &registry,
+            "callstream_oldest_unacknowledged_seconds",
+            "How long the oldest input message whose records are not all acknowledged has waited (0 when none): about the producer's linger while records are delivered, even at full speed; growing while a record is retried or its topic is missing, which holds its partition's offset back.",
+        );
         let intake_paused = gauge(
             &registry,
             "callstream_intake_paused",
-            "1 while the assigned input partitions are paused because too much is in flight or held behind an unacknowledged record.",
+            "1 while intake is held (not read, then after half a second paused) because too much is in flight or held behind an unacknowledged record.",
         );
         let rebalances = counter_vec(
             &registry,
@@ -224,6 +231,7 @@ impl Metrics {
             producer_queue,
             in_flight_messages,
             in_flight_bytes,
+            oldest_unacknowledged,
             intake_paused,
             rebalances,
             offset_commits,

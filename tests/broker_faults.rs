@@ -292,6 +292,14 @@ fn missing_output_topic(test: &str, guarantee: &str) {
         wait_for("records acknowledged on the other topics", TIMEOUT, || {
             end_total(&t.parties, PARTITIONS) > 0
         });
+        // What tells a held record from a backlog read at full speed: the oldest unacknowledged
+        // message keeps waiting.
+        wait_for_or_explain(
+            "the oldest unacknowledged message waiting for seconds",
+            TIMEOUT,
+            || metric(&address, "callstream_oldest_unacknowledged_seconds") >= 3.0,
+            || service.diagnostics(&address),
+        );
     } else {
         // Transactions abort and the input is read again: no pause, the whole input goes round.
         wait_for_or_explain(
@@ -315,6 +323,12 @@ fn missing_output_topic(test: &str, guarantee: &str) {
 
     create_topics(&t, PARTITIONS);
     wait_until_all_committed(&group, &t.input, lines.len(), &service, &address);
+    wait_for_or_explain(
+        "nothing left unacknowledged",
+        TIMEOUT,
+        || metric(&address, "callstream_oldest_unacknowledged_seconds") == 0.0,
+        || service.diagnostics(&address),
+    );
     assert!(service.stop(Duration::from_secs(60)).success());
     assert_outputs(test, guarantee, &t, &want);
     // Compared as sets: at-least-once may publish a dead letter twice.

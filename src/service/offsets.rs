@@ -11,6 +11,7 @@
 //! the old generation are ignored: work from a lost assignment cannot move an offset.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// Identifies an input message for acknowledgements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,8 +24,10 @@ pub struct InputRef {
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    records: usize,
-    bytes: usize,
+    records: u32,
+    bytes: u32,
+    /// When the message was tracked, in milliseconds since the tracker's `epoch`.
+    tracked_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -43,17 +46,35 @@ struct PartitionState {
 }
 
 /// Per-partition tracking of in-flight input messages.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OffsetTracker {
+    /// What tracking times are measured from (an `Instant` per message would take 16 bytes).
+    epoch: Instant,
     partitions: HashMap<i32, PartitionState>,
     next_generation: u64,
     in_flight_messages: usize,
     in_flight_bytes: usize,
 }
 
+impl Default for OffsetTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl OffsetTracker {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            epoch: Instant::now(),
+            partitions: HashMap::new(),
+            next_generation: 0,
+            in_flight_messages: 0,
+            in_flight_bytes: 0,
+        }
+    }
+
+    fn millis_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Starts tracking a partition (on assignment); returns its generation.
@@ -79,7 +100,7 @@ impl OffsetTracker {
                 .pending
                 .iter()
                 .filter(|(_, p)| p.records > 0)
-                .map(|(_, p)| p.bytes)
+                .map(|(_, p)| p.bytes as usize)
                 .sum::<usize>();
         }
     }
@@ -89,7 +110,7 @@ impl OffsetTracker {
         self.partitions.get(&partition).map(|s| s.generation)
     }
 
-    /// Records a polled message that produced `records` records (0 is done at once).
+    /// Records a polled message that produced `records` records (0 is done at once), at `at`.
     /// Returns `None` if the partition is not assigned.
     pub fn track(
         &mut self,
@@ -97,7 +118,12 @@ impl OffsetTracker {
         offset: i64,
         records: usize,
         bytes: usize,
+        at: Instant,
     ) -> Option<InputRef> {
+        let tracked_ms = self.millis_since_epoch(at);
+        // A Kafka message is under 2 GiB, and its records number a few.
+        let records = u32::try_from(records).unwrap_or(u32::MAX);
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         let state = self.partitions.get_mut(&partition)?;
         state.highest_seen = Some(state.highest_seen.map_or(offset, |h| h.max(offset)));
         if records > 0 {
@@ -115,17 +141,21 @@ impl OffsetTracker {
                     if pending.records == 0 {
                         state.unacknowledged += 1;
                         self.in_flight_messages += 1;
-                        self.in_flight_bytes += pending.bytes;
+                        self.in_flight_bytes += pending.bytes as usize;
+                        pending.tracked_ms = tracked_ms;
                     }
-                    pending.records += records;
+                    pending.records = pending.records.saturating_add(records);
                 }
                 _ => {
-                    state
-                        .pending
-                        .insert(at, (offset, Pending { records, bytes }));
+                    let pending = Pending {
+                        records,
+                        bytes,
+                        tracked_ms,
+                    };
+                    state.pending.insert(at, (offset, pending));
                     state.unacknowledged += 1;
                     self.in_flight_messages += 1;
-                    self.in_flight_bytes += bytes;
+                    self.in_flight_bytes += bytes as usize;
                 }
             }
         }
@@ -159,7 +189,7 @@ impl OffsetTracker {
         if pending.records == 0 {
             state.unacknowledged -= 1;
             self.in_flight_messages -= 1;
-            self.in_flight_bytes -= pending.bytes;
+            self.in_flight_bytes -= pending.bytes as usize;
             while state.pending.front().is_some_and(|(_, p)| p.records == 0) {
                 state.pending.pop_front();
             }
@@ -210,6 +240,24 @@ impl OffsetTracker {
         self.in_flight_bytes
     }
 
+    /// How long the oldest message with unacknowledged records has waited, as of `now` (zero when
+    /// nothing is in flight). While records are delivered, this stays around the producer's
+    /// linger and a round trip even when a backlog is read at full speed; it grows only while a
+    /// record is not being acknowledged (retried, or waiting for a missing topic), and it is what
+    /// holds the partition's offset back.
+    pub fn oldest_unacknowledged(&self, now: Instant) -> Duration {
+        let now_ms = self.millis_since_epoch(now);
+        let oldest = self
+            .partitions
+            .values()
+            .filter_map(|s| s.pending.front())
+            .map(|(_, p)| p.tracked_ms)
+            .min();
+        oldest.map_or(Duration::ZERO, |ms| {
+            Duration::from_millis(now_ms.saturating_sub(ms))
+        })
+    }
+
     /// Messages still held (24 bytes each): the unacknowledged ones, and acknowledged ones that
     /// wait behind an unacknowledged message of their partition. Bounded by the caller: a record
     /// retried for minutes would otherwise let the second kind grow with everything read after it.
@@ -229,11 +277,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_oldest_unacknowledged_message_is_the_front_of_any_partition() {
+        let mut t = OffsetTracker::new();
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        assert_eq!(t.oldest_unacknowledged(at(100)), Duration::ZERO);
+        t.assign(0);
+        t.assign(1);
+        let first = t.track(0, 1, 1, 10, at(0)).unwrap();
+        let later = t.track(0, 2, 1, 10, at(3)).unwrap();
+        let other = t.track(1, 7, 2, 10, at(5)).unwrap();
+        // A message without records is done at once and never waits.
+        t.track(1, 8, 0, 10, at(1));
+        assert_eq!(t.oldest_unacknowledged(at(10)), Duration::from_secs(10));
+        // Acknowledged behind an unacknowledged message: the front still waits.
+        assert!(t.ack(later));
+        assert_eq!(t.oldest_unacknowledged(at(10)), Duration::from_secs(10));
+        assert!(t.ack(first));
+        assert_eq!(t.oldest_unacknowledged(at(10)), Duration::from_secs(5));
+        assert!(t.ack(other));
+        assert_eq!(
+            t.oldest_unacknowledged(at(10)),
+            Duration::from_secs(5),
+            "one record of two"
+        );
+        t.revoke(1);
+        assert_eq!(t.oldest_unacknowledged(at(10)), Duration::ZERO);
+        // A clock reading from before the message was tracked is no wait at all.
+        t.track(0, 3, 1, 10, at(20)).unwrap();
+        assert_eq!(t.oldest_unacknowledged(at(19)), Duration::ZERO);
+    }
+
+    #[test]
     fn a_later_success_does_not_move_the_offset_past_an_earlier_failure() {
         let mut t = OffsetTracker::new();
         t.assign(0);
-        let first = t.track(0, 10, 1, 100).unwrap();
-        let second = t.track(0, 11, 1, 100).unwrap();
+        let first = t.track(0, 10, 1, 100, Instant::now()).unwrap();
+        let second = t.track(0, 11, 1, 100, Instant::now()).unwrap();
         assert!(t.ack(second));
         // Offset 10 is still unacknowledged (its delivery failed and is being retried).
         assert_eq!(t.committable(0), Some(10));
@@ -245,7 +325,7 @@ mod tests {
     fn a_message_is_done_only_when_all_its_records_are_acknowledged() {
         let mut t = OffsetTracker::new();
         t.assign(0);
-        let m = t.track(0, 5, 3, 10).unwrap();
+        let m = t.track(0, 5, 3, 10, Instant::now()).unwrap();
         t.ack(m);
         t.ack(m);
         assert_eq!(t.committable(0), Some(5));
@@ -260,8 +340,8 @@ mod tests {
     fn messages_with_no_records_complete_at_once_and_gaps_in_offsets_are_fine() {
         let mut t = OffsetTracker::new();
         t.assign(3);
-        t.track(3, 100, 0, 10);
-        t.track(3, 107, 0, 10); // compaction and transaction markers leave gaps
+        t.track(3, 100, 0, 10, Instant::now());
+        t.track(3, 107, 0, 10, Instant::now()); // compaction and transaction markers leave gaps
         assert_eq!(t.committable(3), Some(108));
     }
 
@@ -269,13 +349,13 @@ mod tests {
     fn acknowledgements_from_a_revoked_assignment_are_ignored() {
         let mut t = OffsetTracker::new();
         t.assign(1);
-        let old = t.track(1, 0, 1, 10).unwrap();
+        let old = t.track(1, 0, 1, 10, Instant::now()).unwrap();
         t.revoke(1);
         assert_eq!(t.in_flight_messages(), 0);
         t.assign(1);
         assert!(!t.ack(old), "stale ack must not count");
         assert_eq!(t.committable(1), None);
-        let new = t.track(1, 0, 1, 10).unwrap();
+        let new = t.track(1, 0, 1, 10, Instant::now()).unwrap();
         assert_ne!(old.generation, new.generation);
         assert_eq!(t.committable(1), Some(0));
     }
@@ -284,7 +364,9 @@ mod tests {
     fn acknowledgements_out_of_order_hold_the_offset_at_the_oldest_pending_message() {
         let mut t = OffsetTracker::new();
         t.assign(0);
-        let m: Vec<InputRef> = (0..5).map(|o| t.track(0, o * 2, 1, 10).unwrap()).collect();
+        let m: Vec<InputRef> = (0..5)
+            .map(|o| t.track(0, o * 2, 1, 10, Instant::now()).unwrap())
+            .collect();
         for i in [3, 1, 4] {
             assert!(t.ack(m[i]));
         }
@@ -306,9 +388,9 @@ mod tests {
     fn a_message_tracked_again_adds_its_records_and_an_earlier_offset_keeps_the_order() {
         let mut t = OffsetTracker::new();
         t.assign(0);
-        let late = t.track(0, 9, 1, 10).unwrap();
-        let early = t.track(0, 3, 1, 10).unwrap();
-        let again = t.track(0, 9, 1, 10).unwrap();
+        let late = t.track(0, 9, 1, 10, Instant::now()).unwrap();
+        let early = t.track(0, 3, 1, 10, Instant::now()).unwrap();
+        let again = t.track(0, 9, 1, 10, Instant::now()).unwrap();
         assert_eq!(t.committable(0), Some(3));
         assert!(t.ack(early));
         assert!(t.ack(late));
@@ -323,12 +405,12 @@ mod tests {
         let mut t = OffsetTracker::new();
         t.assign(0);
         t.assign(1);
-        let stuck = t.track(0, 0, 1, 10).unwrap();
+        let stuck = t.track(0, 0, 1, 10, Instant::now()).unwrap();
         for offset in 1..=100 {
-            let m = t.track(0, offset, 1, 10).unwrap();
+            let m = t.track(0, offset, 1, 10, Instant::now()).unwrap();
             t.ack(m);
         }
-        let other = t.track(1, 0, 1, 10).unwrap();
+        let other = t.track(1, 0, 1, 10, Instant::now()).unwrap();
         assert_eq!((t.in_flight_messages(), t.tracked_messages()), (2, 102));
         t.ack(stuck);
         assert_eq!((t.in_flight_messages(), t.tracked_messages()), (1, 1));
@@ -342,10 +424,10 @@ mod tests {
     fn revoking_releases_what_was_in_flight() {
         let mut t = OffsetTracker::new();
         t.assign(0);
-        let a = t.track(0, 0, 1, 10).unwrap();
-        t.track(0, 1, 2, 20);
+        let a = t.track(0, 0, 1, 10, Instant::now()).unwrap();
+        t.track(0, 1, 2, 20, Instant::now());
         t.ack(a);
-        t.track(0, 2, 1, 30);
+        t.track(0, 2, 1, 30, Instant::now());
         assert_eq!((t.in_flight_messages(), t.in_flight_bytes()), (2, 50));
         t.revoke(0);
         assert_eq!((t.in_flight_messages(), t.in_flight_bytes()), (0, 0));
@@ -354,7 +436,7 @@ mod tests {
     #[test]
     fn unassigned_partitions_are_not_tracked() {
         let mut t = OffsetTracker::new();
-        assert!(t.track(9, 0, 1, 1).is_none());
+        assert!(t.track(9, 0, 1, 1, Instant::now()).is_none());
     }
 
     #[test]
@@ -362,8 +444,8 @@ mod tests {
         let mut t = OffsetTracker::new();
         t.assign(0);
         t.assign(1);
-        let a = t.track(0, 0, 1, 1).unwrap();
-        t.track(1, 4, 0, 1);
+        let a = t.track(0, 0, 1, 1, Instant::now()).unwrap();
+        t.track(1, 4, 0, 1, Instant::now());
         assert_eq!(t.committable_changes(), vec![(0, 0), (1, 5)]);
         assert_eq!(t.committable_changes(), vec![]);
         t.ack(a);
