@@ -481,23 +481,30 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Throughput of callstream on the preloaded backlog, and its peak RSS.
+/// Throughput of callstream on the preloaded backlog, its peak RSS, and the longest wait of an
+/// unacknowledged message it reported meanwhile (what the delivery-stall alert watches: how high
+/// it goes while a backlog is read at full speed).
 fn callstream_backlog(
     o: &Options,
     topic: &str,
     guarantee: Guarantee,
     group: &str,
-) -> (f64, f64, Cpu) {
+) -> (f64, f64, Cpu, f64) {
     let address = format!("127.0.0.1:{}", free_port());
     let broker_before = cpu_seconds(o.broker_pid);
     let started = Instant::now();
     let child = start_callstream(o, topic, group, guarantee, &address);
     let deadline = Instant::now() + Duration::from_secs(600);
     let scraper = Scraper::new(&address);
+    let mut oldest_unacknowledged: f64 = 0.0;
     loop {
         // Done when every record is acknowledged (at-least-once; the offsets follow with the next
         // auto-commit) or when every offset is committed with its transaction (exactly-once).
         let metrics = scraper.scrape();
+        oldest_unacknowledged = oldest_unacknowledged.max(metric(
+            &metrics,
+            "callstream_oldest_unacknowledged_seconds ",
+        ));
         let caught_up = metric(&metrics, "callstream_input_messages_total") >= o.count as f64
             && metric(&metrics, "callstream_in_flight_messages ") == 0.0
             && (guarantee == Guarantee::AtLeastOnce
@@ -516,7 +523,7 @@ fn callstream_backlog(
         broker_us: per_message(cpu_seconds(o.broker_pid) - broker_before),
     };
     stop(child);
-    (rate, rss, cpu)
+    (rate, rss, cpu, oldest_unacknowledged)
 }
 
 /// Latency p50/p99 (ms) with live traffic at a fixed rate.
@@ -687,7 +694,7 @@ fn main() {
                 &format!("{topic}-ceiling"),
                 Writes::Records,
             );
-            let (c, r, c_cpu) =
+            let (c, r, c_cpu, waited) =
                 callstream_backlog(&o, &topic, guarantee, &format!("{topic}-callstream"));
             let (l50, l99) = callstream_latency(&o, guarantee, run);
             println!(
@@ -701,6 +708,7 @@ fn main() {
                 "    CPU per notification: callstream {:.1} µs + broker {:.1} µs; passthrough {:.1} µs + broker {:.1} µs",
                 c_cpu.client_us, c_cpu.broker_us, b_cpu.client_us, b_cpu.broker_us
             );
+            println!("    oldest unacknowledged message while the backlog was read: {waited:.0} s at most");
             println!(
                 "    ceiling (the passthrough loop writing the core's records): {k:.0}/s, ratio {:.2}; CPU {:.1} µs + broker {:.1} µs",
                 k / b,
