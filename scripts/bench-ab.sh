@@ -6,6 +6,7 @@
 # notification and the peak RSS, then the medians. Alternating pairs let a slow phase of the
 # machine or of the broker (whose log grows with every run) hit both binaries alike.
 #   scripts/bench-ab.sh BINARY_A BINARY_B [PAIRS=5] [N=600000]
+# CALLSTREAM_ARGS adds options to both binaries' `run` (e.g. "--max-in-flight-messages 5000").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ $# -lt 2 ]]; then
@@ -32,7 +33,7 @@ run() { # label binary group
   local port
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   "$2" run --bootstrap-servers "$bootstrap" --group-id "$3" --metrics-addr "127.0.0.1:$port" \
-    --log-level warn &
+    --log-level warn ${CALLSTREAM_ARGS:-} &
   pid=$!
   python3 - "$1" "$port" "$count" "$pid" >>"$results" <<'PY'
 import os, sys, time, urllib.request
