@@ -495,18 +495,24 @@ impl<'a> Reader<'a> {
 /// The offset of the closing quote of a string without escapes, or `None` if a backslash, a
 /// control character or the end of the input comes first.
 fn string_end(bytes: &[u8]) -> Option<usize> {
-    let mut offset = 0;
     #[cfg(target_arch = "x86_64")]
-    while let Some(chunk) = bytes.get(offset..offset + 16) {
-        if let Some(at) = sse2::first_special(chunk) {
-            let at = offset + at;
-            return (bytes[at] == b'"').then_some(at);
+    let scanned = {
+        let mut offset = 0;
+        while let Some(chunk) = bytes.get(offset..offset + 16) {
+            let chunk: &[u8; 16] = chunk.try_into().ok()?;
+            if let Some(at) = sse2::first_special(chunk) {
+                let at = offset + at;
+                return (bytes[at] == b'"').then_some(at);
+            }
+            offset += 16;
         }
-        offset += 16;
-    }
-    for (i, &b) in bytes[offset..].iter().enumerate() {
+        offset
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let scanned = 0;
+    for (i, &b) in bytes[scanned..].iter().enumerate() {
         match b {
-            b'"' => return Some(offset + i),
+            b'"' => return Some(scanned + i),
             b'\\' | 0..=0x1f => return None,
             _ => {}
         }
@@ -523,12 +529,11 @@ mod sse2 {
         _mm_set1_epi8,
     };
 
-    /// The index of the first quote, backslash or control character in `chunk` (16 bytes).
+    /// The index of the first quote, backslash or control character in `chunk`.
     #[inline]
-    pub(super) fn first_special(chunk: &[u8]) -> Option<usize> {
-        assert_eq!(chunk.len(), 16);
-        // SAFETY: `chunk` has 16 readable bytes (checked above), loaded unaligned; SSE2 is part
-        // of the x86-64 baseline, so every x86-64 CPU runs these instructions.
+    pub(super) fn first_special(chunk: &[u8; 16]) -> Option<usize> {
+        // SAFETY: `chunk` is 16 readable bytes, loaded unaligned; SSE2 is part of the x86-64
+        // baseline, so every x86-64 CPU runs these instructions.
         let mask = unsafe {
             let x = _mm_loadu_si128(chunk.as_ptr().cast());
             let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
@@ -561,12 +566,25 @@ mod tests {
 
     #[test]
     fn string_end_leaves_escapes_and_control_characters_to_serde() {
-        for bad in ["\\", "\n", "\u{1}", "\t"] {
+        for bad in ["\\", "\n", "\u{1}", "\t", "\u{1f}"] {
             for len in 0..20 {
                 let s = format!("{}{bad}xx\"", "é".repeat(len));
                 assert_eq!(string_end(s.as_bytes()), None, "{s:?}");
             }
+            // At every offset, on both sides of each 16-byte step.
+            for len in 0..40 {
+                let s = format!("{}{bad}xx\"", "a".repeat(len));
+                assert_eq!(string_end(s.as_bytes()), None, "{s:?}");
+            }
         }
+        // Bytes from 0x20 up, and every byte of multi-byte characters, are string content.
+        let content: String = (0x20u8..0x7f)
+            .map(char::from)
+            .filter(|c| !matches!(c, '"' | '\\'))
+            .chain("éü€😀".chars())
+            .collect();
+        let s = format!("{content}\"tail");
+        assert_eq!(string_end(s.as_bytes()), Some(content.len()));
         assert_eq!(string_end(b"no closing quote"), None);
         assert_eq!(string_end("ünïcødé\"".as_bytes()), Some("ünïcødé".len()));
     }
