@@ -162,20 +162,32 @@ fn crash_and_restart(
     create_topics(&t, PARTITIONS);
     let lines = corpus(20_000, 41);
     let (want, _) = expected(&lines);
-    // The second half is produced only after the crash, so that the crash is mid-stream however
-    // fast the first half is processed: on a fast run the whole input had been committed before
-    // the kill landed.
+    // The crash must leave work uncommitted however fast the input is processed (a fast run had
+    // committed all of it before the kill landed): commits every 5 s instead of every second
+    // (at-least-once) or 100 ms (exactly-once), a kill as soon as output appears, and the second
+    // half of the input produced only after the kill.
     let (first_half, second_half) = lines.split_at(lines.len() / 2);
     produce(&t.input, first_half);
     let group = format!("{test}-group");
     let txn_id = format!("{test}-txn");
-    let extra = ["--guarantee", guarantee, "--transactional-id", &txn_id];
+    let mut extra = vec!["--guarantee", guarantee, "--transactional-id", &txn_id];
+    extra.extend(if guarantee == "exactly-once" {
+        ["--commit-interval-ms", "5000"]
+    } else {
+        ["-X", "auto.commit.interval.ms=5000"]
+    });
     let service = Service::start(&t, &group, &extra);
+    // Written, not yet committed under exactly-once.
     wait_for("some output before the crash", TIMEOUT, || {
-        end_total(&t.parties, PARTITIONS) > 0
+        end_total_uncommitted(&t.parties, PARTITIONS) > 0
     });
     service.kill9();
-    assert!(committed_total(&group, &t.input, PARTITIONS) <= first_half.len() as i64);
+    let committed = committed_total(&group, &t.input, PARTITIONS);
+    assert!(
+        committed < first_half.len() as i64,
+        "the crash left work uncommitted (committed: {committed} of {})",
+        first_half.len()
+    );
     produce(&t.input, second_half);
     let service = Service::start(&t, &group, &extra);
     let total = want[&TopicKind::Parties].len();

@@ -428,9 +428,20 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
         .sum()
 }
 
+/// The sum of a topic's end offsets: up to the last committed transaction (librdkafka's default
+/// `read_committed`), or, with `uncommitted`, up to the last record written.
 pub fn end_total(topic: &str, partitions: i32) -> i64 {
+    end_offsets_total(topic, partitions, "read_committed")
+}
+
+pub fn end_total_uncommitted(topic: &str, partitions: i32) -> i64 {
+    end_offsets_total(topic, partitions, "read_uncommitted")
+}
+
+fn end_offsets_total(topic: &str, partitions: i32, isolation: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer");
     (0..partitions)
