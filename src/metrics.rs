@@ -28,7 +28,8 @@ pub struct Metrics {
     pub in_flight_bytes: IntGauge,
     /// Seconds the oldest input message with unacknowledged records has waited.
     pub oldest_unacknowledged: IntGauge,
-    /// 1 while intake is paused to bound memory (see `Engine::apply_backpressure`).
+    /// 1 while intake is held (not read, then paused) to bound memory (see
+    /// `Engine::apply_backpressure`).
     pub intake_paused: IntGauge,
     pub rebalances: IntCounterVec,
     pub offset_commits: IntCounterVec,
@@ -154,7 +155,7 @@ impl Metrics {
         let oldest_unacknowledged = gauge(
             &registry,
             "callstream_oldest_unacknowledged_seconds",
-            "How long the oldest input message whose records are not all acknowledged has waited (0 when none): about the producer's linger while records are delivered, even at full speed; growing while a record is retried or its topic is missing, which holds its partition's offset back.",
+            "How long the oldest input message whose records are not all acknowledged has waited (0 when none). While records are delivered: under a second here even at full speed, in-flight messages / acknowledgements per second with a slow output broker. Growing while a record is sent again or waits for a missing topic (at-least-once; under exactly-once its transaction aborts and the wait starts over).",
         );
         let intake_paused = gauge(
             &registry,

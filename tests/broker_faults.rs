@@ -292,8 +292,8 @@ fn missing_output_topic(test: &str, guarantee: &str) {
         wait_for("records acknowledged on the other topics", TIMEOUT, || {
             end_total(&t.parties, PARTITIONS) > 0
         });
-        // What tells a held record from a backlog read at full speed: the oldest unacknowledged
-        // message keeps waiting.
+        // `intake_paused` is also 1 while intake is briefly held at full speed: what shows the
+        // records are held is the oldest unacknowledged message waiting on.
         wait_for_or_explain(
             "the oldest unacknowledged message waiting for seconds",
             TIMEOUT,

@@ -81,8 +81,8 @@ const BATCHES_AT_CORE: usize = 2;
 /// the consumer is polled again (group membership, rebalances) while a record is held for long.
 /// Pausing is not the first resort: librdkafka starts fetching a resumed partition again only when
 /// its broker thread next wakes, up to a second later, which made every brief pause at full speed
-/// a second without input (with 5,000 messages in flight at most: 6,700 notifications/s instead of
-/// 126,000).
+/// a second without input (with 5,000 messages in flight at most: 6,121 notifications/s instead
+/// of 164,072, BENCHMARKS.md).
 const HOLD_BEFORE_PAUSE: Duration = Duration::from_millis(500);
 /// While intake is held: how long to wait for a delivery report before the next round.
 const HOLD_WAIT: Duration = Duration::from_millis(5);
@@ -239,8 +239,10 @@ pub struct Engine {
     tracker: OffsetTracker,
     retries: VecDeque<Retry>,
     transaction: Option<Transaction>,
-    /// Since when intake has been over the in-flight bounds (`apply_backpressure`).
+    /// Since when intake has been over the in-flight bounds, and what `apply_backpressure` last
+    /// decided.
     over_since: Option<Instant>,
+    intake: Intake,
     paused: bool,
     fatal: Option<ServiceError>,
     summary: RunSummary,
@@ -1273,7 +1275,8 @@ impl Engine {
             (true, since) => since,
         };
         self.metrics.intake_paused.set(i64::from(over));
-        let pause = intake(self.over_since, self.paused, Instant::now()) == Intake::Pause;
+        self.intake = intake(self.over_since, self.paused, Instant::now());
+        let pause = self.intake == Intake::Pause;
         if pause == self.paused {
             return;
         }
@@ -1291,9 +1294,9 @@ impl Engine {
     }
 
     /// Over the in-flight bounds, but not yet for `HOLD_BEFORE_PAUSE`: the loop does not poll the
-    /// consumer.
+    /// consumer. (Paused instead, it is polled: its partitions give nothing.)
     fn holding_intake(&self) -> bool {
-        intake(self.over_since, self.paused, Instant::now()) == Intake::Hold
+        self.intake == Intake::Hold
     }
 
     /// While intake is held: waits briefly for a delivery report, and applies what came.
@@ -1505,6 +1508,7 @@ pub fn run(
         retries: VecDeque::new(),
         transaction: None,
         over_since: None,
+        intake: Intake::Read,
         paused: false,
         fatal: None,
         summary: RunSummary::default(),

@@ -241,10 +241,10 @@ impl OffsetTracker {
     }
 
     /// How long the oldest message with unacknowledged records has waited, as of `now` (zero when
-    /// nothing is in flight). While records are delivered, this stays around the producer's
-    /// linger and a round trip even when a backlog is read at full speed; it grows only while a
-    /// record is not being acknowledged (retried, or waiting for a missing topic), and it is what
-    /// holds the partition's offset back.
+    /// nothing is in flight). While records are delivered it is about the time to acknowledge
+    /// what is in flight, even when a backlog is read at full speed; it grows while a record is
+    /// not being acknowledged (sent again, or waiting for a missing topic), and that message holds
+    /// its partition's offset back.
     pub fn oldest_unacknowledged(&self, now: Instant) -> Duration {
         let now_ms = self.millis_since_epoch(now);
         let oldest = self
