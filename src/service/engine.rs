@@ -87,7 +87,7 @@ const HOLD_BEFORE_PAUSE: Duration = Duration::from_millis(500);
 /// While intake is held: how long to wait for a delivery report before the next round.
 const HOLD_WAIT: Duration = Duration::from_millis(5);
 /// Acknowledged messages wait in the offset tracker behind an unacknowledged one of their
-/// partition (a record being retried). Intake also pauses when this many times
+/// partition (a record being retried). Intake is also held when this many times
 /// `max_in_flight_messages` are held, which bounds that memory (24 bytes a message).
 const TRACKED_PER_IN_FLIGHT: usize = 4;
 /// At-least-once: a record that timed out this many times (`message.timeout.ms` each) gets the
@@ -1269,13 +1269,14 @@ impl Engine {
             || self.tracker.in_flight_bytes() >= self.config.max_in_flight_bytes
             || self.tracker.tracked_messages()
                 >= self.config.max_in_flight_messages * TRACKED_PER_IN_FLIGHT;
+        let now = Instant::now();
         self.over_since = match (over, self.over_since) {
             (false, _) => None,
-            (true, None) => Some(Instant::now()),
+            (true, None) => Some(now),
             (true, since) => since,
         };
         self.metrics.intake_paused.set(i64::from(over));
-        self.intake = intake(self.over_since, self.paused, Instant::now());
+        self.intake = intake(self.over_since, self.paused, now);
         let pause = self.intake == Intake::Pause;
         if pause == self.paused {
             return;
