@@ -63,12 +63,14 @@ impl From<RecordParts<'_>> for OutgoingRecord {
     }
 }
 
-/// What travels with a record through the producer: the input message it came from, and how many
-/// times it timed out before this attempt.
+/// What travels with a record through the producer: the input message it came from, how many
+/// times it timed out before this attempt, and its place in the order in which records were first
+/// handed to the producer (a record sent again keeps it).
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
     pub input: InputRef,
     pub timeouts: u32,
+    pub seq: u64,
 }
 
 /// What the producer reports for one record.

@@ -18,7 +18,7 @@
 //!   `HOLD_BEFORE_PAUSE` the assigned partitions are paused (`Engine::apply_backpressure`); the
 //!   consumer's prefetch is capped (`clients`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +43,7 @@ use super::dead_letters::{self, Source};
 use super::offsets::{InputRef, OffsetTracker};
 use super::pipeline::{self, Batch, Incoming, Job, Polled, Processed};
 use super::registry;
+use super::retries::RetryQueue;
 use crate::core::framing::ValueFormat;
 use crate::core::{Processor, Rejection, TopicKind};
 use crate::health::Health;
@@ -128,14 +129,6 @@ pub struct RunSummary {
     pub messages: u64,
     pub records: u64,
     pub dead_letters: u64,
-}
-
-/// A record whose delivery failed, waiting for its next attempt.
-struct Retry {
-    due: Instant,
-    attempt: u32,
-    sent: Sent,
-    record: OutgoingRecord,
 }
 
 /// State of the open transaction (exactly-once only).
@@ -237,7 +230,10 @@ pub struct Engine {
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
     tracker: OffsetTracker,
-    retries: VecDeque<Retry>,
+    /// At-least-once: records waiting to be sent again, in their first order.
+    retries: RetryQueue,
+    /// `Sent::seq` of the next record handed to the producer.
+    next_seq: u64,
     transaction: Option<Transaction>,
     /// Since when intake has been over the in-flight bounds, and what `apply_backpressure` last
     /// decided.
@@ -426,10 +422,11 @@ impl Engine {
                 let _ = gauge.remove_label_values(&[&p.to_string()]);
             }
         }
-        let retries = self.retries.len();
-        self.retries
-            .retain(|r| !partitions.contains(&r.sent.input.partition));
-        if self.retries.len() < retries {
+        if self
+            .retries
+            .retain(|r| !partitions.contains(&r.sent.input.partition))
+            > 0
+        {
             self.forget_emitted();
         }
         self.update_gauges();
@@ -516,38 +513,28 @@ impl Engine {
         } else {
             tracing::debug!(%error, topic = record.topic, "delivery failed; sending again");
         }
-        self.retries.push_back(Retry {
-            due: Instant::now() + Duration::from_millis(100),
-            attempt: 1,
-            sent,
-            record,
-        });
+        self.retries.push_failed(sent, record, Instant::now());
     }
 
     fn resend_due_retries(&mut self) {
-        let now = Instant::now();
-        let mut pending = VecDeque::new();
-        while let Some(retry) = self.retries.pop_front() {
-            if retry.due > now {
-                pending.push_back(retry);
-                continue;
-            }
-            let attempt = retry.attempt;
-            if let Err(error) = self.try_send(&retry.record.parts(), retry.sent) {
-                let record = retry.record;
-                // Queue full or transient: back off exponentially up to 10 s, never give up.
-                let backoff =
-                    Duration::from_millis(100u64 << attempt.min(7)).min(Duration::from_secs(10));
-                tracing::debug!(%error, "resend refused; backing off");
-                pending.push_back(Retry {
-                    due: now + backoff,
-                    attempt: attempt + 1,
-                    sent: retry.sent,
-                    record,
-                });
-            }
+        if self.retries.is_empty() {
+            return;
         }
-        self.retries = pending;
+        // Taken out for the call, which sends through `self`.
+        let mut retries = std::mem::take(&mut self.retries);
+        retries.resend_due(Instant::now(), |retry| {
+            let result = self.try_send(&retry.record.parts(), retry.sent);
+            if let Err(error) = &result {
+                if retry.attempt == 0 {
+                    // Queued behind its topic, refused on its first attempt.
+                    self.metrics.delivery_retries.inc();
+                }
+                // Queue full or refused for now: backed off, never given up.
+                tracing::debug!(%error, topic = retry.record.topic, "resend refused; backing off");
+            }
+            result
+        });
+        self.retries = retries;
     }
 
     fn try_send(&self, record: &RecordParts<'_>, sent: Sent) -> Result<(), KafkaError> {
@@ -568,7 +555,19 @@ impl Engine {
     /// Sends a record, waiting while the producer queue is full.
     fn send(&mut self, record: RecordParts<'_>, input: InputRef) -> Result<(), ServiceError> {
         let mut backoff = Duration::from_millis(1);
-        let sent = Sent { input, timeouts: 0 };
+        let sent = Sent {
+            input,
+            timeouts: 0,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        if self.transaction.is_none() && self.retries.holds_topic(record.topic) {
+            // Records of this topic wait to be sent again: this one goes after them, so that a
+            // key's records keep their order.
+            self.retries
+                .push_behind(sent, record.into(), Instant::now());
+            return Ok(());
+        }
         loop {
             match self.try_send(&record, sent) {
                 Ok(()) => return Ok(()),
@@ -1254,10 +1253,7 @@ impl Engine {
         // Resend the purged records now, before anything newer is published, so that a key's
         // records keep their order as far as a resend allows.
         self.pump_reports();
-        let now = Instant::now();
-        for retry in &mut self.retries {
-            retry.due = retry.due.min(now);
-        }
+        self.retries.make_due(Instant::now());
         self.resend_due_retries();
         Ok(())
     }
@@ -1506,7 +1502,8 @@ pub fn run(
         health: health.clone(),
         stop: stop.clone(),
         tracker: OffsetTracker::new(),
-        retries: VecDeque::new(),
+        retries: RetryQueue::default(),
+        next_seq: 0,
         transaction: None,
         over_since: None,
         intake: Intake::Read,

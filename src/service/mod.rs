@@ -9,6 +9,7 @@ pub mod engine;
 pub mod offsets;
 pub mod pipeline;
 pub mod registry;
+pub mod retries;
 
 pub use config::{Guarantee, ServiceConfig};
 pub use engine::{run, RunSummary, ServiceError};

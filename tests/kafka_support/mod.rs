@@ -150,6 +150,7 @@ pub fn produce(topic: &str, lines: &[String]) {
 /// One record read back.
 #[derive(Debug, Clone)]
 pub struct ReadRecord {
+    pub partition: i32,
     pub key: Option<String>,
     pub value: Vec<u8>,
     pub headers: BTreeMap<String, String>,
@@ -229,6 +230,7 @@ pub fn read_topic(topic: &str) -> Vec<ReadRecord> {
                     })
                     .unwrap_or_default();
                 records.push(ReadRecord {
+                    partition: m.partition(),
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     value: m.payload().unwrap_or_default().to_vec(),
                     headers,
