@@ -101,7 +101,10 @@ fn assert_key_order(
         let Some(&[line]) = lines_of.get(&id).map(Vec::as_slice) else {
             continue;
         };
-        let group = (record.key, partition_of_line[lines[line].as_bytes()]);
+        let Some(&input_partition) = partition_of_line.get(lines[line].as_bytes()) else {
+            panic!("{test}: input line {line} was not read back from the input topic");
+        };
+        let group = (record.key, input_partition);
         if let Some((previous, previous_id)) = last.get(&group) {
             compared += 1;
             assert!(

@@ -43,7 +43,7 @@ use super::dead_letters::{self, Source};
 use super::offsets::{InputRef, OffsetTracker};
 use super::pipeline::{self, Batch, Incoming, Job, Polled, Processed};
 use super::registry;
-use super::retries::RetryQueue;
+use super::retries::{Refusal, RetryQueue};
 use crate::core::framing::ValueFormat;
 use crate::core::{Processor, Rejection, TopicKind};
 use crate::health::Health;
@@ -522,19 +522,31 @@ impl Engine {
         }
         // Taken out for the call, which sends through `self`.
         let mut retries = std::mem::take(&mut self.retries);
+        let mut fatal = None;
         retries.resend_due(Instant::now(), |retry| {
-            let result = self.try_send(&retry.record.parts(), retry.sent);
-            if let Err(error) = &result {
-                if retry.attempt == 0 {
-                    // Queued behind its topic, refused on its first attempt.
-                    self.metrics.delivery_retries.inc();
+            let error = match self.try_send(&retry.record.parts(), retry.sent) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    return Err(Refusal::Busy)
                 }
-                // Queue full or refused for now: backed off, never given up.
-                tracing::debug!(%error, topic = retry.record.topic, "resend refused; backing off");
+                Err(error) => error,
+            };
+            if is_fatal(&error) {
+                // As in `send`: the service stops, and this record's offset is never committed.
+                fatal.get_or_insert(error);
+                return Err(Refusal::NotNow);
             }
-            result
+            if retry.attempt == 0 {
+                // Queued behind its lane, refused on its first attempt.
+                self.metrics.delivery_retries.inc();
+            }
+            tracing::debug!(%error, topic = retry.record.topic, "resend refused; backing off");
+            Err(Refusal::NotNow)
         });
         self.retries = retries;
+        if let Some(error) = fatal {
+            self.fatal.get_or_insert(kafka("producing a record")(error));
+        }
     }
 
     fn try_send(&self, record: &RecordParts<'_>, sent: Sent) -> Result<(), KafkaError> {
@@ -561,14 +573,16 @@ impl Engine {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        if self.transaction.is_none() && self.retries.holds_topic(record.topic) {
-            // Records of this topic wait to be sent again: this one goes after them, so that a
-            // key's records keep their order.
-            self.retries
-                .push_behind(sent, record.into(), Instant::now());
-            return Ok(());
-        }
         loop {
+            // Checked on every attempt: waiting for room in the producer queue applies delivery
+            // reports, which may hand back an older record of the same lane.
+            if self.transaction.is_none() && self.retries.holds(record.topic, input.partition) {
+                // Older records of this topic and input partition wait to be sent again: this one
+                // goes after them, so that a key's records keep their order.
+                self.retries
+                    .push_behind(sent, record.into(), Instant::now());
+                return Ok(());
+            }
             match self.try_send(&record, sent) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {

@@ -1,12 +1,14 @@
 //! At-least-once: records waiting to be sent again, after a failed delivery or after the producer
 //! would not take them (an output topic it knows to be missing, for one).
 //!
-//! They wait in the order in which they were first handed to the producer (`Sent::seq`), and a
-//! topic's records go out again in that order: a record that is not due yet, or that the producer
-//! refuses again, holds back every later record of its topic, and while any record of a topic
-//! waits, new records of that topic queue behind it (`holds_topic`). So a record that waited for a
-//! missing topic still lands before the newer records of its key. What this cannot order is a
-//! record whose delivery failed after newer records of its key were already delivered.
+//! They wait in the order in which they were first handed to the producer (`Sent::seq`), and go
+//! out again in that order within each lane: an output topic and an input partition (records of
+//! one key from different input partitions have no order to keep). A record that is not due yet,
+//! or that the producer refuses again, holds back every later record of its lane, and while any
+//! record of a lane waits, new records of that lane queue behind it (`holds`). So a record that
+//! waited for a missing topic still lands before the newer records of its key. What this cannot
+//! order are records that were already with the producer when an older record's failed delivery
+//! was reported: they may land before it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -16,6 +18,20 @@ use super::clients::{OutgoingRecord, Sent};
 /// The wait after a record's first failure; it doubles with each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The wait after the producer's queue was full: room comes with its next delivery reports.
+const BUSY_WAIT: Duration = Duration::from_millis(5);
+
+/// Records whose order is kept: an output topic's records from one input partition.
+type Lane = (String, i32);
+
+/// Why the producer did not take a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its queue is full: try again shortly, without counting a failure.
+    Busy,
+    /// Refused for now (a topic it knows to be missing, for one): back off.
+    NotNow,
+}
 
 /// A record waiting to be sent again.
 #[derive(Debug)]
@@ -31,8 +47,12 @@ pub struct Retry {
 pub struct RetryQueue {
     /// By `Sent::seq`: the order in which the records were first handed to the producer.
     waiting: BTreeMap<u64, Retry>,
-    /// How many records of each topic wait.
-    per_topic: HashMap<String, usize>,
+    /// How many records of each lane wait.
+    per_lane: HashMap<Lane, usize>,
+}
+
+fn lane_of(retry: &Retry) -> Lane {
+    (retry.record.topic.clone(), retry.sent.input.partition)
 }
 
 impl RetryQueue {
@@ -44,13 +64,17 @@ impl RetryQueue {
         self.waiting.len()
     }
 
-    /// Whether records of `topic` wait: a new record of it must queue behind them.
-    pub fn holds_topic(&self, topic: &str) -> bool {
-        !self.waiting.is_empty() && self.per_topic.contains_key(topic)
+    /// Whether records of `topic` from input `partition` wait: a new one must queue behind them.
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        !self.waiting.is_empty()
+            && self
+                .per_lane
+                .keys()
+                .any(|(t, p)| *p == partition && t == topic)
     }
 
     /// A record whose delivery failed, or that the producer would not take: sent again after
-    /// `FIRST_BACKOFF`, in its place among its topic's waiting records.
+    /// `FIRST_BACKOFF`, in its place among its lane's waiting records.
     pub fn push_failed(&mut self, sent: Sent, record: OutgoingRecord, now: Instant) {
         self.insert(Retry {
             due: now + FIRST_BACKOFF,
@@ -60,7 +84,7 @@ impl RetryQueue {
         });
     }
 
-    /// A record queued behind its topic's waiting records without being tried: it goes out as soon
+    /// A record queued behind its lane's waiting records without being tried: it goes out as soon
     /// as they have.
     pub fn push_behind(&mut self, sent: Sent, record: OutgoingRecord, now: Instant) {
         self.insert(Retry {
@@ -72,38 +96,39 @@ impl RetryQueue {
     }
 
     fn insert(&mut self, retry: Retry) {
-        let topic = retry.record.topic.clone();
-        if let Some(replaced) = self.waiting.insert(retry.sent.seq, retry) {
-            // A record is handed back at most once per attempt; keep the count right regardless.
-            self.forget(&replaced.record.topic);
+        let lane = lane_of(&retry);
+        let seq = retry.sent.seq;
+        let replaced = self.waiting.insert(seq, retry);
+        // Each record has its own `seq`, and is in the queue or with the producer, never both.
+        debug_assert!(replaced.is_none(), "record {seq} queued twice");
+        if replaced.is_none() {
+            *self.per_lane.entry(lane).or_default() += 1;
         }
-        *self.per_topic.entry(topic).or_default() += 1;
     }
 
-    fn forget(&mut self, topic: &str) {
-        if let Some(count) = self.per_topic.get_mut(topic) {
+    fn forget(&mut self, lane: &Lane) {
+        if let Some(count) = self.per_lane.get_mut(lane) {
             *count -= 1;
             if *count == 0 {
-                self.per_topic.remove(topic);
+                self.per_lane.remove(lane);
             }
         }
     }
 
     /// Keeps the records for which `keep` holds; returns how many were dropped.
     pub fn retain(&mut self, mut keep: impl FnMut(&Retry) -> bool) -> usize {
-        let before = self.waiting.len();
-        let mut dropped_topics = Vec::new();
+        let mut dropped = Vec::new();
         self.waiting.retain(|_, retry| {
             let kept = keep(retry);
             if !kept {
-                dropped_topics.push(retry.record.topic.clone());
+                dropped.push(lane_of(retry));
             }
             kept
         });
-        for topic in &dropped_topics {
-            self.forget(topic);
+        for lane in &dropped {
+            self.forget(lane);
         }
-        before - self.waiting.len()
+        dropped.len()
     }
 
     /// Makes every waiting record due now (a new producer is there to take them).
@@ -113,35 +138,46 @@ impl RetryQueue {
         }
     }
 
-    /// Hands due records to `send`, each topic's in order, and stops with a topic at its first
-    /// record that is not due or that `send` refuses (it backs off exponentially, up to
-    /// `MAX_BACKOFF`, and is never given up). Records that `send` takes leave the queue.
-    pub fn resend_due<E>(&mut self, now: Instant, mut send: impl FnMut(&Retry) -> Result<(), E>) {
-        let mut held_topics: Vec<String> = Vec::new();
+    /// Hands due records to `send`, each lane's in order, and stops with a lane at its first
+    /// record that is not due or that `send` refuses: after `Refusal::NotNow` the record backs off
+    /// exponentially, up to `MAX_BACKOFF`, and is never given up; after `Refusal::Busy` it waits
+    /// `BUSY_WAIT`. Records that `send` takes leave the queue.
+    pub fn resend_due(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(&Retry) -> Result<(), Refusal>,
+    ) {
+        let mut held: Vec<Lane> = Vec::new();
         let mut taken = Vec::new();
         for (&seq, retry) in self.waiting.iter_mut() {
-            if held_topics.len() == self.per_topic.len() {
+            if held.len() == self.per_lane.len() {
                 break;
             }
-            if held_topics.contains(&retry.record.topic) {
+            let partition = retry.sent.input.partition;
+            if held
+                .iter()
+                .any(|(t, p)| *p == partition && *t == retry.record.topic)
+            {
                 continue;
             }
-            if retry.due > now {
-                held_topics.push(retry.record.topic.clone());
-                continue;
-            }
-            match send(retry) {
-                Ok(()) => taken.push(seq),
-                Err(_) => {
-                    retry.attempt += 1;
-                    retry.due = now + backoff(retry.attempt);
-                    held_topics.push(retry.record.topic.clone());
+            if retry.due <= now {
+                match send(retry) {
+                    Ok(()) => {
+                        taken.push(seq);
+                        continue;
+                    }
+                    Err(Refusal::Busy) => retry.due = now + BUSY_WAIT,
+                    Err(Refusal::NotNow) => {
+                        retry.attempt += 1;
+                        retry.due = now + backoff(retry.attempt);
+                    }
                 }
             }
+            held.push(lane_of(retry));
         }
         for seq in taken {
             if let Some(retry) = self.waiting.remove(&seq) {
-                self.forget(&retry.record.topic);
+                self.forget(&lane_of(&retry));
             }
         }
     }
@@ -157,10 +193,11 @@ mod tests {
     use super::*;
     use crate::service::offsets::InputRef;
 
-    fn record(topic: &str, seq: u64) -> (Sent, OutgoingRecord) {
+    /// A record of `topic` from input partition `partition`, first sent as number `seq`.
+    fn record(topic: &str, partition: i32, seq: u64) -> (Sent, OutgoingRecord) {
         let sent = Sent {
             input: InputRef {
-                partition: 0,
+                partition,
                 offset: seq as i64,
                 generation: 1,
             },
@@ -177,82 +214,151 @@ mod tests {
         (sent, record)
     }
 
-    /// Resends with a producer that takes records of the topics in `open`, and returns the
-    /// sequence numbers offered, in order, with whether they were taken.
-    fn resend(queue: &mut RetryQueue, now: Instant, open: &[&str]) -> Vec<(u64, bool)> {
+    fn push_failed(queue: &mut RetryQueue, records: &[(&str, i32, u64)], now: Instant) {
+        for &(topic, partition, seq) in records {
+            let (sent, record) = record(topic, partition, seq);
+            queue.push_failed(sent, record, now);
+        }
+    }
+
+    /// Resends through a producer that answers `answer(topic)`, and returns the sequence numbers
+    /// offered, in order, with whether they were taken.
+    fn resend(
+        queue: &mut RetryQueue,
+        now: Instant,
+        answer: impl Fn(&str) -> Result<(), Refusal>,
+    ) -> Vec<(u64, bool)> {
         let mut offered = Vec::new();
         queue.resend_due(now, |retry| {
-            let taken = open.contains(&retry.record.topic.as_str());
-            offered.push((retry.sent.seq, taken));
-            if taken {
-                Ok(())
-            } else {
-                Err(())
-            }
+            let result = answer(&retry.record.topic);
+            offered.push((retry.sent.seq, result.is_ok()));
+            result
         });
         offered
     }
 
-    #[test]
-    fn a_topics_records_go_out_in_the_order_they_were_first_sent() {
-        let now = Instant::now();
-        let mut queue = RetryQueue::default();
-        // Refused at send (newer), then the delivery failures of older records come back.
-        for seq in [7, 8, 3, 5] {
-            let (sent, record) = record("missed", seq);
-            queue.push_failed(sent, record, now);
+    fn open(_: &str) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// Every topic but the missed-call topic is there.
+    fn missed_missing(topic: &str) -> Result<(), Refusal> {
+        if topic == "missed" {
+            Err(Refusal::NotNow)
+        } else {
+            Ok(())
         }
-        let later = now + FIRST_BACKOFF;
-        assert_eq!(
-            resend(&mut queue, later, &["missed"]),
-            [(3, true), (5, true), (7, true), (8, true)]
-        );
-        assert!(queue.is_empty());
-        assert!(!queue.holds_topic("missed"));
     }
 
     #[test]
-    fn a_refused_record_holds_back_the_rest_of_its_topic_only() {
+    fn a_lanes_records_go_out_in_the_order_they_were_first_sent() {
         let now = Instant::now();
         let mut queue = RetryQueue::default();
-        for (topic, seq) in [("missed", 1), ("parties", 2), ("missed", 3), ("parties", 4)] {
-            let (sent, record) = record(topic, seq);
-            queue.push_failed(sent, record, now);
-        }
+        // Refused when sent (newer), then the failed deliveries of older records come back.
+        push_failed(
+            &mut queue,
+            &[
+                ("missed", 0, 7),
+                ("missed", 0, 8),
+                ("missed", 0, 3),
+                ("missed", 0, 5),
+            ],
+            now,
+        );
+        let later = now + FIRST_BACKOFF;
+        assert_eq!(
+            resend(&mut queue, later, open),
+            [(3, true), (5, true), (7, true), (8, true)]
+        );
+        assert!(queue.is_empty());
+        assert!(!queue.holds("missed", 0));
+    }
+
+    #[test]
+    fn a_refused_record_holds_back_the_rest_of_its_lane_only() {
+        let now = Instant::now();
+        let mut queue = RetryQueue::default();
+        push_failed(
+            &mut queue,
+            &[
+                ("missed", 0, 1),
+                ("parties", 0, 2),
+                ("missed", 0, 3),
+                ("parties", 0, 4),
+            ],
+            now,
+        );
         let later = now + FIRST_BACKOFF;
         // The missed-call topic is still missing: its first record is refused, the second not
         // tried; the party records go out.
         assert_eq!(
-            resend(&mut queue, later, &["parties"]),
+            resend(&mut queue, later, missed_missing),
             [(1, false), (2, true), (4, true)]
         );
         assert_eq!(queue.len(), 2);
-        assert!(queue.holds_topic("missed"));
-        assert!(!queue.holds_topic("parties"));
-        // A new record of the topic queues behind, due at once, but waits for the refused one,
+        assert!(queue.holds("missed", 0));
+        assert!(!queue.holds("missed", 1));
+        assert!(!queue.holds("parties", 0));
+        // A new record of the lane queues behind, due at once, but waits for the refused one,
         // which backs off.
-        let (sent, record) = record("missed", 9);
-        queue.push_behind(sent, record, later);
-        assert_eq!(resend(&mut queue, later, &["missed"]), []);
+        let (sent, record_9) = record("missed", 0, 9);
+        queue.push_behind(sent, record_9, later);
+        assert_eq!(resend(&mut queue, later, open), []);
         let retry_due = later + backoff(2);
         assert_eq!(
-            resend(&mut queue, retry_due, &["missed"]),
+            resend(&mut queue, retry_due, open),
             [(1, true), (3, true), (9, true)]
         );
         assert!(queue.is_empty());
     }
 
     #[test]
-    fn a_record_not_due_yet_holds_back_its_topic() {
+    fn input_partitions_are_separate_lanes() {
+        let now = Instant::now();
+        let later = now + FIRST_BACKOFF;
+        let mut queue = RetryQueue::default();
+        push_failed(&mut queue, &[("missed", 0, 1)], now);
+        // Partition 1's record failed later, and a newer one of it queued behind.
+        push_failed(&mut queue, &[("missed", 1, 2)], later);
+        let (sent, record_3) = record("missed", 1, 3);
+        queue.push_behind(sent, record_3, later);
+        // Partition 0's record does not wait for partition 1's.
+        assert_eq!(resend(&mut queue, later, open), [(1, true)]);
+        assert!(!queue.holds("missed", 0));
+        assert!(queue.holds("missed", 1));
+        assert_eq!(
+            resend(&mut queue, later + FIRST_BACKOFF, open),
+            [(2, true), (3, true)]
+        );
+    }
+
+    #[test]
+    fn a_full_producer_queue_costs_a_short_wait_not_a_backoff() {
         let now = Instant::now();
         let mut queue = RetryQueue::default();
-        let (sent, record_1) = record("missed", 1);
-        queue.push_failed(sent, record_1, now);
-        let (sent, record_2) = record("missed", 2);
+        push_failed(&mut queue, &[("missed", 0, 1), ("missed", 0, 2)], now);
+        let later = now + FIRST_BACKOFF;
+        assert_eq!(
+            resend(&mut queue, later, |_| Err(Refusal::Busy)),
+            [(1, false)]
+        );
+        assert_eq!(resend(&mut queue, later + BUSY_WAIT / 2, open), []);
+        assert_eq!(
+            resend(&mut queue, later + BUSY_WAIT, open),
+            [(1, true), (2, true)]
+        );
+    }
+
+    #[test]
+    fn a_record_not_due_yet_holds_back_its_lane() {
+        let now = Instant::now();
+        let mut queue = RetryQueue::default();
+        push_failed(&mut queue, &[("missed", 0, 1)], now);
+        let (sent, record_2) = record("missed", 0, 2);
         queue.push_behind(sent, record_2, now);
-        assert_eq!(resend(&mut queue, now, &["missed"]), []);
+        assert_eq!(resend(&mut queue, now, open), []);
         queue.make_due(now);
-        assert_eq!(resend(&mut queue, now, &["missed"]), [(1, true), (2, true)]);
+        assert_eq!(resend(&mut queue, now, open), [(1, true), (2, true)]);
     }
 
     #[test]
@@ -261,20 +367,21 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(200));
         assert_eq!(backoff(5), Duration::from_millis(1600));
         assert_eq!(backoff(8), Duration::from_secs(10));
-        assert_eq!(backoff(40), Duration::from_secs(10));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(10));
     }
 
     #[test]
-    fn dropped_records_no_longer_hold_their_topic() {
+    fn dropped_records_no_longer_hold_their_lane() {
         let now = Instant::now();
         let mut queue = RetryQueue::default();
-        for (topic, seq) in [("missed", 1), ("missed", 2), ("parties", 3)] {
-            let (sent, record) = record(topic, seq);
-            queue.push_failed(sent, record, now);
-        }
+        push_failed(
+            &mut queue,
+            &[("missed", 0, 1), ("missed", 0, 2), ("parties", 0, 3)],
+            now,
+        );
         assert_eq!(queue.retain(|r| r.record.topic != "missed"), 2);
-        assert!(!queue.holds_topic("missed"));
-        assert!(queue.holds_topic("parties"));
+        assert!(!queue.holds("missed", 0));
+        assert!(queue.holds("parties", 0));
         assert_eq!(queue.len(), 1);
     }
 }
