@@ -9,7 +9,8 @@
 mod kafka_support;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
@@ -172,19 +173,62 @@ fn wait_until_all_committed(
     );
 }
 
-/// Runs a corpus through callstream (with `extra` arguments) while `fault` is applied, then checks
-/// the outputs.
-fn survive(test: &str, guarantee: &str, extra: &[&str], fault: impl FnOnce(&str)) {
+/// Up to 120,000 notifications, produced 2,000 a second: a minute of steady input.
+const PACED_CORPUS: usize = 120_000;
+
+/// Starts producing `lines` to `topic` as a steady stream (`produce_paced`) on a thread; `finish`
+/// stops it and returns the lines produced.
+struct PacedInput {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+    lines: Vec<String>,
+}
+
+impl PacedInput {
+    fn start(topic: &str, lines: Vec<String>) -> PacedInput {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (topic, lines, stop) = (topic.to_owned(), lines.clone(), stop.clone());
+            std::thread::spawn(move || produce_paced(&topic, &lines, &stop))
+        };
+        PacedInput {
+            stop,
+            thread,
+            lines,
+        }
+    }
+
+    /// Fails the test if the input ran out already: what happened meanwhile happened under load.
+    fn still_arriving(&self, test: &str, during: &str) {
+        assert!(
+            !self.thread.is_finished(),
+            "{test}: the paced input ran out before {during} was over"
+        );
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let produced = self.thread.join().expect("input producer");
+        let mut lines = self.lines;
+        lines.truncate(produced);
+        lines
+    }
+}
+
+/// Runs a steady stream of input through callstream while `fault` is applied, then checks the
+/// outputs.
+fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
     let t = unique_topics(test);
     create_topics(&t, PARTITIONS);
-    let lines = corpus(8_000, 71);
-    let (want, _) = expected(&lines);
-    produce(&t.input, &lines);
-    let (service, group, address) = start_service(test, &t, guarantee, extra);
+    let input = PacedInput::start(&t.input, corpus(PACED_CORPUS, 71));
+    let (service, group, address) = start_service(test, &t, guarantee, &[]);
     wait_for("processing under way", TIMEOUT, || {
         metric(&address, "callstream_output_records_total") > 0.0
     });
     fault(&address);
+    input.still_arriving(test, "the fault");
+    let lines = input.finish();
+    let (want, _) = expected(&lines);
     wait_until_all_committed(&group, &t.input, lines.len(), &service, &address);
     assert!(service.stop(Duration::from_secs(60)).success());
 
@@ -194,11 +238,6 @@ fn survive(test: &str, guarantee: &str, extra: &[&str], fault: impl FnOnce(&str)
 fn restart_broker(_: &str) {
     broker("restart");
 }
-
-/// At full speed callstream can have the whole corpus delivered before the broker is frozen, and
-/// then no request times out. With at most 100 input messages in flight it needs seconds, so
-/// records are in flight when the freeze lands.
-const SLOWED: &[&str] = &["--max-in-flight-messages", "100"];
 
 fn freeze_broker(address: &str) {
     broker("pause");
@@ -222,33 +261,33 @@ fn freeze_broker(address: &str) {
 #[test]
 fn at_least_once_survives_a_broker_restart() {
     let _serial = serial();
-    survive("alo-restart", "at-least-once", &[], restart_broker);
+    survive("alo-restart", "at-least-once", restart_broker);
 }
 
 #[test]
 fn exactly_once_survives_a_broker_restart() {
     let _serial = serial();
-    survive("eos-restart", "exactly-once", &[], restart_broker);
+    survive("eos-restart", "exactly-once", restart_broker);
 }
 
 #[test]
 fn at_least_once_survives_a_frozen_broker() {
     let _serial = serial();
-    survive("alo-freeze", "at-least-once", SLOWED, freeze_broker);
+    survive("alo-freeze", "at-least-once", freeze_broker);
 }
 
 #[test]
 fn exactly_once_survives_a_frozen_broker() {
     let _serial = serial();
-    survive("eos-freeze", "exactly-once", SLOWED, freeze_broker);
+    survive("eos-freeze", "exactly-once", freeze_broker);
 }
 
+/// A second instance joins the group and leaves it again while input keeps arriving (a steady
+/// stream, `PacedInput`): both rebalances move partitions with work in flight.
 fn join_then_leave(test: &str, guarantee: &str) {
     let t = unique_topics(test);
     create_topics(&t, 6);
-    let lines = corpus(8_000, 81);
-    let (want, _) = expected(&lines);
-    produce(&t.input, &lines);
+    let input = PacedInput::start(&t.input, corpus(PACED_CORPUS, 81));
     let group = format!("{test}-group");
     let first_address = format!("127.0.0.1:{}", free_port());
     let second_address = format!("127.0.0.1:{}", free_port());
@@ -282,10 +321,16 @@ fn join_then_leave(test: &str, guarantee: &str) {
     wait_for("the second instance gets partitions", TIMEOUT, || {
         http_get(&format!("http://{second_address}/health/ready")).0 == 200
     });
+    wait_for("the second instance processing", TIMEOUT, || {
+        metric(&second_address, "callstream_input_messages_total") > 0.0
+    });
     assert!(
         second.stop(Duration::from_secs(60)).success(),
         "leaving cleanly"
     );
+    input.still_arriving(test, "the second instance's leave");
+    let lines = input.finish();
+    let (want, _) = expected(&lines);
     wait_for("every input offset committed", TIMEOUT, || {
         committed_total(&group, &t.input, 6) == lines.len() as i64
     });

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
@@ -124,12 +124,41 @@ pub fn expected(lines: &[String]) -> (BTreeMap<TopicKind, Vec<String>>, Vec<&str
 }
 
 pub fn produce(topic: &str, lines: &[String]) {
+    let never = AtomicBool::new(false);
+    produce_lines(topic, lines, &never, None);
+}
+
+/// Produces `lines` as a steady stream, `PACED_CHUNK` every `PACED_TICK` (2,000 a second), until
+/// `stop` is set or the lines run out; returns how many were produced (a prefix of `lines`). Load
+/// that lasts while a test does something else.
+pub fn produce_paced(topic: &str, lines: &[String], stop: &AtomicBool) -> usize {
+    produce_lines(topic, lines, stop, Some(PACED_TICK))
+}
+
+const PACED_CHUNK: usize = 100;
+const PACED_TICK: Duration = Duration::from_millis(50);
+
+fn produce_lines(
+    topic: &str,
+    lines: &[String],
+    stop: &AtomicBool,
+    tick: Option<Duration>,
+) -> usize {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("enable.idempotence", "true")
         .create()
         .expect("producer");
+    let mut produced = 0;
     for (i, line) in lines.iter().enumerate() {
+        if let Some(tick) = tick.filter(|_| i % PACED_CHUNK == 0) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if i > 0 {
+                std::thread::sleep(tick);
+            }
+        }
         let key = format!("k{}", i % 17);
         let mut record = BaseRecord::to(topic)
             .payload(line.as_bytes())
@@ -143,8 +172,10 @@ pub fn produce(topic: &str, lines: &[String]) {
                 }
             }
         }
+        produced += 1;
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+    produced
 }
 
 /// One record read back.
