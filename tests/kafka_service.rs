@@ -136,13 +136,29 @@ fn two_processes_in_one_group_share_the_partitions() {
     create_topics(&t, 6);
     let lines = corpus(600, 31);
     let (want, _) = expected(&lines);
+    let addresses = [0, 1].map(|_| format!("127.0.0.1:{}", free_port()));
+    let [a, b] = addresses
+        .each_ref()
+        .map(|address| Service::start(&t, "pair-group", &["--metrics-addr", address]));
+    // Both hold partitions before any input exists, so both have some of it to process.
+    for address in &addresses {
+        wait_for("both processes assigned partitions", TIMEOUT, || {
+            http_get(&format!("http://{address}/health/ready")).0 == 200
+        });
+    }
     produce(&t.input, &lines);
-    let a = Service::start(&t, "pair-group", &[]);
-    let b = Service::start(&t, "pair-group", &[]);
     let want_parties = dedup(&want[&TopicKind::Parties]);
     wait_for("every party record from the pair", TIMEOUT, || {
         dedup(&published(&t)[&TopicKind::Parties]) == want_parties
     });
+    for address in &addresses {
+        let read = metric(address, "callstream_input_messages_total");
+        assert!(
+            read > 0.0 && read < lines.len() as f64,
+            "each process read part of the input ({address} read {read} of {})",
+            lines.len()
+        );
+    }
     assert!(a.stop(Duration::from_secs(30)).success());
     assert!(b.stop(Duration::from_secs(30)).success());
     assert_eq!(
