@@ -403,7 +403,8 @@ impl Engine {
             if !drained {
                 tracing::warn!(
                     ?partitions,
-                    "drain deadline passed; unacknowledged offsets are not committed and will be read again"
+                    fatal = self.fatal.is_some(),
+                    "revoked partitions not drained (deadline passed, or a fatal error); unacknowledged offsets are not committed and will be read again"
                 );
                 self.forget_emitted();
             }
@@ -1340,15 +1341,17 @@ impl Engine {
             return result;
         }
         let deadline = Instant::now() + self.config.drain_timeout;
-        if !self.drain(|t| t.in_flight_messages() == 0, deadline) {
+        if !self.drain(|t| t.in_flight_messages() == 0, deadline) && self.fatal.is_none() {
             tracing::warn!(
                 in_flight = self.tracker.in_flight_messages(),
                 "shutdown drain deadline passed; unacknowledged offsets are not committed"
             );
         }
+        // What was acknowledged is committed either way; a fatal error met while draining (a
+        // record refused for good) still makes the exit a failure.
         let partitions = self.tracker.assigned();
         self.commit_offsets(consumer, &partitions);
-        Ok(())
+        self.fatal.take().map_or(Ok(()), Err)
     }
 }
 

@@ -141,7 +141,8 @@ impl RetryQueue {
     /// Hands due records to `send`, each lane's in order, and stops with a lane at its first
     /// record that is not due or that `send` refuses: after `Refusal::NotNow` the record backs off
     /// exponentially, up to `MAX_BACKOFF`, and is never given up; after `Refusal::Busy` it waits
-    /// `BUSY_WAIT`. Records that `send` takes leave the queue.
+    /// `BUSY_WAIT`, and the pass ends (the queue that is full is the producer's, for every lane).
+    /// Records that `send` takes leave the queue.
     pub fn resend_due(
         &mut self,
         now: Instant,
@@ -166,7 +167,11 @@ impl RetryQueue {
                         taken.push(seq);
                         continue;
                     }
-                    Err(Refusal::Busy) => retry.due = now + BUSY_WAIT,
+                    Err(Refusal::Busy) => {
+                        // The producer's queue is full for every lane: try again next time.
+                        retry.due = now + BUSY_WAIT;
+                        break;
+                    }
                     Err(Refusal::NotNow) => {
                         retry.attempt += 1;
                         retry.due = now + backoff(retry.attempt);
@@ -336,13 +341,18 @@ mod tests {
     fn a_full_producer_queue_costs_a_short_wait_not_a_backoff() {
         let now = Instant::now();
         let mut queue = RetryQueue::default();
-        push_failed(&mut queue, &[("missed", 0, 1), ("missed", 0, 2)], now);
+        push_failed(
+            &mut queue,
+            &[("missed", 0, 1), ("missed", 0, 2), ("parties", 0, 3)],
+            now,
+        );
         let later = now + FIRST_BACKOFF;
+        // The queue is full for every lane: the pass ends at the first refusal.
         assert_eq!(
             resend(&mut queue, later, |_| Err(Refusal::Busy)),
             [(1, false)]
         );
-        assert_eq!(resend(&mut queue, later + BUSY_WAIT / 2, open), []);
+        assert_eq!(resend(&mut queue, later + BUSY_WAIT / 2, open), [(3, true)]);
         assert_eq!(
             resend(&mut queue, later + BUSY_WAIT, open),
             [(1, true), (2, true)]
