@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
+use callstream::generate::{Generator, GeneratorConfig};
 use kafka_support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -173,45 +174,46 @@ fn wait_until_all_committed(
     );
 }
 
-/// Up to 120,000 notifications, produced 2,000 a second: a minute of steady input.
-const PACED_CORPUS: usize = 120_000;
-
-/// Starts producing `lines` to `topic` as a steady stream (`produce_paced`) on a thread; `finish`
-/// stops it and returns the lines produced.
+/// A steady stream of input produced on a thread (`produce_paced`) until `finish` stops it: the
+/// corpus' hostile lines first, then generated notifications for as long as it runs.
 struct PacedInput {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<usize>,
-    lines: Vec<String>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
 impl PacedInput {
-    fn start(topic: &str, lines: Vec<String>) -> PacedInput {
+    fn start(topic: &str, seed: u64) -> PacedInput {
         let stop = Arc::new(AtomicBool::new(false));
+        let lines = corpus(2_000, seed)
+            .into_iter()
+            .chain(Generator::new(GeneratorConfig {
+                seed: seed + 1,
+                ..GeneratorConfig::default()
+            }));
         let thread = {
-            let (topic, lines, stop) = (topic.to_owned(), lines.clone(), stop.clone());
-            std::thread::spawn(move || produce_paced(&topic, &lines, &stop))
+            let (topic, stop) = (topic.to_owned(), stop.clone());
+            std::thread::spawn(move || produce_paced(&topic, lines, &stop))
         };
         PacedInput {
             stop,
-            thread,
-            lines,
+            thread: Some(thread),
         }
     }
 
-    /// Fails the test if the input ran out already: what happened meanwhile happened under load.
-    fn still_arriving(&self, test: &str, during: &str) {
-        assert!(
-            !self.thread.is_finished(),
-            "{test}: the paced input ran out before {during} was over"
-        );
-    }
-
-    fn finish(self) -> Vec<String> {
+    /// Stops the input; returns the lines produced, all delivered.
+    fn finish(mut self) -> Vec<String> {
         self.stop.store(true, Ordering::Relaxed);
-        let produced = self.thread.join().expect("input producer");
-        let mut lines = self.lines;
-        lines.truncate(produced);
-        lines
+        self.thread
+            .take()
+            .map(|thread| thread.join().expect("input producer"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PacedInput {
+    /// A failing test stops its input too, rather than feed the next test's broker.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -220,13 +222,12 @@ impl PacedInput {
 fn survive(test: &str, guarantee: &str, fault: impl FnOnce(&str)) {
     let t = unique_topics(test);
     create_topics(&t, PARTITIONS);
-    let input = PacedInput::start(&t.input, corpus(PACED_CORPUS, 71));
+    let input = PacedInput::start(&t.input, 71);
     let (service, group, address) = start_service(test, &t, guarantee, &[]);
     wait_for("processing under way", TIMEOUT, || {
         metric(&address, "callstream_output_records_total") > 0.0
     });
     fault(&address);
-    input.still_arriving(test, "the fault");
     let lines = input.finish();
     let (want, _) = expected(&lines);
     wait_until_all_committed(&group, &t.input, lines.len(), &service, &address);
@@ -287,7 +288,7 @@ fn exactly_once_survives_a_frozen_broker() {
 fn join_then_leave(test: &str, guarantee: &str) {
     let t = unique_topics(test);
     create_topics(&t, 6);
-    let input = PacedInput::start(&t.input, corpus(PACED_CORPUS, 81));
+    let input = PacedInput::start(&t.input, 81);
     let group = format!("{test}-group");
     let first_address = format!("127.0.0.1:{}", free_port());
     let second_address = format!("127.0.0.1:{}", free_port());
@@ -328,7 +329,6 @@ fn join_then_leave(test: &str, guarantee: &str) {
         second.stop(Duration::from_secs(60)).success(),
         "leaving cleanly"
     );
-    input.still_arriving(test, "the second instance's leave");
     let lines = input.finish();
     let (want, _) = expected(&lines);
     wait_for("every input offset committed", TIMEOUT, || {

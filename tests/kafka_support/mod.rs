@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
@@ -12,8 +13,11 @@ use callstream::generate::{Generator, GeneratorConfig};
 use callstream::topics::TopicNames;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub const PARTITIONS: i32 = 3;
@@ -124,58 +128,102 @@ pub fn expected(lines: &[String]) -> (BTreeMap<TopicKind, Vec<String>>, Vec<&str
 }
 
 pub fn produce(topic: &str, lines: &[String]) {
-    let never = AtomicBool::new(false);
-    produce_lines(topic, lines, &never, None);
-}
-
-/// Produces `lines` as a steady stream, `PACED_CHUNK` every `PACED_TICK` (2,000 a second), until
-/// `stop` is set or the lines run out; returns how many were produced (a prefix of `lines`). Load
-/// that lasts while a test does something else.
-pub fn produce_paced(topic: &str, lines: &[String], stop: &AtomicBool) -> usize {
-    produce_lines(topic, lines, stop, Some(PACED_TICK))
-}
-
-const PACED_CHUNK: usize = 100;
-const PACED_TICK: Duration = Duration::from_millis(50);
-
-fn produce_lines(
-    topic: &str,
-    lines: &[String],
-    stop: &AtomicBool,
-    tick: Option<Duration>,
-) -> usize {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    let mut produced = 0;
+    let producer = InputProducer::new();
     for (i, line) in lines.iter().enumerate() {
-        if let Some(tick) = tick.filter(|_| i % PACED_CHUNK == 0) {
+        producer.send(topic, i, line);
+    }
+    producer.finish();
+}
+
+/// Produces `lines` as a steady stream, `PACED_CHUNK` every `PACED_TICK` (up to 2,000 a second),
+/// until `stop` is set or the lines run out, and returns the lines produced. Load that lasts while
+/// a test does something else.
+pub fn produce_paced(
+    topic: &str,
+    lines: impl IntoIterator<Item = String>,
+    stop: &AtomicBool,
+) -> Vec<String> {
+    let producer = InputProducer::new();
+    let mut produced = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if i % PACED_CHUNK == 0 {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             if i > 0 {
-                std::thread::sleep(tick);
+                std::thread::sleep(PACED_TICK);
             }
         }
+        producer.send(topic, i, &line);
+        produced.push(line);
+    }
+    producer.finish();
+    produced
+}
+
+/// Small and frequent, so that callstream always has records of the last few milliseconds'
+/// input in flight (its `linger.ms` is 50).
+const PACED_CHUNK: usize = 10;
+const PACED_TICK: Duration = Duration::from_millis(5);
+
+/// The tests' input producer: idempotent, keys `k0` to `k16` in turn, every delivery checked.
+struct InputProducer {
+    producer: ThreadedProducer<CountFailures>,
+    failures: Arc<AtomicUsize>,
+}
+
+/// Counts the records the broker did not take.
+struct CountFailures(Arc<AtomicUsize>);
+
+impl ClientContext for CountFailures {}
+
+impl ProducerContext for CountFailures {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl InputProducer {
+    fn new() -> InputProducer {
+        let failures = Arc::new(AtomicUsize::new(0));
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("enable.idempotence", "true")
+            .create_with_context(CountFailures(failures.clone()))
+            .expect("producer");
+        InputProducer { producer, failures }
+    }
+
+    /// Sends the `i`th line, waiting while the producer's queue is full.
+    fn send(&self, topic: &str, i: usize, line: &str) {
         let key = format!("k{}", i % 17);
         let mut record = BaseRecord::to(topic)
             .payload(line.as_bytes())
             .key(key.as_bytes());
         loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
-                    producer.poll(Duration::from_millis(10));
+                    self.producer.poll(Duration::from_millis(10));
                 }
+                Err((error, _)) => panic!("producing test input to {topic}: {error}"),
             }
         }
-        produced += 1;
     }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-    produced
+
+    /// Waits until every line is delivered; fails the test if any was not.
+    fn finish(self) {
+        self.producer
+            .flush(Duration::from_secs(60))
+            .expect("test input flushed");
+        let failures = self.failures.load(Ordering::Relaxed);
+        assert_eq!(failures, 0, "test input records not delivered");
+    }
 }
 
 /// One record read back.
