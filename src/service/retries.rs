@@ -10,7 +10,7 @@
 //! order are records that were already with the producer when an older record's failed delivery
 //! was reported: they may land before it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::clients::{OutgoingRecord, Sent};
@@ -20,9 +20,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The wait after the producer's queue was full: room comes with its next delivery reports.
 const BUSY_WAIT: Duration = Duration::from_millis(5);
-
-/// Records whose order is kept: an output topic's records from one input partition.
-type Lane = (String, i32);
 
 /// Why the producer did not take a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,34 +40,36 @@ pub struct Retry {
     pub record: OutgoingRecord,
 }
 
-#[derive(Debug, Default)]
-pub struct RetryQueue {
-    /// By `Sent::seq`: the order in which the records were first handed to the producer.
+/// The waiting records of one lane (an output topic's records from one input partition), by
+/// `Sent::seq`: the order in which they were first handed to the producer.
+#[derive(Debug)]
+struct Lane {
+    topic: String,
+    partition: i32,
     waiting: BTreeMap<u64, Retry>,
-    /// How many records of each lane wait.
-    per_lane: HashMap<Lane, usize>,
 }
 
-fn lane_of(retry: &Retry) -> Lane {
-    (retry.record.topic.clone(), retry.sent.input.partition)
+#[derive(Debug, Default)]
+pub struct RetryQueue {
+    /// Only lanes with waiting records: as many as output topics times input partitions at most.
+    lanes: Vec<Lane>,
+    len: usize,
 }
 
 impl RetryQueue {
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.len == 0
     }
 
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.len
     }
 
     /// Whether records of `topic` from input `partition` wait: a new one must queue behind them.
     pub fn holds(&self, topic: &str, partition: i32) -> bool {
-        !self.waiting.is_empty()
-            && self
-                .per_lane
-                .keys()
-                .any(|(t, p)| *p == partition && t == topic)
+        self.lanes
+            .iter()
+            .any(|lane| lane.partition == partition && lane.topic == topic)
     }
 
     /// A record whose delivery failed, or that the producer would not take: sent again after
@@ -96,44 +95,49 @@ impl RetryQueue {
     }
 
     fn insert(&mut self, retry: Retry) {
-        let lane = lane_of(&retry);
+        let (topic, partition) = (&retry.record.topic, retry.sent.input.partition);
+        let index = match self
+            .lanes
+            .iter()
+            .position(|lane| lane.partition == partition && &lane.topic == topic)
+        {
+            Some(index) => index,
+            None => {
+                self.lanes.push(Lane {
+                    topic: topic.clone(),
+                    partition,
+                    waiting: BTreeMap::new(),
+                });
+                self.lanes.len() - 1
+            }
+        };
         let seq = retry.sent.seq;
-        let replaced = self.waiting.insert(seq, retry);
+        let replaced = self.lanes[index].waiting.insert(seq, retry);
         // Each record has its own `seq`, and is in the queue or with the producer, never both.
         debug_assert!(replaced.is_none(), "record {seq} queued twice");
         if replaced.is_none() {
-            *self.per_lane.entry(lane).or_default() += 1;
-        }
-    }
-
-    fn forget(&mut self, lane: &Lane) {
-        if let Some(count) = self.per_lane.get_mut(lane) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_lane.remove(lane);
-            }
+            self.len += 1;
         }
     }
 
     /// Keeps the records for which `keep` holds; returns how many were dropped.
     pub fn retain(&mut self, mut keep: impl FnMut(&Retry) -> bool) -> usize {
-        let mut dropped = Vec::new();
-        self.waiting.retain(|_, retry| {
-            let kept = keep(retry);
-            if !kept {
-                dropped.push(lane_of(retry));
-            }
-            kept
-        });
-        for lane in &dropped {
-            self.forget(lane);
+        let before = self.len;
+        for lane in &mut self.lanes {
+            lane.waiting.retain(|_, retry| keep(retry));
         }
-        dropped.len()
+        self.lanes.retain(|lane| !lane.waiting.is_empty());
+        self.len = self.lanes.iter().map(|lane| lane.waiting.len()).sum();
+        before - self.len
     }
 
     /// Makes every waiting record due now (a new producer is there to take them).
     pub fn make_due(&mut self, now: Instant) {
-        for retry in self.waiting.values_mut() {
+        for retry in self
+            .lanes
+            .iter_mut()
+            .flat_map(|lane| lane.waiting.values_mut())
+        {
             retry.due = retry.due.min(now);
         }
     }
@@ -142,49 +146,45 @@ impl RetryQueue {
     /// record that is not due or that `send` refuses: after `Refusal::NotNow` the record backs off
     /// exponentially, up to `MAX_BACKOFF`, and is never given up; after `Refusal::Busy` it waits
     /// `BUSY_WAIT`, and the pass ends (the queue that is full is the producer's, for every lane).
-    /// Records that `send` takes leave the queue.
+    /// Records that `send` takes leave the queue. A pass looks at each lane's first records only.
     pub fn resend_due(
         &mut self,
         now: Instant,
         mut send: impl FnMut(&Retry) -> Result<(), Refusal>,
     ) {
-        let mut held: Vec<Lane> = Vec::new();
-        let mut taken = Vec::new();
-        for (&seq, retry) in self.waiting.iter_mut() {
-            if held.len() == self.per_lane.len() {
-                break;
-            }
-            let partition = retry.sent.input.partition;
-            if held
-                .iter()
-                .any(|(t, p)| *p == partition && *t == retry.record.topic)
-            {
-                continue;
-            }
-            if retry.due <= now {
+        let mut busy_at = None;
+        for (index, lane) in self.lanes.iter_mut().enumerate() {
+            while let Some(mut entry) = lane.waiting.first_entry() {
+                let retry = entry.get_mut();
+                if retry.due > now {
+                    break;
+                }
                 match send(retry) {
                     Ok(()) => {
-                        taken.push(seq);
-                        continue;
+                        entry.remove();
+                        self.len -= 1;
                     }
                     Err(Refusal::Busy) => {
-                        // The producer's queue is full for every lane: try again next time.
                         retry.due = now + BUSY_WAIT;
+                        busy_at = Some(index);
                         break;
                     }
                     Err(Refusal::NotNow) => {
                         retry.attempt += 1;
                         retry.due = now + backoff(retry.attempt);
+                        break;
                     }
                 }
             }
-            held.push(lane_of(retry));
-        }
-        for seq in taken {
-            if let Some(retry) = self.waiting.remove(&seq) {
-                self.forget(&lane_of(&retry));
+            if busy_at.is_some() {
+                break;
             }
         }
+        if let Some(index) = busy_at {
+            // The lanes after the one that found the queue full go first next time.
+            self.lanes.rotate_left(index + 1);
+        }
+        self.lanes.retain(|lane| !lane.waiting.is_empty());
     }
 }
 
@@ -335,6 +335,22 @@ mod tests {
             resend(&mut queue, later + FIRST_BACKOFF, open),
             [(2, true), (3, true)]
         );
+    }
+
+    #[test]
+    fn a_pass_offers_only_what_can_go() {
+        let now = Instant::now();
+        let later = now + FIRST_BACKOFF;
+        let mut queue = RetryQueue::default();
+        // A thousand records held behind a first one that backs off, then another lane's record.
+        push_failed(&mut queue, &[("missed", 0, 0)], later);
+        for seq in 1..1_000 {
+            let (sent, record) = record("missed", 0, seq);
+            queue.push_behind(sent, record, now);
+        }
+        push_failed(&mut queue, &[("parties", 1, 1_000)], now);
+        assert_eq!(resend(&mut queue, later, open), [(1_000, true)]);
+        assert_eq!(queue.len(), 1_000);
     }
 
     #[test]
