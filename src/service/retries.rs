@@ -34,7 +34,7 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Retry {
     pub due: Instant,
-    /// Failed attempts so far: 0 for a record queued behind its topic without being tried.
+    /// Failed attempts so far: 0 for a record queued behind its lane without being tried.
     pub attempt: u32,
     pub sent: Sent,
     pub record: OutgoingRecord,
@@ -53,16 +53,15 @@ struct Lane {
 pub struct RetryQueue {
     /// Only lanes with waiting records: as many as output topics times input partitions at most.
     lanes: Vec<Lane>,
-    len: usize,
 }
 
 impl RetryQueue {
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.lanes.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.lanes.iter().map(|lane| lane.waiting.len()).sum()
     }
 
     /// Whether records of `topic` from input `partition` wait: a new one must queue behind them.
@@ -115,20 +114,16 @@ impl RetryQueue {
         let replaced = self.lanes[index].waiting.insert(seq, retry);
         // Each record has its own `seq`, and is in the queue or with the producer, never both.
         debug_assert!(replaced.is_none(), "record {seq} queued twice");
-        if replaced.is_none() {
-            self.len += 1;
-        }
     }
 
     /// Keeps the records for which `keep` holds; returns how many were dropped.
     pub fn retain(&mut self, mut keep: impl FnMut(&Retry) -> bool) -> usize {
-        let before = self.len;
+        let before = self.len();
         for lane in &mut self.lanes {
             lane.waiting.retain(|_, retry| keep(retry));
         }
         self.lanes.retain(|lane| !lane.waiting.is_empty());
-        self.len = self.lanes.iter().map(|lane| lane.waiting.len()).sum();
-        before - self.len
+        before - self.len()
     }
 
     /// Makes every waiting record due now (a new producer is there to take them).
@@ -162,7 +157,6 @@ impl RetryQueue {
                 match send(retry) {
                     Ok(()) => {
                         entry.remove();
-                        self.len -= 1;
                     }
                     Err(Refusal::Busy) => {
                         retry.due = now + BUSY_WAIT;
