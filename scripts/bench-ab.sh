@@ -3,7 +3,8 @@
 # (scripts/kafka.sh, its own state directory), preloads N notifications (3 partitions), then runs
 # A and B alternately, each as a new consumer group reading the whole backlog, and prints per run
 # the rate (first input message to all N processed and acknowledged), the CPU time per
-# notification and the peak RSS, then the medians. Alternating pairs let a slow phase of the
+# notification, the broker's CPU time per notification over the same span (the broker shares the
+# cores, so a build that makes it work harder is slower for it) and the peak RSS, then the medians. Alternating pairs let a slow phase of the
 # machine or of the broker (whose log grows with every run) hit both binaries alike.
 #   scripts/bench-ab.sh BINARY_A BINARY_B [PAIRS=5] [N=600000]
 # CALLSTREAM_ARGS adds options to both binaries' `run` (e.g. "--max-in-flight-messages 5000").
@@ -35,9 +36,12 @@ run() { # label binary group
   "$2" run --bootstrap-servers "$bootstrap" --group-id "$3" --metrics-addr "127.0.0.1:$port" \
     --log-level warn ${CALLSTREAM_ARGS:-} &
   pid=$!
-  python3 - "$1" "$port" "$count" "$pid" >>"$results" <<'PY'
+  python3 - "$1" "$port" "$count" "$pid" "$(cat "$KAFKA_STATE_DIR/pid")" >>"$results" <<'PY'
 import os, sys, time, urllib.request
-label, port, count, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+label, port, count, pid, broker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def cpu_seconds(p):
+    stat = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 def sample():
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
@@ -52,21 +56,20 @@ while True:
     s = sample()
     if s:
         if s[0] > 0 and first is None:
-            first = time.time()
+            first, broker_first = time.time(), cpu_seconds(broker)
         if s[0] >= count and s[1] == 0:
             break
     if time.time() - start > 600:
         sys.exit(f"{label}: did not catch up in 10 minutes")
     time.sleep(0.02)
-end = time.time()
-stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+end, broker_cpu = time.time(), cpu_seconds(broker) - broker_first
+cpu = cpu_seconds(pid)
 hwm = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
-print(f"{label} {count / (end - first):.0f} {cpu / count * 1e6:.2f} {hwm / 1024:.1f}")
+print(f"{label} {count / (end - first):.0f} {cpu / count * 1e6:.2f} {hwm / 1024:.1f} {broker_cpu / count * 1e6:.2f}")
 PY
   kill -TERM "$pid"; wait "$pid" || true
   pid=""
-  tail -n 1 "$results" | awk '{printf "%s: %s notifications/s, CPU %s µs per notification, peak RSS %s MiB\n", $1, $2, $3, $4}'
+  tail -n 1 "$results" | awk '{printf "%s: %s notifications/s, CPU %s µs per notification (broker %s µs), peak RSS %s MiB\n", $1, $2, $3, $5, $4}'
 }
 for i in $(seq 1 "$pairs"); do
   run A "$a" "ab-a-$i-$$"
@@ -76,8 +79,8 @@ python3 - "$results" <<'PY'
 import sys, statistics
 rows = [l.split() for l in open(sys.argv[1])]
 for label in "AB":
-    r = [(float(x[1]), float(x[2])) for x in rows if x[0] == label]
-    print(f"{label} median: {statistics.median(v for v, _ in r):.0f} notifications/s, CPU {statistics.median(c for _, c in r):.2f} µs per notification")
+    r = [(float(x[1]), float(x[2]), float(x[4])) for x in rows if x[0] == label]
+    print(f"{label} median: {statistics.median(v for v, _, _ in r):.0f} notifications/s, CPU {statistics.median(c for _, c, _ in r):.2f} µs per notification, broker {statistics.median(k for _, _, k in r):.2f} µs")
 a = [float(x[1]) for x in rows if x[0] == "A"]; b = [float(x[1]) for x in rows if x[0] == "B"]
 print(f"B ahead in {sum(y > x for x, y in zip(a, b))} of {len(a)} pairs; median rate ratio B/A {statistics.median(y / x for x, y in zip(a, b)):.2f}")
 PY
