@@ -164,3 +164,103 @@ fn hostile_messages_become_dead_letters_and_everything_is_accounted_for() {
     };
     assert_eq!(parties, want[&TopicKind::Parties]);
 }
+
+/// With every limit at its default, an input message the broker accepts but whose dead letter
+/// would exceed the producer's record limit (`message.max.bytes`, 1,000,000 bytes) is cut to fit,
+/// not refused: refusing it would stop the service, and a restart would read it again. So are
+/// original headers too large to carry at all. Everything around them is processed.
+#[test]
+fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
+    let t = unique_topics("cut-dlq");
+    create_topics(&t, 1);
+    let valid = corpus(200, 93);
+    let (want, rejected_valid) = expected(&valid);
+    let large_value = vec![b'x'; 1_040_000];
+    let large_header = "h".repeat(1_000_000);
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    let send = |record: BaseRecord<'_, str, [u8]>| {
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    };
+    let (first, rest) = valid.split_at(100);
+    for line in first {
+        send(BaseRecord::to(&t.input).key("k").payload(line.as_bytes()));
+    }
+    send(
+        BaseRecord::to(&t.input)
+            .key("large-value")
+            .payload(&large_value[..]),
+    );
+    send(
+        BaseRecord::to(&t.input)
+            .key("large-header")
+            .payload(&b"not json"[..])
+            .headers(
+                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: "upstream",
+                    value: Some(&large_header),
+                }),
+            ),
+    );
+    for line in rest {
+        send(BaseRecord::to(&t.input).key("k").payload(line.as_bytes()));
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+
+    let service = Service::start_logged(&t, "cut-dlq-group", &[]);
+    let want_dead = 2 + rejected_valid.len();
+    let mut dead = Vec::new();
+    wait_for("every dead letter", Duration::from_secs(120), || {
+        dead = read_topic(&t.dead_letters);
+        dead.len() >= want_dead
+    });
+    let parties: Vec<String> = {
+        let mut v = Vec::new();
+        wait_for("every party record", Duration::from_secs(120), || {
+            v = read_topic(&t.parties)
+                .iter()
+                .map(|r| record_id(TopicKind::Parties, &r.value))
+                .collect();
+            v.sort();
+            v == want[&TopicKind::Parties]
+        });
+        v
+    };
+    assert_eq!(parties, want[&TopicKind::Parties]);
+    assert!(
+        service.stop(Duration::from_secs(30)).success(),
+        "the service kept running and stopped cleanly"
+    );
+
+    let cut = dead
+        .iter()
+        .find(|l| l.key.as_deref() == Some("large-value"))
+        .expect("the large value's dead letter");
+    assert_eq!(cut.headers[header::VALUE_TRUNCATED], "1040000");
+    assert!(
+        cut.value.len() > 990_000,
+        "cut to {} bytes",
+        cut.value.len()
+    );
+    assert!(large_value.starts_with(&cut.value));
+    assert_eq!(cut.headers[header::SOURCE_OFFSET], "100");
+    assert!(!cut.headers.contains_key(header::ORIGINAL_DROPPED));
+
+    let dropped = dead
+        .iter()
+        .find(|l| l.headers.get(header::SOURCE_OFFSET).map(String::as_str) == Some("101"))
+        .expect("the large header's dead letter");
+    assert!(
+        dropped.headers[header::ORIGINAL_DROPPED]
+            .parse::<usize>()
+            .unwrap()
+            > 1_000_000
+    );
+    assert_eq!(dropped.key, None);
+    assert!(!dropped.headers.contains_key("upstream"));
+    assert_eq!(dropped.headers[header::CODE], "syntax");
+}

@@ -168,6 +168,19 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
     c
 }
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest record (key, value and headers) the producer sends: `message.max.bytes`, as set
+/// with `-X` or librdkafka's default. librdkafka refuses a larger record when it is sent.
+pub fn producer_max_record_bytes(config: &ServiceConfig) -> usize {
+    config
+        .librdkafka
+        .get("message.max.bytes")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+}
+
 /// The `-X key=value` passthrough. Consumer-only or producer-only keys given to the other client
 /// make librdkafka log a warning, not fail.
 fn apply_overrides(c: &mut ClientConfig, config: &ServiceConfig) {

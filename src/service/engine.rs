@@ -28,15 +28,16 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Header, Message};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use super::clients::{
-    consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config, Delivery,
-    DeliveryContext, LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
+    consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config,
+    producer_max_record_bytes, Delivery, DeliveryContext, LeaderlessPartitions, OutgoingRecord,
+    RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Source};
@@ -190,6 +191,8 @@ impl HotMetrics {
 pub struct Engine {
     /// Shared so that records can borrow a topic name while the engine sends.
     config: Arc<ServiceConfig>,
+    /// The producer's `message.max.bytes`: dead letters are cut to fit it.
+    max_record_bytes: usize,
     producer: ThreadedProducer<DeliveryContext>,
     /// Kept to create a replacement producer (exactly-once) that reports to the same channel.
     reports_tx: mpsc::Sender<Delivery>,
@@ -839,28 +842,63 @@ impl Engine {
         Ok(())
     }
 
+    /// The dead letter of a rejected message: its key, value, headers and timestamp, plus
+    /// callstream's headers; cut to fit the producer's record size limit (`dead_letters::fit`).
     fn dead_letter(
         &self,
         batch: &Batch,
         message: &Polled,
         rejection: &Rejection,
     ) -> OutgoingRecord {
-        let mut headers = message.headers.clone().unwrap_or_default();
         let source = Source {
             topic: &self.config.topics.input,
             partition: message.partition,
             offset: message.offset,
         };
-        for (key, value) in dead_letters::headers(rejection, source) {
+        let own = dead_letters::headers(rejection, source);
+        let payload = batch.payload(message);
+        let key = batch.key(message);
+        let original_headers = message.headers.clone().unwrap_or_default();
+        let original_bytes = key.map_or(0, <[u8]>::len)
+            + dead_letters::header_bytes(
+                original_headers
+                    .iter()
+                    .map(|h| (h.key.len(), h.value.map_or(0, <[u8]>::len))),
+            );
+        let fit = dead_letters::fit(
+            payload.len(),
+            original_bytes,
+            dead_letters::header_bytes(own.iter().map(|(name, value)| (name.len(), value.len()))),
+            self.max_record_bytes,
+        );
+        let (mut headers, key) = match fit.original_dropped {
+            None => (original_headers, key.map(<[u8]>::to_vec)),
+            Some(_) => (OwnedHeaders::new(), None),
+        };
+        let notes = [
+            (dead_letters::header::VALUE_TRUNCATED, fit.truncated_from),
+            (dead_letters::header::ORIGINAL_DROPPED, fit.original_dropped),
+        ];
+        let notes = notes
+            .iter()
+            .filter_map(|(name, bytes)| Some((*name, (*bytes)?.to_string())));
+        for (key, value) in own.into_iter().chain(notes) {
             headers = headers.insert(Header {
                 key,
                 value: Some(value.as_bytes()),
             });
         }
+        if fit.truncated_from.is_some() || fit.original_dropped.is_some() {
+            tracing::warn!(
+                bytes = payload.len(),
+                limit = self.max_record_bytes,
+                "dead letter too large for the producer: its value is cut (the whole message stays at its source offset)"
+            );
+        }
         OutgoingRecord {
             topic: self.config.topics.dead_letters.clone(),
-            key: batch.key(message).map(<[u8]>::to_vec),
-            value: batch.payload(message).to_vec(),
+            key,
+            value: payload[..fit.value_len].to_vec(),
             headers: Some(headers),
             timestamp: message.timestamp,
         }
@@ -1510,6 +1548,7 @@ pub fn run(
         offsets_calls_running: Arc::new(AtomicUsize::new(0)),
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
+        max_record_bytes: producer_max_record_bytes(&config),
         config: Arc::new(config),
         producer,
         reports_tx,
