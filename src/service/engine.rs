@@ -193,6 +193,8 @@ pub struct Engine {
     config: Arc<ServiceConfig>,
     /// The producer's `message.max.bytes`: dead letters are cut to fit it.
     max_record_bytes: usize,
+    /// `finish` ran: shutdown has drained what it could.
+    finished: bool,
     producer: ThreadedProducer<DeliveryContext>,
     /// Kept to create a replacement producer (exactly-once) that reports to the same channel.
     reports_tx: mpsc::Sender<Delivery>,
@@ -347,6 +349,10 @@ fn now_ms() -> i64 {
 }
 
 impl Engine {
+    fn exactly_once(&self) -> bool {
+        self.transactional_id.is_some()
+    }
+
     fn on_assign(&mut self, partitions: &[i32]) {
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
         for &p in partitions {
@@ -398,7 +404,13 @@ impl Engine {
                 }
             }
         } else if !lost {
-            let deadline = Instant::now() + self.config.drain_timeout;
+            // After `finish` (the consumer's close at shutdown) the drain has had its time.
+            let deadline = Instant::now()
+                + if self.finished {
+                    Duration::ZERO
+                } else {
+                    self.config.drain_timeout
+                };
             let drained = self.drain(
                 |t| partitions.iter().all(|&p| t.pending_in(p) == 0),
                 deadline,
@@ -907,7 +919,7 @@ impl Engine {
     /// At-least-once: hands the offsets that became safe to the consumer's offset store, which
     /// the auto-commit then commits.
     fn store_offsets(&mut self, consumer: &BaseConsumer<GroupContext>) {
-        if self.transaction.is_some() || self.offsets_stored_at.elapsed() < STORE_OFFSETS_INTERVAL {
+        if self.exactly_once() || self.offsets_stored_at.elapsed() < STORE_OFFSETS_INTERVAL {
             return;
         }
         self.offsets_stored_at = Instant::now();
@@ -931,6 +943,11 @@ impl Engine {
 
     /// Synchronously commits the safe offsets of `partitions` (at-least-once).
     fn commit_offsets(&mut self, consumer: &BaseConsumer<GroupContext>, partitions: &[i32]) {
+        if self.exactly_once() {
+            // The tracker counts records delivered, not committed in a transaction: under
+            // exactly-once offsets go only with the transaction that holds the records.
+            return;
+        }
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
             if let Some(offset) = self.tracker.committable(p) {
@@ -1372,11 +1389,18 @@ impl Engine {
 
     /// Shutdown: drain and commit everything that can be.
     fn finish(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), ServiceError> {
+        // The consumer's close revokes the partitions next: what could be drained was drained here.
+        self.finished = true;
         self.flush_pipeline(true)?;
-        if self.transaction.is_some() {
-            let result = self.commit_transaction(consumer);
+        match shutdown_commit(
+            self.exactly_once(),
+            self.transaction.is_some(),
+            self.fatal.is_some(),
+        ) {
             // Nothing more will be sent; an empty open transaction has nothing on the broker.
-            return result;
+            ShutdownCommit::Transaction => return self.commit_transaction(consumer),
+            ShutdownCommit::Nothing => return self.fatal.take().map_or(Ok(()), Err),
+            ShutdownCommit::AcknowledgedOffsets => {}
         }
         let deadline = Instant::now() + self.config.drain_timeout;
         if !self.drain(|t| t.in_flight_messages() == 0, deadline) && self.fatal.is_none() {
@@ -1549,6 +1573,7 @@ pub fn run(
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         max_record_bytes: producer_max_record_bytes(&config),
+        finished: false,
         config: Arc::new(config),
         producer,
         reports_tx,
@@ -1606,6 +1631,9 @@ pub fn run(
     consumer.unsubscribe();
     drop(consumer);
     health.set_running(false);
+    // A fatal error met by the close's revoke still makes the exit a failure.
+    let late_fatal = lock(&engine).fatal.take();
+    let finished = finished.and_then(|()| late_fatal.map_or(Ok(()), Err));
     let summary = lock(&engine).summary.clone();
     // Closing the job channel ends the core thread.
     drop(engine);
@@ -1613,6 +1641,27 @@ pub fn run(
         tracing::error!("the core thread panicked");
     }
     finished.map(|()| summary)
+}
+
+/// What shutdown commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShutdownCommit {
+    /// The open transaction, with its offsets (exactly-once).
+    Transaction,
+    /// The consumer offsets of every acknowledged message (at-least-once), even after a fatal
+    /// error: what was acknowledged is safe to commit.
+    AcknowledgedOffsets,
+    Nothing,
+}
+
+fn shutdown_commit(exactly_once: bool, transaction_open: bool, fatal: bool) -> ShutdownCommit {
+    match (exactly_once, transaction_open, fatal) {
+        // Under exactly-once, records delivered in a transaction that failed or was aborted were
+        // never committed: neither the transaction nor the consumer may commit their offsets.
+        (true, true, false) => ShutdownCommit::Transaction,
+        (true, _, _) => ShutdownCommit::Nothing,
+        (false, _, _) => ShutdownCommit::AcknowledgedOffsets,
+    }
 }
 
 fn run_loop(
@@ -1697,12 +1746,33 @@ fn run_loop(
             polled = consumer.poll(Duration::ZERO);
         }
     }
-    Ok(())
+    // Stopped: a fatal error a rebalance callback met in the last poll must not be lost, or
+    // shutdown would go on to commit as if nothing had failed.
+    lock(engine).fatal.take().map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shutdown_never_commits_consumer_offsets_under_exactly_once() {
+        for transaction_open in [false, true] {
+            for fatal in [false, true] {
+                let commit = shutdown_commit(true, transaction_open, fatal);
+                assert_ne!(commit, ShutdownCommit::AcknowledgedOffsets);
+                assert_eq!(
+                    commit == ShutdownCommit::Transaction,
+                    transaction_open && !fatal,
+                    "open {transaction_open}, fatal {fatal}"
+                );
+                assert_eq!(
+                    shutdown_commit(false, transaction_open, fatal),
+                    ShutdownCommit::AcknowledgedOffsets
+                );
+            }
+        }
+    }
 
     #[test]
     fn intake_over_the_bounds_is_held_then_paused_and_reads_again_under_them() {
