@@ -902,6 +902,63 @@ fn a_transactional_producer_whose_transactions_keep_failing_is_replaced() {
     );
 }
 
+/// Exactly-once with `auto.offset.reset=latest`: a transaction that aborts before the partition's
+/// first commit rewinds to the first message read since the assignment, not to the log's end,
+/// which by then is past everything that transaction read (and would skip it all).
+#[test]
+fn an_abort_before_the_first_commit_rewinds_to_what_was_read_not_to_the_end() {
+    let (cluster, bootstrap, topics) = mock_cluster(1);
+    let setup = Setup {
+        cluster,
+        bootstrap,
+        topics,
+        lines: Vec::new(),
+        expected_parties: 0,
+    };
+    let stuck = &setup.topics.parties;
+    without_leader(&setup, stuck);
+    let mut config = exactly_once(&setup, "mock-txn-latest");
+    config.auto_offset_reset = "latest".into();
+    config.message_timeout = Duration::from_millis(1_000);
+    let (metrics, stop, handle) = start_with(config);
+    let transactions = |result: &str| metrics.transactions.with_label_values(&[result]).get();
+
+    // With `latest`, what is produced before the consumer has its position is not read: produce
+    // probes until one is consumed, so that everything produced afterwards must be.
+    let probes = generate("inbound=1", 61, 200);
+    let mut probes = probes.iter();
+    wait_for("a probe consumed", Duration::from_secs(60), || {
+        let probe = probes.next().expect("a probe left");
+        produce_input(
+            &setup.bootstrap,
+            &setup.topics.input,
+            std::slice::from_ref(probe),
+        );
+        consumed(&metrics) > 0
+    });
+    let lines = generate("inbound=1", 62, 100);
+    produce_input(&setup.bootstrap, &setup.topics.input, &lines);
+    wait_for("the lines consumed", Duration::from_secs(60), || {
+        consumed(&metrics) > lines.len() as u64
+    });
+    // Their records cannot be delivered: the transaction holding them aborts and rewinds.
+    let aborted_before = transactions("aborted");
+    wait_for("a transaction aborted", Duration::from_secs(60), || {
+        transactions("aborted") > aborted_before
+    });
+    assert_eq!(transactions("committed"), 0, "a transaction committed");
+
+    leader_back(&setup, stuck, OUTPUT_BROKER);
+    let expected = expected_party_values(&lines);
+    wait_for(
+        "every party record of the lines published",
+        Duration::from_secs(90),
+        || transactions("committed") > 0 && expected.is_subset(&published_values(&setup, stuck)),
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+}
+
 /// An assigned input partition without a leader is not fetched, silently: librdkafka waits for a
 /// leader, and can keep a stale "no leader" for good (librdkafka#5430). The leaderless gauge is
 /// what shows it; it clears once a leader is known and consumption goes on.

@@ -195,6 +195,10 @@ pub struct Engine {
     max_record_bytes: usize,
     /// `finish` ran: shutdown has drained what it could.
     finished: bool,
+    /// Exactly-once: per assigned partition, the offset of the first message polled since it was
+    /// assigned. An abort rewinds a partition with no committed offset yet to it: the reset
+    /// policy's position (the log's end, with `latest`) may have moved past what was read.
+    first_polled: BTreeMap<i32, i64>,
     producer: ThreadedProducer<DeliveryContext>,
     /// Kept to create a replacement producer (exactly-once) that reports to the same channel.
     reports_tx: mpsc::Sender<Delivery>,
@@ -357,6 +361,7 @@ impl Engine {
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
         for &p in partitions {
             self.tracker.assign(p);
+            self.first_polled.remove(&p);
         }
         tracing::info!(?partitions, "partitions assigned");
     }
@@ -430,6 +435,7 @@ impl Engine {
         }
         for &p in partitions {
             self.tracker.revoke(p);
+            self.first_polled.remove(&p);
             // The lag of a partition that is no longer ours is someone else's to report.
             for gauge in [
                 &self.metrics.consumer_lag,
@@ -657,6 +663,11 @@ impl Engine {
             );
             return;
         };
+        if self.exactly_once() {
+            self.first_polled
+                .entry(partition)
+                .or_insert_with(|| message.offset());
+        }
         self.collecting.push(Incoming {
             partition,
             offset: message.offset(),
@@ -1207,33 +1218,37 @@ impl Engine {
         self.pump_reports();
         let mut backoff = Backoff::new();
         let committed = loop {
-            match consumer.committed(REQUEST_TIMEOUT) {
-                Ok(committed) => break committed,
-                Err(error) if is_fatal(&error) => {
-                    return Err(kafka("reading committed offsets")(error))
-                }
-                Err(error) if self.stop.load(Ordering::Relaxed) => {
-                    return Err(kafka("reading committed offsets while stopping")(error))
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "reading committed offsets failed; retrying");
-                    backoff.wait();
-                }
+            let error = match consumer.committed(REQUEST_TIMEOUT) {
+                // A partition's own error (a pending transactional offset, say) leaves its offset
+                // unknown, not absent: falling back to a reset position could skip or repeat.
+                Ok(committed) => match committed.elements().iter().find_map(|e| e.error().err()) {
+                    None => break committed,
+                    Some(error) => error,
+                },
+                Err(error) => error,
+            };
+            if is_fatal(&error) {
+                return Err(kafka("reading committed offsets")(error));
             }
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(kafka("reading committed offsets while stopping")(error));
+            }
+            tracing::warn!(%error, "reading committed offsets failed; retrying");
+            backoff.wait();
         };
         for element in committed.elements() {
+            let partition = element.partition();
             let target = match element.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
-                _ if self.config.auto_offset_reset == "latest" => Offset::End,
-                _ => Offset::Beginning,
+                // Nothing committed yet: back to the first message read since the assignment.
+                // If none was read, the consumer's position has not moved.
+                _ => match self.first_polled.get(&partition) {
+                    Some(&first) => Offset::Offset(first),
+                    None => continue,
+                },
             };
-            if let Err(error) = consumer.seek(
-                element.topic(),
-                element.partition(),
-                target,
-                REQUEST_TIMEOUT,
-            ) {
-                tracing::warn!(%error, partition = element.partition(), "rewind failed");
+            if let Err(error) = consumer.seek(element.topic(), partition, target, REQUEST_TIMEOUT) {
+                tracing::warn!(%error, partition, "rewind failed");
             }
         }
         self.begin_transaction()
@@ -1574,6 +1589,7 @@ pub fn run(
         offsets_stored_at: Instant::now(),
         max_record_bytes: producer_max_record_bytes(&config),
         finished: false,
+        first_polled: BTreeMap::new(),
         config: Arc::new(config),
         producer,
         reports_tx,
