@@ -168,7 +168,8 @@ fn hostile_messages_become_dead_letters_and_everything_is_accounted_for() {
 /// With every limit at its default, an input message the broker accepts but whose dead letter
 /// would exceed the producer's record limit (`message.max.bytes`, 1,000,000 bytes) is cut to fit,
 /// not refused: refusing it would stop the service, and a restart would read it again. So are
-/// original headers too large to carry at all. Everything around them is processed.
+/// original headers too large to carry at all, and a reason that quotes a huge field. Everything
+/// around them is processed.
 #[test]
 fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
     let t = unique_topics("cut-dlq");
@@ -177,6 +178,11 @@ fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
     let (want, rejected_valid) = expected(&valid);
     let large_value = vec![b'x'; 1_040_000];
     let large_header = "h".repeat(1_000_000);
+    // An `event` of about a megabyte, which the rejection's reason quotes.
+    let large_event = format!(
+        "{{\"event\":\"{}\",\"body\":{{\"telephonySessionId\":\"s\",\"parties\":[{{\"id\":\"p\",\"status\":{{\"code\":\"Setup\"}}}}]}}}}",
+        "e".repeat(1_039_000)
+    );
 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
@@ -206,13 +212,18 @@ fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
                 }),
             ),
     );
+    send(
+        BaseRecord::to(&t.input)
+            .key("large-event")
+            .payload(large_event.as_bytes()),
+    );
     for line in rest {
         send(BaseRecord::to(&t.input).key("k").payload(line.as_bytes()));
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 
     let service = Service::start_logged(&t, "cut-dlq-group", &[]);
-    let want_dead = 2 + rejected_valid.len();
+    let want_dead = 3 + rejected_valid.len();
     let mut dead = Vec::new();
     wait_for("every dead letter", Duration::from_secs(120), || {
         dead = read_topic(&t.dead_letters);
@@ -263,4 +274,17 @@ fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
     assert_eq!(dropped.key, None);
     assert!(!dropped.headers.contains_key("upstream"));
     assert_eq!(dropped.headers[header::CODE], "syntax");
+
+    let quoted = dead
+        .iter()
+        .find(|l| l.key.as_deref() == Some("large-event"))
+        .expect("the large event's dead letter");
+    assert_eq!(quoted.headers[header::CODE], "wrong_event");
+    assert!(
+        quoted.headers[header::REASON].len() <= callstream::service::dead_letters::MAX_TEXT_BYTES
+    );
+    assert_eq!(
+        quoted.headers[header::VALUE_TRUNCATED],
+        large_event.len().to_string()
+    );
 }

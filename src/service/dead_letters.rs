@@ -3,6 +3,9 @@
 //! for the producer to send is cut to fit, and a header says how large it was: the whole message is
 //! still in the input topic at the source partition and offset.
 
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+use super::clients::OutgoingRecord;
 use crate::core::Rejection;
 
 /// Header names on dead-letter records.
@@ -31,15 +34,31 @@ pub struct Source<'a> {
     pub offset: i64,
 }
 
+/// The longest reason or path a dead letter carries, in bytes. Both can quote the input (a whole
+/// `event` value, say), which would otherwise make the headers alone too large to send.
+pub const MAX_TEXT_BYTES: usize = 1024;
+
+/// `text`, cut at a character boundary to at most `MAX_TEXT_BYTES`, marked with `…` when cut.
+fn capped(text: &str) -> String {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// The headers callstream adds to a dead letter, after the message's own headers.
 pub fn headers(rejection: &Rejection, source: Source<'_>) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (header::STAGE, rejection.stage.as_str().to_owned()),
         (header::CODE, rejection.code.to_owned()),
-        (header::REASON, rejection.reason.clone()),
+        (header::REASON, capped(&rejection.reason)),
     ];
     if let Some(path) = &rejection.path {
-        headers.push((header::PATH, path.clone()));
+        headers.push((header::PATH, capped(path)));
     }
     headers.extend([
         (header::SOURCE_TOPIC, source.topic.to_owned()),
@@ -50,19 +69,33 @@ pub fn headers(rejection: &Rejection, source: Source<'_>) -> Vec<(&'static str, 
     headers
 }
 
-/// Bytes librdkafka counts for one header besides its name and value (two length prefixes), with
-/// room to spare.
-const PER_HEADER_OVERHEAD: usize = 12;
-/// The most `VALUE_TRUNCATED` or `ORIGINAL_DROPPED` can add: a name, a `usize` in decimal and the
-/// prefixes.
-const NOTE_HEADER_BYTES: usize = 40 + 20 + PER_HEADER_OVERHEAD;
+/// What librdkafka adds to a record's key, value and headers when it checks the record against
+/// `message.max.bytes` (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`: the varints of the record's framing at
+/// their longest, and its attributes byte).
+const RECORD_OVERHEAD: usize = 36;
+
+/// Bytes of `n` as a zig-zag varint, the way Kafka writes a header's name and value lengths.
+fn varint_len(n: usize) -> usize {
+    let mut rest = (n as u64) << 1;
+    let mut len = 1;
+    while rest >= 0x80 {
+        rest >>= 7;
+        len += 1;
+    }
+    len
+}
 
 /// The bytes librdkafka counts for headers of these (name, value) lengths.
 pub fn header_bytes(headers: impl IntoIterator<Item = (usize, usize)>) -> usize {
     headers
         .into_iter()
-        .map(|(name, value)| name + value + PER_HEADER_OVERHEAD)
+        .map(|(name, value)| varint_len(name) + name + varint_len(value) + value)
         .sum()
+}
+
+/// The bytes of a note header (`VALUE_TRUNCATED`, `ORIGINAL_DROPPED`) whose value is `number`.
+fn note_bytes(name: &str, number: usize) -> usize {
+    header_bytes([(name.len(), number.to_string().len())])
 }
 
 /// What of the rejected message a dead letter can carry within the producer's record size limit
@@ -74,88 +107,266 @@ pub struct Fit {
     pub value_len: usize,
     /// Set when the value is cut: its original length (`VALUE_TRUNCATED`).
     pub truncated_from: Option<usize>,
-    /// Set when the original key and headers are left out, because they alone are too large:
-    /// their size in bytes (`ORIGINAL_DROPPED`). The value is then empty.
+    /// Set when the original key and headers are left out, because they leave no room for the
+    /// rest: their size in bytes (`ORIGINAL_DROPPED`).
     pub original_dropped: Option<usize>,
 }
 
-/// Fits a dead letter into `max_record_bytes`: the value is cut first; if the original key and
-/// headers (`original_bytes`) leave no room at all, they are left out too. `own_header_bytes` are
-/// the headers callstream adds (`headers`), which always go.
+/// Fits a dead letter into `max_record_bytes`, counting as librdkafka does: the value is cut
+/// first; if the original key and headers (`original_bytes`, as `header_bytes` counts them) leave
+/// no room even for the note that says so, they are left out instead. `own_header_bytes` are the
+/// headers callstream adds (`headers`), which always go: bounded by `MAX_TEXT_BYTES`, they fit
+/// any limit above a few kilobytes.
 pub fn fit(
     value_len: usize,
     original_bytes: usize,
     own_header_bytes: usize,
     max_record_bytes: usize,
 ) -> Fit {
-    let room = |fixed: usize| {
-        max_record_bytes
-            .checked_sub(fixed + own_header_bytes + NOTE_HEADER_BYTES)
-            .filter(|&room| room > 0)
-    };
-    match room(original_bytes) {
-        Some(room) if value_len <= room => Fit {
+    let fixed = RECORD_OVERHEAD + own_header_bytes;
+    if fixed + original_bytes + value_len <= max_record_bytes {
+        return Fit {
             value_len,
             truncated_from: None,
             original_dropped: None,
-        },
-        Some(room) => Fit {
+        };
+    }
+    let truncated_note = note_bytes(header::VALUE_TRUNCATED, value_len);
+    if let Some(room) = max_record_bytes.checked_sub(fixed + original_bytes + truncated_note) {
+        return Fit {
             value_len: room,
             truncated_from: Some(value_len),
             original_dropped: None,
-        },
-        None => Fit {
-            value_len: 0,
-            truncated_from: (value_len > 0).then_some(value_len),
-            original_dropped: Some(original_bytes),
-        },
+        };
     }
+    let fixed = fixed + note_bytes(header::ORIGINAL_DROPPED, original_bytes);
+    if fixed + value_len <= max_record_bytes {
+        return Fit {
+            value_len,
+            truncated_from: None,
+            original_dropped: Some(original_bytes),
+        };
+    }
+    Fit {
+        value_len: max_record_bytes.saturating_sub(fixed + truncated_note),
+        truncated_from: Some(value_len),
+        original_dropped: Some(original_bytes),
+    }
+}
+
+/// A rejected message as read.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected<'m> {
+    pub value: &'m [u8],
+    pub key: Option<&'m [u8]>,
+    pub headers: Option<&'m OwnedHeaders>,
+    pub timestamp: Option<i64>,
+}
+
+/// The dead letter of `message` for `topic`: its key, value, headers and timestamp, plus
+/// callstream's headers, fitted into `max_record_bytes` (`fit`), and how it was fitted.
+pub fn dead_letter(
+    topic: &str,
+    message: Rejected<'_>,
+    rejection: &Rejection,
+    source: Source<'_>,
+    max_record_bytes: usize,
+) -> (OutgoingRecord, Fit) {
+    let own = headers(rejection, source);
+    let original_bytes = message.key.map_or(0, <[u8]>::len)
+        + message.headers.map_or(0, |headers| {
+            header_bytes(
+                headers
+                    .iter()
+                    .map(|h| (h.key.len(), h.value.map_or(0, <[u8]>::len))),
+            )
+        });
+    let fit = fit(
+        message.value.len(),
+        original_bytes,
+        header_bytes(own.iter().map(|(name, value)| (name.len(), value.len()))),
+        max_record_bytes,
+    );
+    let (mut record_headers, key) = match fit.original_dropped {
+        None => (
+            message.headers.cloned().unwrap_or_default(),
+            message.key.map(<[u8]>::to_vec),
+        ),
+        Some(_) => (OwnedHeaders::new(), None),
+    };
+    let notes = [
+        (header::VALUE_TRUNCATED, fit.truncated_from),
+        (header::ORIGINAL_DROPPED, fit.original_dropped),
+    ]
+    .into_iter()
+    .filter_map(|(name, bytes)| Some((name, bytes?.to_string())));
+    for (name, value) in own.into_iter().chain(notes) {
+        record_headers = record_headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    let record = OutgoingRecord {
+        topic: topic.to_owned(),
+        key,
+        value: message.value[..fit.value_len].to_vec(),
+        headers: Some(record_headers),
+        timestamp: message.timestamp,
+    };
+    (record, fit)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+
     use super::*;
     use crate::core::Stage;
 
-    #[test]
-    fn a_value_that_fits_is_kept_whole() {
-        let fit = fit(1_000, 50, 300, 2_000);
-        assert_eq!(
-            fit,
-            Fit {
-                value_len: 1_000,
-                truncated_from: None,
-                original_dropped: None
-            }
-        );
+    const LIMIT: usize = 2_000;
+
+    fn rejection(reason: String) -> Rejection {
+        Rejection::new(Stage::Envelope, "wrong_event", reason, Some("event".into()))
+    }
+
+    const SOURCE: Source<'static> = Source {
+        topic: "in",
+        partition: 0,
+        offset: 7,
+    };
+
+    /// Whether librdkafka itself accepts `record` under `message.max.bytes = LIMIT`: it checks
+    /// the size when the record is sent, before any broker is involved.
+    fn librdkafka_accepts(record: &OutgoingRecord) -> bool {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("message.max.bytes", LIMIT.to_string())
+            .set("message.timeout.ms", "1000")
+            .create()
+            .expect("producer");
+        let mut base = BaseRecord::<[u8], [u8]>::to(&record.topic).payload(&record.value);
+        if let Some(key) = &record.key {
+            base = base.key(key);
+        }
+        if let Some(headers) = &record.headers {
+            base = base.headers(headers.clone());
+        }
+        let accepted = producer.send(base).is_ok();
+        producer.poll(Duration::ZERO);
+        accepted
+    }
+
+    fn upstream_headers(value_len: usize) -> OwnedHeaders {
+        OwnedHeaders::new().insert(Header {
+            key: "upstream",
+            value: Some(&vec![b'h'; value_len][..]),
+        })
     }
 
     #[test]
-    fn a_value_too_large_is_cut_so_that_the_whole_record_fits() {
-        let (original, own, limit) = (
-            10 + header_bytes([(20, 30)]),
-            header_bytes([(5, 100)]),
-            2_000,
-        );
-        let fit = fit(5_000, original, own, limit);
+    fn a_dead_letter_that_fits_is_kept_whole() {
+        let value = vec![b'x'; 300];
+        let headers = upstream_headers(50);
+        let message = Rejected {
+            value: &value,
+            key: Some(b"k"),
+            headers: Some(&headers),
+            timestamp: Some(5),
+        };
+        let (record, fit) = dead_letter("dlq", message, &rejection("r".into()), SOURCE, LIMIT);
+        assert_eq!(fit.truncated_from, None);
+        assert_eq!(fit.original_dropped, None);
+        assert_eq!(record.value, value);
+        assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(record.timestamp, Some(5));
+        assert!(librdkafka_accepts(&record));
+    }
+
+    #[test]
+    fn a_value_too_large_is_cut_exactly_to_what_librdkafka_accepts() {
+        let value = vec![b'x'; 5_000];
+        let headers = upstream_headers(50);
+        let message = Rejected {
+            value: &value,
+            key: Some(b"key"),
+            headers: Some(&headers),
+            timestamp: None,
+        };
+        let (mut record, fit) = dead_letter("dlq", message, &rejection("r".into()), SOURCE, LIMIT);
         assert_eq!(fit.truncated_from, Some(5_000));
         assert_eq!(fit.original_dropped, None);
-        let record = original + fit.value_len + own + NOTE_HEADER_BYTES;
-        assert!(record <= limit, "{record} bytes against {limit}");
-        assert_eq!(record, limit, "cut more than needed");
+        assert!(value.starts_with(&record.value));
+        let names: Vec<&str> = record
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .map(|h| h.key)
+            .collect();
+        assert!(names.contains(&"upstream") && names.contains(&header::VALUE_TRUNCATED));
+        assert!(librdkafka_accepts(&record), "the cut record is refused");
+        // Not cut further than needed: one byte more is over the limit.
+        record.value.push(b'x');
+        assert!(
+            !librdkafka_accepts(&record),
+            "the value was cut more than needed"
+        );
     }
 
     #[test]
     fn original_key_and_headers_too_large_are_left_out() {
-        let fit = fit(3, 5_000, 200, 1_000);
-        assert_eq!(
-            fit,
-            Fit {
-                value_len: 0,
-                truncated_from: Some(3),
-                original_dropped: Some(5_000)
-            }
-        );
+        let headers = upstream_headers(5_000);
+        let message = Rejected {
+            value: b"not json",
+            key: Some(b"key"),
+            headers: Some(&headers),
+            timestamp: None,
+        };
+        let (record, fit) = dead_letter("dlq", message, &rejection("r".into()), SOURCE, LIMIT);
+        assert_eq!(fit.truncated_from, None);
+        assert!(fit.original_dropped.is_some_and(|bytes| bytes > 5_000));
+        assert_eq!(record.key, None);
+        assert_eq!(record.value, b"not json");
+        assert!(librdkafka_accepts(&record));
+    }
+
+    #[test]
+    fn a_reason_quoting_a_huge_input_is_capped_and_the_record_still_fits() {
+        // What the envelope says of an `event` it does not accept: the value, quoted.
+        let event = "\u{80}".repeat(3_000);
+        let reason = format!("event {event:?} is not a telephony-sessions event filter");
+        let value = format!("{{\"event\":\"{event}\"}}").into_bytes();
+        let message = Rejected {
+            value: &value,
+            key: None,
+            headers: None,
+            timestamp: None,
+        };
+        let (record, fit) = dead_letter("dlq", message, &rejection(reason), SOURCE, LIMIT);
+        let headers = record.headers.as_ref().expect("headers");
+        let reason = headers
+            .iter()
+            .find(|h| h.key == header::REASON)
+            .and_then(|h| h.value)
+            .expect("reason");
+        assert!(reason.len() <= MAX_TEXT_BYTES);
+        assert!(std::str::from_utf8(reason)
+            .expect("still UTF-8")
+            .ends_with('…'));
+        assert_eq!(fit.truncated_from, Some(value.len()));
+        assert!(librdkafka_accepts(&record));
+    }
+
+    #[test]
+    fn varints_are_counted_as_kafka_writes_them() {
+        // Zig-zag: 63 is 126, one byte; 64 is 128, two.
+        assert_eq!(varint_len(0), 1);
+        assert_eq!(varint_len(63), 1);
+        assert_eq!(varint_len(64), 2);
+        assert_eq!(varint_len(8_191), 2);
+        assert_eq!(varint_len(8_192), 3);
     }
 
     #[test]

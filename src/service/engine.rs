@@ -28,7 +28,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -40,7 +40,7 @@ use super::clients::{
     RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
-use super::dead_letters::{self, Source};
+use super::dead_letters::{self, Rejected, Source};
 use super::offsets::{InputRef, OffsetTracker};
 use super::pipeline::{self, Batch, Incoming, Job, Polled, Processed};
 use super::registry;
@@ -865,8 +865,7 @@ impl Engine {
         Ok(())
     }
 
-    /// The dead letter of a rejected message: its key, value, headers and timestamp, plus
-    /// callstream's headers; cut to fit the producer's record size limit (`dead_letters::fit`).
+    /// The dead letter of a rejected message, fitted into the producer's record size limit.
     fn dead_letter(
         &self,
         batch: &Batch,
@@ -878,53 +877,29 @@ impl Engine {
             partition: message.partition,
             offset: message.offset,
         };
-        let own = dead_letters::headers(rejection, source);
-        let payload = batch.payload(message);
-        let key = batch.key(message);
-        let original_headers = message.headers.clone().unwrap_or_default();
-        let original_bytes = key.map_or(0, <[u8]>::len)
-            + dead_letters::header_bytes(
-                original_headers
-                    .iter()
-                    .map(|h| (h.key.len(), h.value.map_or(0, <[u8]>::len))),
-            );
-        let fit = dead_letters::fit(
-            payload.len(),
-            original_bytes,
-            dead_letters::header_bytes(own.iter().map(|(name, value)| (name.len(), value.len()))),
+        let rejected = Rejected {
+            value: batch.payload(message),
+            key: batch.key(message),
+            headers: message.headers.as_ref(),
+            timestamp: message.timestamp,
+        };
+        let (record, fit) = dead_letters::dead_letter(
+            &self.config.topics.dead_letters,
+            rejected,
+            rejection,
+            source,
             self.max_record_bytes,
         );
-        let (mut headers, key) = match fit.original_dropped {
-            None => (original_headers, key.map(<[u8]>::to_vec)),
-            Some(_) => (OwnedHeaders::new(), None),
-        };
-        let notes = [
-            (dead_letters::header::VALUE_TRUNCATED, fit.truncated_from),
-            (dead_letters::header::ORIGINAL_DROPPED, fit.original_dropped),
-        ];
-        let notes = notes
-            .iter()
-            .filter_map(|(name, bytes)| Some((*name, (*bytes)?.to_string())));
-        for (key, value) in own.into_iter().chain(notes) {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
-        }
         if fit.truncated_from.is_some() || fit.original_dropped.is_some() {
             tracing::warn!(
-                bytes = payload.len(),
+                bytes = rejected.value.len(),
                 limit = self.max_record_bytes,
-                "dead letter too large for the producer: its value is cut (the whole message stays at its source offset)"
+                truncated = fit.truncated_from.is_some(),
+                original_dropped = fit.original_dropped.is_some(),
+                "dead letter too large for the producer: cut to fit (the whole message stays at its source offset)"
             );
         }
-        OutgoingRecord {
-            topic: self.config.topics.dead_letters.clone(),
-            key,
-            value: payload[..fit.value_len].to_vec(),
-            headers: Some(headers),
-            timestamp: message.timestamp,
-        }
+        record
     }
 
     /// At-least-once: hands the offsets that became safe to the consumer's offset store, which
