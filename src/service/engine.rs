@@ -1191,6 +1191,10 @@ impl Engine {
             self.tracker.assign(p);
         }
         self.pump_reports();
+        // A partition-level error can last: an offset held by a transaction an earlier process
+        // left open is unstable until the broker aborts that transaction, after its timeout.
+        let patience = self.config.message_timeout.max(Duration::from_secs(60)) + REQUEST_TIMEOUT;
+        let deadline = Instant::now() + patience;
         let mut backoff = Backoff::new();
         let committed = loop {
             let error = match consumer.committed(REQUEST_TIMEOUT) {
@@ -1208,6 +1212,12 @@ impl Engine {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(kafka("reading committed offsets while stopping")(error));
             }
+            if Instant::now() >= deadline {
+                return Err(ServiceError::Fatal(format!(
+                    "could not read the committed offsets to rewind to after an abort within {} s ({error}); what was not committed is read again on restart",
+                    patience.as_secs()
+                )));
+            }
             tracing::warn!(%error, "reading committed offsets failed; retrying");
             backoff.wait();
         };
@@ -1222,9 +1232,11 @@ impl Engine {
                     None => continue,
                 },
             };
-            if let Err(error) = consumer.seek(element.topic(), partition, target, REQUEST_TIMEOUT) {
-                tracing::warn!(%error, partition, "rewind failed");
-            }
+            // Reading on from where the consumer is would skip the aborted input: stop instead,
+            // and a restart reads from the committed offsets.
+            consumer
+                .seek(element.topic(), partition, target, REQUEST_TIMEOUT)
+                .map_err(kafka("rewinding a partition after an abort"))?;
         }
         self.begin_transaction()
     }
