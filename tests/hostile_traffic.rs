@@ -288,3 +288,99 @@ fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
         large_event.len().to_string()
     );
 }
+
+/// Sends one record whose header name is not UTF-8, which rust-rdkafka's API cannot express but
+/// the protocol allows (Kafka names are bytes to librdkafka).
+fn produce_with_header_name(topic: &str, key: &str, name: &[u8], payload: &[u8]) {
+    use rdkafka::bindings as rd;
+    use rdkafka::producer::BaseProducer;
+    use std::ffi::CString;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer");
+    let topic = CString::new(topic).expect("topic name");
+    let name = CString::new(name).expect("no NUL in the name");
+    let value = b"v";
+    let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
+    let vus = [
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                cstr: topic.as_ptr(),
+            },
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                    ptr: key.as_ptr() as *mut _,
+                    size: key.len(),
+                },
+            },
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                    ptr: payload.as_ptr() as *mut _,
+                    size: payload.len(),
+                },
+            },
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                    name: name.as_ptr(),
+                    val: value.as_ptr().cast(),
+                    size: value.len() as isize,
+                },
+            },
+        ),
+        vu(
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
+            rd::rd_kafka_vu_s__bindgen_ty_1 {
+                i: rd::RD_KAFKA_MSG_F_COPY,
+            },
+        ),
+    ];
+    // SAFETY: every pointer is valid for the call, and the record's bytes are copied (F_COPY).
+    let error =
+        unsafe { rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len()) };
+    assert!(error.is_null(), "produceva failed");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A rejected message whose header name is not UTF-8 becomes a dead letter (the name's bad bytes
+/// replaced), and the service goes on: reading such a name through rust-rdkafka panics.
+#[test]
+fn a_header_name_that_is_not_utf8_does_not_stop_the_service() {
+    let t = unique_topics("raw-header");
+    create_topics(&t, 1);
+    let valid = corpus(50, 95);
+    let (want, _) = expected(&valid);
+    produce_with_header_name(&t.input, "bad-header", b"trace-\xff\xfe", b"not json");
+    produce(&t.input, &valid);
+
+    let service = Service::start_logged(&t, "raw-header-group", &[]);
+    let mut dead = Vec::new();
+    wait_for("the dead letter", Duration::from_secs(60), || {
+        dead = read_topic(&t.dead_letters);
+        !dead.is_empty()
+    });
+    let mut parties = Vec::new();
+    wait_for("every party record", Duration::from_secs(60), || {
+        parties = read_topic(&t.parties)
+            .iter()
+            .map(|r| record_id(TopicKind::Parties, &r.value))
+            .collect();
+        parties.sort();
+        parties == want[&TopicKind::Parties]
+    });
+    assert!(service.stop(Duration::from_secs(30)).success());
+    let letter = &dead[0];
+    assert_eq!(letter.key.as_deref(), Some("bad-header"));
+    assert_eq!(letter.headers[header::CODE], "syntax");
+    assert_eq!(letter.headers["trace-\u{fffd}\u{fffd}"], "v");
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -188,6 +188,41 @@ fn apply_overrides(c: &mut ClientConfig, config: &ServiceConfig) {
         c.set(key, value);
     }
     c.set_log_level(RDKafkaLogLevel::Warning);
+}
+
+/// The headers of a polled message, copied: each name as text (bytes that are not UTF-8
+/// replaced, cut at a NUL byte), each value as it is. Input is hostile, and rust-rdkafka's header
+/// reader panics on a name that is not UTF-8 (`Headers::try_get`); a copy made of checked names
+/// is also what a dead letter's size is counted from.
+pub fn copy_headers(message: &BorrowedMessage<'_>) -> Option<OwnedHeaders> {
+    use rdkafka::bindings::{
+        rd_kafka_header_get_all, rd_kafka_message_headers, rd_kafka_resp_err_t,
+    };
+    let mut native = std::ptr::null_mut();
+    // SAFETY: the message is valid while borrowed; librdkafka parses its headers into storage
+    // the message owns (or reports that it has none), valid as long as the message.
+    let found = unsafe { rd_kafka_message_headers(message.ptr(), &mut native) };
+    if found != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || native.is_null() {
+        return None;
+    }
+    let mut copy = OwnedHeaders::new();
+    for index in 0.. {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+        // SAFETY: `native` is the message's headers (above); librdkafka fills the three
+        // pointers with storage of those headers, or reports that `index` is past the last.
+        let got =
+            unsafe { rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
+        if got != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            break;
+        }
+        // SAFETY: librdkafka stores each name NUL-terminated and each value as `size` bytes
+        // (null for a header without a value).
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy();
+        let value = (!value.is_null())
+            .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+        copy = copy.insert(Header { key: &name, value });
+    }
+    Some(copy)
 }
 
 /// Errors after which the service cannot go on (and retrying would not help).

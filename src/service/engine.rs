@@ -35,7 +35,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use super::clients::{
-    consumer_config, export_statistics, is_fatal, log_librdkafka, producer_config,
+    consumer_config, copy_headers, export_statistics, is_fatal, log_librdkafka, producer_config,
     producer_max_record_bytes, Delivery, DeliveryContext, LeaderlessPartitions, OutgoingRecord,
     RecordParts, Sent, STATISTICS_INTERVAL,
 };
@@ -675,7 +675,7 @@ impl Engine {
             timestamp: message.timestamp().to_millis(),
             payload: message.payload().unwrap_or_default(),
             key: message.key(),
-            headers: message.headers().map(|h| h.detach()),
+            headers: copy_headers(message),
         });
     }
 
