@@ -396,7 +396,9 @@ impl Engine {
             // The open transaction holds records of the revoked partitions: commit it while they
             // are still ours, or abort it if they are already someone else's.
             let result = if lost {
-                self.abort_and_rewind(consumer)
+                // Lost: every partition goes now, and the coordinator is likely out of reach
+                // (a lost assignment is what a session timeout gives): nothing to rewind.
+                self.abort_and_rewind(consumer, Rewind::Nothing)
             } else {
                 self.commit_transaction(consumer)
             };
@@ -1030,7 +1032,7 @@ impl Engine {
                         "sending the input offsets to the transaction did not return; replacing the producer"
                     );
                     self.replace_producer("offsets_call_stuck")?;
-                    return self.rewind_and_begin(consumer);
+                    return self.rewind_and_begin(consumer, Rewind::Assigned);
                 };
                 sent.inspect(|()| offsets_sent = true)
                     .and_then(|()| self.producer.commit_transaction(TRANSACTION_TIMEOUT))
@@ -1051,7 +1053,7 @@ impl Engine {
                     // producer instead, which aborts the transaction on the broker.
                     tracing::warn!(%error, attempt, "transaction commit keeps failing; replacing the producer");
                     self.replace_producer("transaction_not_ending")?;
-                    return self.rewind_and_begin(consumer);
+                    return self.rewind_and_begin(consumer, Rewind::Assigned);
                 }
                 Err(error) => {
                     self.metrics
@@ -1133,7 +1135,7 @@ impl Engine {
     ) -> Result<(), ServiceError> {
         self.failed_transactions_in_a_row += 1;
         if self.failed_transactions_in_a_row < STUCK_AFTER_TIMEOUTS {
-            return self.abort_and_rewind(consumer);
+            return self.abort_and_rewind(consumer, Rewind::Assigned);
         }
         self.failed_transactions_in_a_row = 0;
         tracing::warn!(
@@ -1141,7 +1143,7 @@ impl Engine {
             "the last transactions all failed; replacing the producer"
         );
         self.replace_producer("transactions_failing")?;
-        self.rewind_and_begin(consumer)
+        self.rewind_and_begin(consumer, Rewind::Assigned)
     }
 
     /// Aborts the open transaction and rewinds every assigned partition to its committed offset,
@@ -1150,6 +1152,7 @@ impl Engine {
     fn abort_and_rewind(
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
+        rewind: Rewind,
     ) -> Result<(), ServiceError> {
         let mut backoff = Backoff::new();
         let mut attempt = 0;
@@ -1169,14 +1172,16 @@ impl Engine {
                 }
             }
         }
-        self.rewind_and_begin(consumer)
+        self.rewind_and_begin(consumer, rewind)
     }
 
-    /// After an abort: forget what the transaction emitted, rewind every assigned partition to
-    /// its committed offset, and open the next transaction.
+    /// After an abort: forget what the transaction emitted, rewind every assigned partition read
+    /// since its assignment to its committed offset (unless `rewind` is `Rewind::Nothing`), and
+    /// open the next transaction.
     fn rewind_and_begin(
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
+        rewind: Rewind,
     ) -> Result<(), ServiceError> {
         self.metrics
             .transactions
@@ -1191,6 +1196,9 @@ impl Engine {
             self.tracker.assign(p);
         }
         self.pump_reports();
+        if rewind == Rewind::Nothing || self.first_polled.is_empty() {
+            return self.begin_transaction();
+        }
         // A partition-level error can last: an offset held by a transaction an earlier process
         // left open is unstable until the broker aborts that transaction, after its timeout.
         let patience = self.config.message_timeout.max(Duration::from_secs(60)) + REQUEST_TIMEOUT;
@@ -1223,14 +1231,15 @@ impl Engine {
         };
         for element in committed.elements() {
             let partition = element.partition();
+            // Nothing read since the assignment: the position has not moved, and a partition
+            // whose fetching has not started yet cannot be sought.
+            let Some(&first) = self.first_polled.get(&partition) else {
+                continue;
+            };
             let target = match element.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
                 // Nothing committed yet: back to the first message read since the assignment.
-                // If none was read, the consumer's position has not moved.
-                _ => match self.first_polled.get(&partition) {
-                    Some(&first) => Offset::Offset(first),
-                    None => continue,
-                },
+                _ => Offset::Offset(first),
             };
             // Reading on from where the consumer is would skip the aborted input: stop instead,
             // and a restart reads from the committed offsets.
@@ -1644,6 +1653,15 @@ pub fn run(
         tracing::error!("the core thread panicked");
     }
     finished.map(|()| summary)
+}
+
+/// What an abort rewinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewind {
+    /// Every assigned partition read since its assignment, to its committed offset.
+    Assigned,
+    /// Nothing: the whole assignment is going.
+    Nothing,
 }
 
 /// What shutdown commits.
