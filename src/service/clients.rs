@@ -202,8 +202,20 @@ pub fn copy_headers(message: &BorrowedMessage<'_>) -> Option<OwnedHeaders> {
     // SAFETY: the message is valid while borrowed; librdkafka parses its headers into storage
     // the message owns (or reports that it has none), valid as long as the message.
     let found = unsafe { rd_kafka_message_headers(message.ptr(), &mut native) };
-    if found != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || native.is_null() {
-        return None;
+    match found {
+        rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR if !native.is_null() => {}
+        rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT => return None,
+        error => {
+            // More than librdkafka's 100,000 headers, or a malformed length: a dead letter of
+            // this message carries none of them.
+            tracing::warn!(
+                partition = message.partition(),
+                offset = message.offset(),
+                ?error,
+                "the message's headers cannot be read; they are left out"
+            );
+            return None;
+        }
     }
     let mut copy = OwnedHeaders::new();
     for index in 0.. {
