@@ -303,6 +303,13 @@ fn produce_with_header_name(topic: &str, key: &str, name: &[u8], payload: &[u8])
     let name = CString::new(name).expect("no NUL in the name");
     let value = b"v";
     let vu = |vtype, u| rd::rd_kafka_vu_t { vtype, u };
+    // Bytes librdkafka copies (F_COPY below) and never writes through.
+    let mem = |bytes: &[u8]| rd::rd_kafka_vu_s__bindgen_ty_1 {
+        mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+            ptr: bytes.as_ptr() as *mut _,
+            size: bytes.len(),
+        },
+    };
     let vus = [
         vu(
             rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC,
@@ -312,22 +319,9 @@ fn produce_with_header_name(topic: &str, key: &str, name: &[u8], payload: &[u8])
         ),
         vu(
             rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
-            rd::rd_kafka_vu_s__bindgen_ty_1 {
-                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                    ptr: key.as_ptr() as *mut _,
-                    size: key.len(),
-                },
-            },
+            mem(key.as_bytes()),
         ),
-        vu(
-            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
-            rd::rd_kafka_vu_s__bindgen_ty_1 {
-                mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
-                    ptr: payload.as_ptr() as *mut _,
-                    size: payload.len(),
-                },
-            },
-        ),
+        vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE, mem(payload)),
         vu(
             rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER,
             rd::rd_kafka_vu_s__bindgen_ty_1 {

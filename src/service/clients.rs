@@ -161,11 +161,16 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
         // transactional id) also holds read_committed readers back for this long.
         c.set("transactional.id", id).set(
             "transaction.timeout.ms",
-            config.message_timeout.as_millis().max(60_000).to_string(),
+            transaction_timeout(config).as_millis().to_string(),
         );
     }
     apply_overrides(&mut c, config);
     c
+}
+
+/// The producer's `transaction.timeout.ms`: `message_timeout`, at least a minute.
+pub fn transaction_timeout(config: &ServiceConfig) -> Duration {
+    config.message_timeout.max(Duration::from_secs(60))
 }
 
 /// librdkafka's default `message.max.bytes`.

@@ -36,8 +36,8 @@ use thiserror::Error;
 
 use super::clients::{
     consumer_config, copy_headers, export_statistics, is_fatal, log_librdkafka, producer_config,
-    producer_max_record_bytes, Delivery, DeliveryContext, LeaderlessPartitions, OutgoingRecord,
-    RecordParts, Sent, STATISTICS_INTERVAL,
+    producer_max_record_bytes, transaction_timeout, Delivery, DeliveryContext,
+    LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -1201,7 +1201,7 @@ impl Engine {
         }
         // A partition-level error can last: an offset held by a transaction an earlier process
         // left open is unstable until the broker aborts that transaction, after its timeout.
-        let patience = self.config.message_timeout.max(Duration::from_secs(60)) + REQUEST_TIMEOUT;
+        let patience = transaction_timeout(&self.config) + REQUEST_TIMEOUT;
         let deadline = Instant::now() + patience;
         let mut backoff = Backoff::new();
         let committed = loop {
