@@ -118,7 +118,7 @@ impl Metrics {
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "callstream_consumer_lag_messages",
-                "Messages behind the high watermark, per assigned input partition (librdkafka statistics).",
+                "Input messages not committed yet, per assigned input partition: from the committed offset (under exactly-once, the last transaction's) to the last stable offset (librdkafka statistics).",
             ),
             &["partition"],
         )

@@ -246,3 +246,70 @@ fn metrics_count_what_was_processed_and_a_real_prometheus_scrapes_them() {
         );
     }
 }
+
+/// The lag gauge of every input partition, once all three are reported.
+fn partition_lags(address: &str) -> Option<Vec<f64>> {
+    let s = samples(&http_get(&format!("http://{address}/metrics")).1);
+    let lags: Vec<f64> = (0..PARTITIONS)
+        .filter_map(|p| {
+            s.get(&format!(
+                "callstream_consumer_lag_messages{{partition=\"{p}\"}}"
+            ))
+            .copied()
+        })
+        .collect();
+    (lags.len() == PARTITIONS as usize).then_some(lags)
+}
+
+/// The lag falls to zero once everything is committed: under exactly-once too, where the offsets
+/// are committed by the producer's transactions, which the consumer's own statistics do not see
+/// (its lag stayed at what was committed when the partitions were assigned).
+fn consumer_lag_falls_to_zero_once_everything_is_committed(guarantee: &str) {
+    let t = unique_topics(&format!("lag-{guarantee}"));
+    create_topics(&t, PARTITIONS);
+    let group = format!("lag-{guarantee}-group");
+    let first = corpus(300, 71);
+    produce(&t.input, &first);
+
+    // A first run commits the first batch, so that the second run starts from committed offsets.
+    let address = format!("127.0.0.1:{}", free_port());
+    let args = ["--guarantee", guarantee, "--metrics-addr", &address];
+    let service = Service::start(&t, &group, &args);
+    wait_for("the first batch committed", TIMEOUT, || {
+        committed_total(&group, &t.input, PARTITIONS) == first.len() as i64
+    });
+    assert!(service.stop(Duration::from_secs(30)).success());
+
+    // The second run starts behind: its lag must fall to zero as its transactions commit.
+    let second = corpus(300, 72);
+    produce(&t.input, &second);
+    let service = Service::start(&t, &group, &args);
+    let last = std::cell::RefCell::new(Vec::new());
+    wait_for_or_explain(
+        "every partition's lag at zero with everything committed",
+        TIMEOUT,
+        || {
+            let Some(lags) = partition_lags(&address) else {
+                return false;
+            };
+            let zero = lags.iter().all(|&lag| lag == 0.0);
+            *last.borrow_mut() = lags;
+            zero && committed_total(&group, &t.input, PARTITIONS)
+                == (first.len() + second.len()) as i64
+        },
+        || format!("lags last reported: {:?}", last.borrow()),
+    );
+    assert!(service.stop(Duration::from_secs(30)).success());
+}
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+#[test]
+fn at_least_once_consumer_lag_falls_to_zero_once_everything_is_committed() {
+    consumer_lag_falls_to_zero_once_everything_is_committed("at-least-once");
+}
+
+#[test]
+fn exactly_once_consumer_lag_falls_to_zero_once_everything_is_committed() {
+    consumer_lag_falls_to_zero_once_everything_is_committed("exactly-once");
+}

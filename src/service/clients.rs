@@ -153,6 +153,10 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
         .set(
             "message.timeout.ms",
             config.message_timeout.as_millis().to_string(),
+        )
+        .set(
+            "statistics.interval.ms",
+            STATISTICS_INTERVAL.as_millis().to_string(),
         );
     if let Some(id) = transactional_id {
         // The broker aborts a transaction left open this long, and then fences its producer: an
@@ -285,25 +289,83 @@ pub(super) fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str,
     }
 }
 
-/// How often the consumer's librdkafka reports statistics (`export_statistics`).
+/// How often librdkafka reports statistics: the consumer's for the lag metrics
+/// (`export_consumer_statistics`), the producer's for its queue.
 pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
 
-pub(super) fn export_statistics(metrics: &Metrics, statistics: &Statistics) {
-    if statistics.client_type == "producer" {
-        metrics.producer_queue.set(statistics.msg_cnt as i64);
-        return;
-    }
+pub(super) fn export_consumer_statistics(
+    metrics: &Metrics,
+    statistics: &Statistics,
+    transaction_commits: &TransactionCommits,
+) {
     for topic in statistics.topics.values() {
-        for (id, partition) in &topic.partitions {
-            // librdkafka reports -1 for partitions it does not fetch and for the internal one.
-            if *id < 0 || partition.consumer_lag < 0 || partition.fetch_state != "active" {
+        for (&id, partition) in &topic.partitions {
+            // librdkafka reports -1 for the internal partition.
+            if id < 0 {
                 continue;
             }
-            metrics
-                .consumer_lag
-                .with_label_values(&[&id.to_string()])
-                .set(partition.consumer_lag);
+            if let Some(lag) = consumer_lag(partition, transaction_commits.get(id)) {
+                metrics
+                    .consumer_lag
+                    .with_label_values(&[&id.to_string()])
+                    .set(lag);
+            }
         }
+    }
+}
+
+/// Messages of a fetched input partition not yet committed: from the committed position to the
+/// partition's last stable offset (callstream reads `read_committed`). `None` for a partition not
+/// being fetched, or whose positions are not known yet.
+///
+/// librdkafka's own `consumer_lag` counts from the consumer's committed offset, which only the
+/// consumer's commits and the offset fetch at assignment move. Under exactly-once the offsets are
+/// committed by the producer's transactions instead (`committed_in_transaction`), and the
+/// consumer's figure would only ever grow.
+fn consumer_lag(
+    partition: &rdkafka::statistics::Partition,
+    committed_in_transaction: Option<i64>,
+) -> Option<i64> {
+    if partition.fetch_state != "active" {
+        return None;
+    }
+    let Some(in_transaction) = committed_in_transaction else {
+        return (partition.consumer_lag >= 0).then_some(partition.consumer_lag);
+    };
+    let position = in_transaction.max(partition.committed_offset);
+    let end = partition.ls_offset;
+    (end >= 0 && (0..=end).contains(&position)).then(|| end - position)
+}
+
+/// Input offsets committed in this process's transactions, by partition (exactly-once), for the
+/// lag the consumer's statistics cannot give (`consumer_lag`). Shared by the loop, which records
+/// each commit, and the consumer's statistics callback.
+#[derive(Debug, Default)]
+pub struct TransactionCommits(Mutex<HashMap<i32, i64>>);
+
+impl TransactionCommits {
+    fn positions(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the offsets (of the next message to read) a transaction committed.
+    pub fn record<'a>(&self, committed: impl IntoIterator<Item = (&'a i32, &'a i64)>) {
+        let mut positions = self.positions();
+        for (&partition, &offset) in committed {
+            let at = positions.entry(partition).or_insert(offset);
+            *at = (*at).max(offset);
+        }
+    }
+
+    /// Forgets a partition that is no longer assigned: a later owner may commit past it.
+    pub fn forget(&self, partition: i32) {
+        self.positions().remove(&partition);
+    }
+
+    fn get(&self, partition: i32) -> Option<i64> {
+        self.positions().get(&partition).copied()
     }
 }
 
@@ -365,7 +427,7 @@ impl ClientContext for DeliveryContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        export_statistics(&self.metrics, &statistics);
+        self.metrics.producer_queue.set(statistics.msg_cnt as i64);
     }
 }
 
@@ -397,5 +459,72 @@ impl ProducerContext for DeliveryContext {
         };
         // The receiver is gone only when the service is shutting down; nothing to report to then.
         let _ = self.reports.send(report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rdkafka::statistics::Partition;
+
+    use super::*;
+
+    fn fetched(committed_offset: i64, ls_offset: i64, consumer_lag: i64) -> Partition {
+        Partition {
+            fetch_state: "active".into(),
+            committed_offset,
+            ls_offset,
+            hi_offset: ls_offset,
+            consumer_lag,
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn lag_is_librdkafkas_until_a_transaction_commits_then_counts_from_that_commit() {
+        // At-least-once, or exactly-once before this process committed the partition: the
+        // consumer's own figure, from the offset fetched at assignment.
+        assert_eq!(consumer_lag(&fetched(40, 100, 60), None), Some(60));
+        assert_eq!(consumer_lag(&fetched(-1001, 100, -1), None), None);
+        // Exactly-once after commits: the consumer's committed offset stays where the assignment
+        // found it, the lag counts from the transaction's.
+        assert_eq!(consumer_lag(&fetched(40, 100, 60), Some(100)), Some(0));
+        assert_eq!(consumer_lag(&fetched(40, 100, 60), Some(90)), Some(10));
+        assert_eq!(consumer_lag(&fetched(-1001, 100, -1), Some(75)), Some(25));
+        // Someone else committed further (a previous owner): the larger position counts.
+        assert_eq!(consumer_lag(&fetched(95, 100, 5), Some(90)), Some(5));
+        // Nothing known about the end yet, or a partition not being fetched.
+        assert_eq!(consumer_lag(&fetched(40, -1001, -1), Some(90)), None);
+        let stopped = Partition {
+            fetch_state: "stopped".into(),
+            ..fetched(40, 100, 60)
+        };
+        assert_eq!(consumer_lag(&stopped, Some(90)), None);
+    }
+
+    #[test]
+    fn transaction_commits_keep_the_furthest_offset_until_the_partition_goes() {
+        let commits = TransactionCommits::default();
+        commits.record(&BTreeMap::from([(0, 10), (1, 5)]));
+        commits.record(&BTreeMap::from([(0, 8), (1, 7)]));
+        assert_eq!((commits.get(0), commits.get(1)), (Some(10), Some(7)));
+        commits.forget(0);
+        assert_eq!((commits.get(0), commits.get(1)), (None, Some(7)));
+    }
+
+    #[test]
+    fn both_clients_report_statistics() {
+        let config = ServiceConfig::new("localhost:9092", "group");
+        let interval = STATISTICS_INTERVAL.as_millis().to_string();
+        for client in [
+            producer_config(&config, None),
+            consumer_config(&config, STATISTICS_INTERVAL.as_millis() as u64),
+        ] {
+            assert_eq!(
+                client.get("statistics.interval.ms"),
+                Some(interval.as_str())
+            );
+        }
     }
 }

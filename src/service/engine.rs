@@ -35,9 +35,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use super::clients::{
-    consumer_config, copy_headers, export_statistics, is_fatal, log_librdkafka, producer_config,
-    producer_max_record_bytes, transaction_timeout, Delivery, DeliveryContext,
-    LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
+    consumer_config, copy_headers, export_consumer_statistics, is_fatal, log_librdkafka,
+    producer_config, producer_max_record_bytes, transaction_timeout, Delivery, DeliveryContext,
+    LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, TransactionCommits,
+    STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -232,6 +233,8 @@ pub struct Engine {
     failed_transactions_in_a_row: u32,
     /// Exactly-once: `send_offsets` helper threads still running, abandoned ones included.
     offsets_calls_running: Arc<AtomicUsize>,
+    /// Exactly-once: the input offsets committed so far, for the lag metric.
+    transaction_commits: Arc<TransactionCommits>,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -260,6 +263,7 @@ pub struct GroupContext {
     /// inside a synchronous commit that the engine makes while holding it.
     metrics: Arc<Metrics>,
     leaderless: LeaderlessPartitions,
+    transaction_commits: Arc<TransactionCommits>,
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -279,7 +283,7 @@ impl ClientContext for GroupContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
-        export_statistics(&self.metrics, &statistics);
+        export_consumer_statistics(&self.metrics, &statistics, &self.transaction_commits);
         self.leaderless.observe(&self.metrics, &statistics);
     }
 }
@@ -438,6 +442,7 @@ impl Engine {
         for &p in partitions {
             self.tracker.revoke(p);
             self.first_polled.remove(&p);
+            self.transaction_commits.forget(p);
             // The lag of a partition that is no longer ours is someone else's to report.
             for gauge in [
                 &self.metrics.consumer_lag,
@@ -1066,6 +1071,9 @@ impl Engine {
             }
         }
         self.failed_transactions_in_a_row = 0;
+        if let Some(txn) = &self.transaction {
+            self.transaction_commits.record(&txn.positions);
+        }
         self.metrics
             .transactions
             .with_label_values(&["committed"])
@@ -1562,6 +1570,7 @@ pub fn run(
     let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 1);
     let (done_tx, done) = mpsc::sync_channel::<Batch>(BATCHES_AT_CORE);
     let processor = Processor::new(config.processor);
+    let transaction_commits = Arc::new(TransactionCommits::default());
     let durations = metrics.processing_duration.clone();
     let core_thread = std::thread::Builder::new()
         .name("callstream-core".into())
@@ -1581,6 +1590,7 @@ pub fn run(
         producer_replaced_at: None,
         failed_transactions_in_a_row: 0,
         offsets_calls_running: Arc::new(AtomicUsize::new(0)),
+        transaction_commits: transaction_commits.clone(),
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         max_record_bytes: producer_max_record_bytes(&config),
@@ -1612,6 +1622,7 @@ pub fn run(
             engine: engine.clone(),
             metrics: metrics_for_context,
             leaderless: LeaderlessPartitions::default(),
+            transaction_commits,
         })
         .map_err(kafka("creating the consumer"))?;
 
