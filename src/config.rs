@@ -257,6 +257,19 @@ impl Settings {
                     "needs sasl_username and sasl_password",
                 ));
             }
+            // Without a SASL protocol librdkafka only warns, connects without authenticating,
+            // and the broker's refusal shows up as a time-out much later.
+            let protocol = self
+                .kafka
+                .librdkafka
+                .get("security.protocol")
+                .or(s.protocol.as_ref());
+            if !protocol.is_some_and(|p| p.to_ascii_lowercase().starts_with("sasl_")) {
+                return Err(invalid(
+                    "kafka.security.sasl_mechanism",
+                    "needs protocol sasl_plaintext or sasl_ssl",
+                ));
+            }
         }
         if let Some(url) = &self.schema_registry.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -279,7 +292,11 @@ impl Settings {
             }
         };
         put("security.protocol", &s.protocol);
-        put("sasl.mechanisms", &s.sasl_mechanism);
+        // librdkafka compares mechanism names case-sensitively; `validate` does not.
+        put(
+            "sasl.mechanisms",
+            &s.sasl_mechanism.as_ref().map(|m| m.to_ascii_uppercase()),
+        );
         put("sasl.username", &s.sasl_username);
         put("sasl.password", &s.sasl_password);
         put("ssl.ca.location", &s.ssl_ca_location);
@@ -407,13 +424,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sasl_username"));
+        // A mechanism without a SASL protocol, from the settings or the passthrough.
+        s.kafka.security.sasl_username = Some("cs".into());
+        s.kafka.security.sasl_password = Some("pw".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("needs protocol sasl_plaintext or sasl_ssl"),
+            "{e}"
+        );
+        s.kafka.security.protocol = Some("ssl".into());
+        assert!(s.validate().is_err());
+        s.kafka
+            .librdkafka
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        assert!(s.validate().is_ok());
     }
 
     #[test]
     fn sasl_and_tls_become_librdkafka_properties_and_passthrough_wins() {
         let mut s = Settings::default();
         s.kafka.security.protocol = Some("sasl_ssl".into());
-        s.kafka.security.sasl_mechanism = Some("SCRAM-SHA-256".into());
+        s.kafka.security.sasl_mechanism = Some("scram-sha-256".into());
         s.kafka.security.sasl_username = Some("cs".into());
         s.kafka.security.sasl_password = Some("hunter2".into());
         s.kafka.security.ssl_ca_location = Some("/etc/ca.pem".into());
