@@ -156,3 +156,24 @@ fn the_readme_documents_every_setting_and_environment_variable() {
         );
     }
 }
+
+#[test]
+fn generate_writes_to_stdout_even_where_the_service_environment_names_brokers() {
+    // A shell or pod set up for `run` has CALLSTREAM_BOOTSTRAP_SERVERS; an export to a file there
+    // must stay an export, not become traffic on the live input topic.
+    let out = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args(["generate", "--count", "3", "--seed", "7"])
+        .env("CALLSTREAM_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .output()
+        .expect("run generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in lines {
+        serde_json::from_str::<serde_json::Value>(line).expect("a JSON notification");
+    }
+}

@@ -333,8 +333,10 @@ pub struct GenerateArgs {
     /// attended-transfer=6,recorded=10,conference=6,outbound=12]
     #[arg(long)]
     pub mix: Option<crate::generate::FlowMix>,
-    /// Produce to the input topic of these brokers instead of writing to stdout.
-    #[arg(long, env = "CALLSTREAM_BOOTSTRAP_SERVERS")]
+    /// Produce to the input topic of these brokers instead of writing to stdout. Only as a flag:
+    /// `CALLSTREAM_BOOTSTRAP_SERVERS`, set for `run`, must not turn a file export into traffic
+    /// produced to the live input topic.
+    #[arg(long)]
     pub bootstrap_servers: Option<String>,
     #[arg(long, default_value_t = TopicNames::default().input)]
     pub input_topic: String,
