@@ -241,6 +241,60 @@ fn run_fails_fast_when_the_input_topic_is_missing() {
     assert!(!service.exit_within(Duration::from_secs(60)).success());
 }
 
+#[test]
+fn run_names_the_brokers_it_cannot_reach() {
+    // Nothing listens on port 1: the start-up metadata request times out.
+    let t = unique_topics("unreachable");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "run",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--group-id",
+            "unreachable",
+        ])
+        .args(topic_flags(&t))
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .output()
+        .expect("run callstream");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("brokers 127.0.0.1:1: check the addresses and ports"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_warns_at_start_up_about_a_missing_output_topic() {
+    let t = unique_topics("outputs");
+    let mut without_transfers = t.clone();
+    without_transfers.transfers = format!("{}-placeholder", t.transfers);
+    create_topics(&without_transfers, PARTITIONS);
+    let service = Service::start_logged(&t, "outputs-group", &[]);
+    wait_for_or_explain(
+        "the warning naming the missing topic",
+        TIMEOUT,
+        || {
+            service.log().lines().any(|l| {
+                l.contains("output topic not usable")
+                    && l.contains(&t.transfers)
+                    && l.contains("does not exist")
+            })
+        },
+        || service.log(),
+    );
+    let log = service.log();
+    assert!(service.stop(Duration::from_secs(30)).success());
+    for present in [&t.parties, &t.missed, &t.recorded, &t.dead_letters] {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("output topic not usable") && l.contains(present.as_str())),
+            "{log}"
+        );
+    }
+}
+
 /// A record the producer refuses for good stops the process part-way through a batch: here the
 /// party record of a valid notification over the client's `message.max.bytes`. (A dead letter
 /// is cut to fit instead.) Nothing read after the refused message may be published or committed,

@@ -107,6 +107,24 @@ pub enum ServiceError {
         "input topic {topic:?} does not exist (create it, or check --input-topic and the brokers)"
     )]
     InputTopicMissing { topic: String },
+    #[error(
+        "not authorized to describe input topic {topic:?} (grant this principal Describe and Read on it, and Read on the consumer group)"
+    )]
+    InputTopicNotAuthorized { topic: String },
+    #[error("input topic {topic:?} cannot be used now: the brokers report {code}")]
+    InputTopicUnavailable {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error(
+        "{action} failed: {source}; brokers {servers}: check the addresses and ports, that they are reachable from here, and security.protocol with its TLS and SASL settings"
+    )]
+    Connection {
+        action: &'static str,
+        servers: String,
+        #[source]
+        source: KafkaError,
+    },
     #[error("{action} failed: {source}")]
     Kafka {
         action: &'static str,
@@ -123,6 +141,77 @@ pub enum ServiceError {
 
 fn kafka(action: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
     move |source| ServiceError::Kafka { action, source }
+}
+
+/// A start-up request to the brokers that failed: when it timed out or found no broker, the
+/// error names the brokers and what to check.
+fn start_up_request<'a>(
+    action: &'static str,
+    servers: &'a str,
+) -> impl FnOnce(KafkaError) -> ServiceError + 'a {
+    move |source| match source.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::CoordinatorNotAvailable,
+        ) => ServiceError::Connection {
+            action,
+            servers: servers.to_owned(),
+            source,
+        },
+        _ => ServiceError::Kafka { action, source },
+    }
+}
+
+/// What keeps the service from reading the input topic, from the brokers' metadata of it:
+/// `error` and partition count of the topic, `None` when the metadata does not list it.
+fn input_topic_problem(
+    topic: &str,
+    described: Option<(Option<RDKafkaErrorCode>, usize)>,
+) -> Option<ServiceError> {
+    let topic = topic.to_owned();
+    match described {
+        Some((None, partitions)) if partitions > 0 => None,
+        Some((Some(RDKafkaErrorCode::TopicAuthorizationFailed), _)) => {
+            Some(ServiceError::InputTopicNotAuthorized { topic })
+        }
+        None | Some((None | Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => {
+            Some(ServiceError::InputTopicMissing { topic })
+        }
+        Some((Some(code), _)) => Some(ServiceError::InputTopicUnavailable { topic, code }),
+    }
+}
+
+/// What is wrong with an output topic, from the brokers' metadata of it, or `None`.
+fn output_topic_problem(described: Option<(Option<RDKafkaErrorCode>, usize)>) -> Option<String> {
+    match described {
+        Some((None, partitions)) if partitions > 0 => None,
+        None | Some((None | Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => {
+            Some("does not exist".into())
+        }
+        Some((Some(RDKafkaErrorCode::TopicAuthorizationFailed), _)) => {
+            Some("not authorized (this principal needs Describe and Write on it)".into())
+        }
+        Some((Some(code), _)) => Some(code.to_string()),
+    }
+}
+
+/// A topic's error and partition count in the brokers' metadata, if it is listed.
+fn describe(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    servers: &str,
+) -> Result<Option<(Option<RDKafkaErrorCode>, usize)>, ServiceError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(start_up_request("reading topic metadata", servers))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len())))
 }
 
 /// Counts of one run, for the caller's summary.
@@ -1554,7 +1643,7 @@ pub fn run(
             if is_fatal(&e) {
                 fatal_transaction_error(e)
             } else {
-                kafka("initializing transactions")(e)
+                start_up_request("initializing transactions", &config.bootstrap_servers)(e)
             }
         })?;
         tracing::info!(
@@ -1626,15 +1715,23 @@ pub fn run(
         })
         .map_err(kafka("creating the consumer"))?;
 
-    let metadata = consumer
-        .fetch_metadata(Some(&input_topic), REQUEST_TIMEOUT)
-        .map_err(kafka("reading topic metadata"))?;
-    let exists = metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == input_topic && t.error().is_none() && !t.partitions().is_empty());
-    if !exists {
-        return Err(ServiceError::InputTopicMissing { topic: input_topic });
+    let servers = lock(&engine).config.bootstrap_servers.clone();
+    if let Some(problem) =
+        input_topic_problem(&input_topic, describe(&consumer, &input_topic, &servers)?)
+    {
+        return Err(problem);
+    }
+    // A missing output topic is not fatal (the records wait for it, and a broker may create topics
+    // on first use), but it is said now rather than after the first records time out.
+    let outputs = lock(&engine).config.topics.outputs().map(str::to_owned);
+    for topic in outputs {
+        if let Some(problem) = output_topic_problem(describe(&consumer, &topic, &servers)?) {
+            tracing::warn!(
+                topic,
+                problem,
+                "output topic not usable: its records wait until it is (create it with `callstream topics create`)"
+            );
+        }
     }
     consumer
         .subscribe(&[&input_topic])
@@ -1786,6 +1883,57 @@ fn run_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_up_problems_say_what_to_check() {
+        use RDKafkaErrorCode::*;
+        let topic = "telephony.sessions.raw";
+        assert!(input_topic_problem(topic, Some((None, 3))).is_none());
+        for missing in [
+            None,
+            Some((None, 0)),
+            Some((Some(UnknownTopicOrPartition), 0)),
+        ] {
+            assert!(matches!(
+                input_topic_problem(topic, missing),
+                Some(ServiceError::InputTopicMissing { .. })
+            ));
+        }
+        let denied = input_topic_problem(topic, Some((Some(TopicAuthorizationFailed), 0)));
+        assert!(matches!(
+            denied,
+            Some(ServiceError::InputTopicNotAuthorized { .. })
+        ));
+        assert!(denied.unwrap().to_string().contains("not authorized"));
+        let unavailable = input_topic_problem(topic, Some((Some(LeaderNotAvailable), 3)));
+        assert!(matches!(
+            unavailable,
+            Some(ServiceError::InputTopicUnavailable { .. })
+        ));
+
+        assert_eq!(output_topic_problem(Some((None, 3))), None);
+        assert_eq!(
+            output_topic_problem(None).as_deref(),
+            Some("does not exist")
+        );
+        assert!(
+            output_topic_problem(Some((Some(TopicAuthorizationFailed), 0)))
+                .is_some_and(|p| p.contains("Write"))
+        );
+
+        let timed_out = start_up_request("reading topic metadata", "kafka-0:9093")(
+            KafkaError::MetadataFetch(OperationTimedOut),
+        );
+        let message = timed_out.to_string();
+        assert!(
+            message.contains("kafka-0:9093") && message.contains("security.protocol"),
+            "{message}"
+        );
+        let other = start_up_request("reading topic metadata", "kafka-0:9093")(
+            KafkaError::MetadataFetch(InvalidRequest),
+        );
+        assert!(matches!(other, ServiceError::Kafka { .. }));
+    }
 
     #[test]
     fn shutdown_never_commits_consumer_offsets_under_exactly_once() {
