@@ -299,9 +299,12 @@ pub struct DemoArgs {
 pub struct TopicsCreateArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Partitions of each topic created (existing topics are left as they are). Records are keyed
+    /// by extension: more partitions spread them over more consumers.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
-    #[arg(long, default_value_t = 1)]
+    /// Replicas of each partition; -1 takes the brokers' `default.replication.factor`.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub replication_factor: i32,
     /// Also create the input topic (useful in development; in production the connector owns it).
     #[arg(long)]
