@@ -1,7 +1,8 @@
 //! Liveness and readiness, as the HTTP endpoints report them.
 //!
-//! Live: the consume loop has polled recently. Ready: the service is running, holds partitions,
-//! and is not shutting down.
+//! Live: the consume loop has polled recently. Ready: the service is running, has joined its
+//! consumer group, and is not shutting down. Holding partitions is not required: a replica beyond
+//! the input's partition count stands by, and a rolling update would wait for it forever.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ pub struct Health {
     started: Instant,
     last_poll_ms: AtomicU64,
     assigned_partitions: AtomicUsize,
+    /// An assignment (even an empty one) has been received from the group.
+    joined: AtomicBool,
     running: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -21,6 +24,7 @@ impl Default for Health {
             started: Instant::now(),
             last_poll_ms: AtomicU64::new(0),
             assigned_partitions: AtomicUsize::new(0),
+            joined: AtomicBool::new(false),
             running: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }
@@ -33,8 +37,10 @@ impl Health {
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// After each rebalance: the partitions now assigned (0 for a member given none).
     pub fn set_assigned_partitions(&self, count: usize) {
         self.assigned_partitions.store(count, Ordering::Relaxed);
+        self.joined.store(true, Ordering::Relaxed);
     }
 
     pub fn set_running(&self, running: bool) {
@@ -59,7 +65,7 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.running.load(Ordering::Relaxed)
             && !self.shutting_down.load(Ordering::Relaxed)
-            && self.assigned_partitions.load(Ordering::Relaxed) > 0
+            && self.joined.load(Ordering::Relaxed)
     }
 
     pub fn assigned_partitions(&self) -> usize {

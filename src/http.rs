@@ -147,7 +147,14 @@ mod tests {
         assert_eq!(get(addr, "/health/ready").await, 503, "not running yet");
         health.set_running(true);
         health.record_poll();
-        assert_eq!(get(addr, "/health/ready").await, 503, "no partitions yet");
+        assert_eq!(
+            get(addr, "/health/ready").await,
+            503,
+            "not in the group yet"
+        );
+        // A member the group gave no partition (more replicas than partitions) is ready too.
+        health.set_assigned_partitions(0);
+        assert_eq!(get(addr, "/health/ready").await, 200);
         health.set_assigned_partitions(3);
         assert_eq!(get(addr, "/health/ready").await, 200);
         assert_eq!(get(addr, "/health/live").await, 200);

@@ -242,6 +242,33 @@ fn run_fails_fast_when_the_input_topic_is_missing() {
 }
 
 #[test]
+fn a_replica_the_group_gives_no_partition_is_ready_and_stands_by() {
+    // One input partition, two replicas: the second joins and gets nothing. A rolling update
+    // (maxUnavailable 0) waits for its new pod to be ready, so this one must be.
+    let t = unique_topics("standby");
+    create_topics(&t, 1);
+    let ready = |address: &str| http_get(&format!("http://{address}/health/ready")).0 == 200;
+    let first_address = format!("127.0.0.1:{}", free_port());
+    let first = Service::start(&t, "standby-group", &["--metrics-addr", &first_address]);
+    wait_for("the first replica ready", TIMEOUT, || ready(&first_address));
+    let second_address = format!("127.0.0.1:{}", free_port());
+    let second = Service::start(&t, "standby-group", &["--metrics-addr", &second_address]);
+    wait_for("the second replica ready", TIMEOUT, || {
+        ready(&second_address)
+    });
+    // Both stay in the group: input is still processed.
+    let lines = corpus(50, 31);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    wait_for("the input processed", TIMEOUT, || {
+        count_parties(&t) >= want[&TopicKind::Parties].len()
+    });
+    assert!(ready(&first_address) && ready(&second_address));
+    assert!(second.stop(Duration::from_secs(30)).success());
+    assert!(first.stop(Duration::from_secs(30)).success());
+}
+
+#[test]
 fn run_names_the_brokers_it_cannot_reach() {
     // Nothing listens on port 1: the start-up metadata request times out.
     let t = unique_topics("unreachable");
