@@ -257,7 +257,7 @@ impl RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Print the effective configuration (secrets masked); exit 1 with the reason if it is invalid.
+    /// Print the effective configuration (secrets masked); exit 2 with the reason if it is invalid.
     Check(RunArgs),
 }
 
