@@ -12,7 +12,7 @@ pub struct Health {
     started: Instant,
     last_poll_ms: AtomicU64,
     assigned_partitions: AtomicUsize,
-    /// An assignment (even an empty one) has been received from the group.
+    /// An assignment (even an empty one) has been received from the group, and not lost since.
     joined: AtomicBool,
     running: AtomicBool,
     shutting_down: AtomicBool,
@@ -37,10 +37,21 @@ impl Health {
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// After each rebalance: the partitions now assigned (0 for a member given none).
-    pub fn set_assigned_partitions(&self, count: usize) {
+    /// After an assignment from the group: the partitions now held (0 for a member given none).
+    pub fn set_assigned(&self, count: usize) {
         self.assigned_partitions.store(count, Ordering::Relaxed);
         self.joined.store(true, Ordering::Relaxed);
+    }
+
+    /// After a revocation: the partitions still held.
+    pub fn set_revoked(&self, count: usize) {
+        self.assigned_partitions.store(count, Ordering::Relaxed);
+    }
+
+    /// The assignment was lost (the group went on without this member): not ready until the
+    /// group assigns again.
+    pub fn set_assignment_lost(&self) {
+        self.joined.store(false, Ordering::Relaxed);
     }
 
     pub fn set_running(&self, running: bool) {

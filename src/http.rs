@@ -153,9 +153,17 @@ mod tests {
             "not in the group yet"
         );
         // A member the group gave no partition (more replicas than partitions) is ready too.
-        health.set_assigned_partitions(0);
+        health.set_assigned(0);
         assert_eq!(get(addr, "/health/ready").await, 200);
-        health.set_assigned_partitions(3);
+        health.set_assigned(3);
+        assert_eq!(get(addr, "/health/ready").await, 200);
+        // A revocation leaves it in the group; a lost assignment (the group went on without it)
+        // does not, until the group assigns again.
+        health.set_revoked(0);
+        assert_eq!(get(addr, "/health/ready").await, 200);
+        health.set_assignment_lost();
+        assert_eq!(get(addr, "/health/ready").await, 503, "assignment lost");
+        health.set_assigned(2);
         assert_eq!(get(addr, "/health/ready").await, 200);
         assert_eq!(get(addr, "/health/live").await, 200);
         health.set_shutting_down();

@@ -1,6 +1,7 @@
 //! `callstream run` and `callstream topics create`: the runtime shell around the service loop
 //! (signals, the HTTP listener, exit codes).
 
+use rdkafka::types::RDKafkaErrorCode;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -192,7 +193,14 @@ pub fn topics_create(args: TopicsCreateArgs) -> ExitCode {
             args.replication_factor,
             &overrides,
         ))
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            let unsupported = e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature);
+            if unsupported && args.replication_factor < 0 {
+                format!("{e} (brokers older than Kafka 2.4 need an explicit --replication-factor)")
+            } else {
+                e.to_string()
+            }
+        })
     });
     match result {
         Ok(created) => {

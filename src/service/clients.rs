@@ -2,6 +2,7 @@
 //! that route librdkafka's logs, errors, statistics and delivery reports.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -296,15 +297,15 @@ pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
 pub(super) fn export_consumer_statistics(
     metrics: &Metrics,
     statistics: &Statistics,
-    transaction_commits: &TransactionCommits,
+    held: &HeldPartitions,
 ) {
     for topic in statistics.topics.values() {
         for (&id, partition) in &topic.partitions {
-            // librdkafka reports -1 for the internal partition.
-            if id < 0 {
+            // Partitions not held (-1 is librdkafka's internal one) get no gauge.
+            let Some(committed_in_transaction) = held.get(id) else {
                 continue;
-            }
-            if let Some(lag) = consumer_lag(partition, transaction_commits.get(id)) {
+            };
+            if let Some(lag) = consumer_lag(partition, committed_in_transaction) {
                 metrics
                     .consumer_lag
                     .with_label_values(&[&id.to_string()])
@@ -337,35 +338,48 @@ fn consumer_lag(
     (end >= 0 && (0..=end).contains(&position)).then(|| end - position)
 }
 
-/// Input offsets committed in this process's transactions, by partition (exactly-once), for the
-/// lag the consumer's statistics cannot give (`consumer_lag`). Shared by the loop, which records
-/// each commit, and the consumer's statistics callback.
+/// The input partitions this member holds, each with the offset (of the next message to read)
+/// its transactions committed last, under exactly-once. Shared by the loop, which updates it on
+/// assignment, revocation and commit, and the consumer's statistics callback. Statistics queued
+/// before a revocation arrive after it: only held partitions get gauges, or a revoked one's would
+/// come back, stale, and stay.
 #[derive(Debug, Default)]
-pub struct TransactionCommits(Mutex<HashMap<i32, i64>>);
+pub struct HeldPartitions(Mutex<HashMap<i32, Option<i64>>>);
 
-impl TransactionCommits {
-    fn positions(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
+impl HeldPartitions {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Option<i64>>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records the offsets (of the next message to read) a transaction committed.
-    pub fn record<'a>(&self, committed: impl IntoIterator<Item = (&'a i32, &'a i64)>) {
-        let mut positions = self.positions();
-        for (&partition, &offset) in committed {
-            let at = positions.entry(partition).or_insert(offset);
-            *at = (*at).max(offset);
+    pub fn assign(&self, partitions: &[i32]) {
+        let mut held = self.held();
+        for &partition in partitions {
+            held.entry(partition).or_insert(None);
         }
     }
 
-    /// Forgets a partition that is no longer assigned: a later owner may commit past it.
-    pub fn forget(&self, partition: i32) {
-        self.positions().remove(&partition);
+    pub fn revoke(&self, partitions: &[i32]) {
+        let mut held = self.held();
+        for partition in partitions {
+            held.remove(partition);
+        }
     }
 
-    fn get(&self, partition: i32) -> Option<i64> {
-        self.positions().get(&partition).copied()
+    /// Records the offsets a transaction committed, for the partitions still held.
+    pub fn committed<'a>(&self, positions: impl IntoIterator<Item = (&'a i32, &'a i64)>) {
+        let mut held = self.held();
+        for (partition, &offset) in positions {
+            if let Some(at) = held.get_mut(partition) {
+                *at = Some(at.map_or(offset, |at| at.max(offset)));
+            }
+        }
+    }
+
+    /// `None` for a partition not held; else what its transactions committed, if anything.
+    fn get(&self, partition: i32) -> Option<Option<i64>> {
+        self.held().get(&partition).copied()
     }
 }
 
@@ -377,7 +391,7 @@ pub struct LeaderlessPartitions(Mutex<HashMap<i32, Instant>>);
 
 impl LeaderlessPartitions {
     /// Updates `callstream_consumer_leaderless_seconds` from the consumer's statistics.
-    pub fn observe(&self, metrics: &Metrics, statistics: &Statistics) {
+    pub fn observe(&self, metrics: &Metrics, statistics: &Statistics, held: &HeldPartitions) {
         let mut since = self
             .0
             .lock()
@@ -388,7 +402,7 @@ impl LeaderlessPartitions {
             for (&id, partition) in topic
                 .partitions
                 .iter()
-                .filter(|(&id, p)| id >= 0 && p.desired)
+                .filter(|(&id, p)| p.desired && held.get(id).is_some())
             {
                 assigned.push(id);
                 let seconds = if partition.leader < 0 {
@@ -415,6 +429,15 @@ impl LeaderlessPartitions {
 pub struct DeliveryContext {
     pub reports: Sender<Delivery>,
     pub metrics: Arc<Metrics>,
+    /// Replaced by a new producer: its statistics no longer describe the service's queue. (A
+    /// call abandoned on it may keep it alive, reporting, for minutes.)
+    pub retired: AtomicBool,
+}
+
+impl DeliveryContext {
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
 }
 
 impl ClientContext for DeliveryContext {
@@ -427,7 +450,9 @@ impl ClientContext for DeliveryContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        self.metrics.producer_queue.set(statistics.msg_cnt as i64);
+        if !self.retired.load(Ordering::Relaxed) {
+            self.metrics.producer_queue.set(statistics.msg_cnt as i64);
+        }
     }
 }
 
@@ -504,13 +529,58 @@ mod tests {
     }
 
     #[test]
-    fn transaction_commits_keep_the_furthest_offset_until_the_partition_goes() {
-        let commits = TransactionCommits::default();
-        commits.record(&BTreeMap::from([(0, 10), (1, 5)]));
-        commits.record(&BTreeMap::from([(0, 8), (1, 7)]));
-        assert_eq!((commits.get(0), commits.get(1)), (Some(10), Some(7)));
-        commits.forget(0);
-        assert_eq!((commits.get(0), commits.get(1)), (None, Some(7)));
+    fn held_partitions_keep_the_furthest_commit_until_revoked() {
+        let held = HeldPartitions::default();
+        held.assign(&[0, 1]);
+        assert_eq!(held.get(0), Some(None));
+        held.committed(&BTreeMap::from([(0, 10), (1, 5), (2, 9)]));
+        held.committed(&BTreeMap::from([(0, 8), (1, 7)]));
+        assert_eq!((held.get(0), held.get(1)), (Some(Some(10)), Some(Some(7))));
+        // A commit for a partition not held (revoked meanwhile) is not remembered.
+        assert_eq!(held.get(2), None);
+        held.revoke(&[0]);
+        assert_eq!((held.get(0), held.get(1)), (None, Some(Some(7))));
+        // Assigned again: what the transactions committed starts over.
+        held.assign(&[0]);
+        assert_eq!(held.get(0), Some(None));
+    }
+
+    #[test]
+    fn statistics_give_gauges_to_held_partitions_only() {
+        let metrics = Metrics::new();
+        let held = HeldPartitions::default();
+        held.assign(&[1]);
+        let topic = rdkafka::statistics::Topic {
+            partitions: [(0, 7), (1, 3), (-1, 9)]
+                .into_iter()
+                .map(|(id, lag)| (id, fetched_and_desired(id, lag)))
+                .collect(),
+            ..Default::default()
+        };
+        let statistics = Statistics {
+            topics: HashMap::from([("in".to_owned(), topic)]),
+            ..Default::default()
+        };
+        export_consumer_statistics(&metrics, &statistics, &held);
+        let lag = |p: &str| {
+            metrics
+                .registry
+                .gather()
+                .iter()
+                .filter(|f| f.name() == "callstream_consumer_lag_messages")
+                .flat_map(|f| f.get_metric().to_vec())
+                .find(|m| m.get_label().iter().any(|l| l.value() == p))
+                .map(|m| m.get_gauge().get_value())
+        };
+        assert_eq!((lag("0"), lag("1"), lag("-1")), (None, Some(3.0), None));
+    }
+
+    fn fetched_and_desired(partition: i32, lag: i64) -> Partition {
+        Partition {
+            partition,
+            desired: true,
+            ..fetched(100, 100 + lag, lag)
+        }
     }
 
     #[test]

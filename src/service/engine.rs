@@ -37,8 +37,7 @@ use thiserror::Error;
 use super::clients::{
     consumer_config, copy_headers, export_consumer_statistics, is_fatal, log_librdkafka,
     producer_config, producer_max_record_bytes, transaction_timeout, Delivery, DeliveryContext,
-    LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, TransactionCommits,
-    STATISTICS_INTERVAL,
+    HeldPartitions, LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -64,6 +63,8 @@ const CORE_BUSY_POLL: Duration = Duration::from_millis(1);
 const POLL_BURST: usize = 64;
 /// Timeout of the blocking transactional calls and of synchronous admin-like requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the start-up check of each output topic waits for its metadata.
+const OUTPUT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one transactional call (commit, abort). Kept short because a timed-out call is
 /// retried, and a transaction that cannot be ended after `TRANSACTION_ATTEMPTS` tries is given up
 /// on by replacing the producer.
@@ -116,12 +117,11 @@ pub enum ServiceError {
         topic: String,
         code: RDKafkaErrorCode,
     },
-    #[error(
-        "{action} failed: {source}; brokers {servers}: check the addresses and ports, that they are reachable from here, and security.protocol with its TLS and SASL settings"
-    )]
+    #[error("{action} failed: {source}; brokers {servers}: {hint}")]
     Connection {
         action: &'static str,
         servers: String,
+        hint: &'static str,
         #[source]
         source: KafkaError,
     },
@@ -143,12 +143,19 @@ fn kafka(action: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
     move |source| ServiceError::Kafka { action, source }
 }
 
+/// What to check when the brokers do not answer a start-up request.
+const CHECK_CONNECTION: &str = "check the addresses and ports, that they are reachable from here, and security.protocol with its TLS and SASL settings";
+/// What to check when transactions cannot be initialized: brokers that answer metadata requests
+/// may still lack a transaction coordinator.
+const CHECK_TRANSACTIONS: &str = "check that they are reachable, and that the transaction coordinator is available: the __transaction_state topic needs at least transaction.state.log.replication.factor brokers, and min.insync.replicas of them up";
+
 /// A start-up request to the brokers that failed: when it timed out or found no broker, the
-/// error names the brokers and what to check.
-fn start_up_request<'a>(
+/// error names the brokers and what to check (`hint`).
+fn start_up_request(
     action: &'static str,
-    servers: &'a str,
-) -> impl FnOnce(KafkaError) -> ServiceError + 'a {
+    servers: String,
+    hint: &'static str,
+) -> impl FnOnce(KafkaError) -> ServiceError {
     move |source| match source.rdkafka_error_code() {
         Some(
             RDKafkaErrorCode::OperationTimedOut
@@ -158,7 +165,8 @@ fn start_up_request<'a>(
             | RDKafkaErrorCode::CoordinatorNotAvailable,
         ) => ServiceError::Connection {
             action,
-            servers: servers.to_owned(),
+            servers,
+            hint,
             source,
         },
         _ => ServiceError::Kafka { action, source },
@@ -198,15 +206,15 @@ fn output_topic_problem(described: Option<(Option<RDKafkaErrorCode>, usize)>) ->
     }
 }
 
-/// A topic's error and partition count in the brokers' metadata, if it is listed.
-fn describe(
-    consumer: &BaseConsumer<GroupContext>,
+/// A topic's error and partition count in the brokers' metadata, if it is listed. The client
+/// keeps a handle to the topic afterwards (librdkafka frees topics with the client): describe
+/// each topic with the client that uses it anyway.
+fn describe<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
     topic: &str,
-    servers: &str,
-) -> Result<Option<(Option<RDKafkaErrorCode>, usize)>, ServiceError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(start_up_request("reading topic metadata", servers))?;
+    timeout: Duration,
+) -> KafkaResult<Option<(Option<RDKafkaErrorCode>, usize)>> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
     Ok(metadata
         .topics()
         .iter()
@@ -322,8 +330,8 @@ pub struct Engine {
     failed_transactions_in_a_row: u32,
     /// Exactly-once: `send_offsets` helper threads still running, abandoned ones included.
     offsets_calls_running: Arc<AtomicUsize>,
-    /// Exactly-once: the input offsets committed so far, for the lag metric.
-    transaction_commits: Arc<TransactionCommits>,
+    /// The input partitions held, with what exactly-once transactions committed, for the gauges.
+    held_partitions: Arc<HeldPartitions>,
     metrics: Arc<Metrics>,
     /// Handles of the labelled series the loop updates for every message.
     hot: HotMetrics,
@@ -352,7 +360,7 @@ pub struct GroupContext {
     /// inside a synchronous commit that the engine makes while holding it.
     metrics: Arc<Metrics>,
     leaderless: LeaderlessPartitions,
-    transaction_commits: Arc<TransactionCommits>,
+    held_partitions: Arc<HeldPartitions>,
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -372,8 +380,9 @@ impl ClientContext for GroupContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
-        export_consumer_statistics(&self.metrics, &statistics, &self.transaction_commits);
-        self.leaderless.observe(&self.metrics, &statistics);
+        export_consumer_statistics(&self.metrics, &statistics, &self.held_partitions);
+        self.leaderless
+            .observe(&self.metrics, &statistics, &self.held_partitions);
     }
 }
 
@@ -384,6 +393,9 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => engine.on_assign(&partitions_of(tpl)),
             Rebalance::Revoke(tpl) => {
                 let lost = consumer.assignment_lost();
+                if lost {
+                    engine.health.set_assignment_lost();
+                }
                 engine.on_revoke(consumer, &partitions_of(tpl), lost);
             }
             Rebalance::Error(error) => {
@@ -430,7 +442,11 @@ impl ConsumerContext for GroupContext {
             }
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        engine.health.set_assigned_partitions(assigned);
+        match rebalance {
+            Rebalance::Assign(_) => engine.health.set_assigned(assigned),
+            Rebalance::Revoke(_) => engine.health.set_revoked(assigned),
+            Rebalance::Error(_) => {}
+        }
     }
 }
 
@@ -452,6 +468,7 @@ impl Engine {
 
     fn on_assign(&mut self, partitions: &[i32]) {
         self.metrics.rebalances.with_label_values(&["assign"]).inc();
+        self.held_partitions.assign(partitions);
         for &p in partitions {
             self.tracker.assign(p);
             self.first_polled.remove(&p);
@@ -528,10 +545,10 @@ impl Engine {
             // Records of a lost assignment may never be delivered.
             self.forget_emitted();
         }
+        self.held_partitions.revoke(partitions);
         for &p in partitions {
             self.tracker.revoke(p);
             self.first_polled.remove(&p);
-            self.transaction_commits.forget(p);
             // The lag of a partition that is no longer ours is someone else's to report.
             for gauge in [
                 &self.metrics.consumer_lag,
@@ -1161,7 +1178,7 @@ impl Engine {
         }
         self.failed_transactions_in_a_row = 0;
         if let Some(txn) = &self.transaction {
-            self.transaction_commits.record(&txn.positions);
+            self.held_partitions.committed(&txn.positions);
         }
         self.metrics
             .transactions
@@ -1375,6 +1392,7 @@ impl Engine {
             }
         }
         let old = std::mem::replace(&mut self.producer, producer);
+        old.context().retire();
         // Its records belong to the aborted transaction. Purged now rather than when its last
         // handle goes, which an abandoned call may hold for long.
         old.purge(PurgeConfig::default().queue().inflight());
@@ -1412,6 +1430,7 @@ impl Engine {
         );
         let new = self.new_producer()?;
         let old = std::mem::replace(&mut self.producer, new);
+        old.context().retire();
         self.producer_replaced_at = Some(Instant::now());
         self.metrics
             .producer_replacements
@@ -1536,6 +1555,7 @@ fn create_producer(
         .create_with_context(DeliveryContext {
             reports: reports.clone(),
             metrics: metrics.clone(),
+            retired: AtomicBool::new(false),
         })
         .map_err(kafka("creating the producer"))
 }
@@ -1615,6 +1635,35 @@ fn transactional_id(config: &ServiceConfig) -> String {
     )
 }
 
+/// The brokers the clients are given: `-X bootstrap.servers`, applied last, wins.
+fn effective_bootstrap_servers(config: &ServiceConfig) -> String {
+    config
+        .librdkafka
+        .get("bootstrap.servers")
+        .unwrap_or(&config.bootstrap_servers)
+        .clone()
+}
+
+/// Says at start-up which output topics cannot be written. Not fatal: their records wait for them,
+/// and a broker may create topics on first use. The producer describes them (it holds handles to
+/// them anyway), briefly: the input topic's metadata just came back.
+fn warn_about_output_topics(engine: &Engine) {
+    for topic in engine.config.topics.outputs() {
+        match describe(engine.producer.client(), topic, OUTPUT_CHECK_TIMEOUT) {
+            Ok(described) => {
+                if let Some(problem) = output_topic_problem(described) {
+                    tracing::warn!(
+                        topic,
+                        problem,
+                        "output topic not usable: its records wait until it is (create it with `callstream topics create`)"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(topic, %error, "could not check output topic"),
+        }
+    }
+}
+
 /// Runs the service until `stop` is set or a fatal error occurs.
 pub fn run(
     config: ServiceConfig,
@@ -1643,7 +1692,11 @@ pub fn run(
             if is_fatal(&e) {
                 fatal_transaction_error(e)
             } else {
-                start_up_request("initializing transactions", &config.bootstrap_servers)(e)
+                start_up_request(
+                    "initializing transactions",
+                    effective_bootstrap_servers(&config),
+                    CHECK_TRANSACTIONS,
+                )(e)
             }
         })?;
         tracing::info!(
@@ -1659,7 +1712,7 @@ pub fn run(
     let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 1);
     let (done_tx, done) = mpsc::sync_channel::<Batch>(BATCHES_AT_CORE);
     let processor = Processor::new(config.processor);
-    let transaction_commits = Arc::new(TransactionCommits::default());
+    let held_partitions = Arc::new(HeldPartitions::default());
     let durations = metrics.processing_duration.clone();
     let core_thread = std::thread::Builder::new()
         .name("callstream-core".into())
@@ -1679,7 +1732,7 @@ pub fn run(
         producer_replaced_at: None,
         failed_transactions_in_a_row: 0,
         offsets_calls_running: Arc::new(AtomicUsize::new(0)),
-        transaction_commits: transaction_commits.clone(),
+        held_partitions: held_partitions.clone(),
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         max_record_bytes: producer_max_record_bytes(&config),
@@ -1711,28 +1764,20 @@ pub fn run(
             engine: engine.clone(),
             metrics: metrics_for_context,
             leaderless: LeaderlessPartitions::default(),
-            transaction_commits,
+            held_partitions,
         })
         .map_err(kafka("creating the consumer"))?;
 
-    let servers = lock(&engine).config.bootstrap_servers.clone();
-    if let Some(problem) =
-        input_topic_problem(&input_topic, describe(&consumer, &input_topic, &servers)?)
-    {
+    let described =
+        describe(consumer.client(), &input_topic, REQUEST_TIMEOUT).map_err(start_up_request(
+            "reading topic metadata",
+            effective_bootstrap_servers(&lock(&engine).config),
+            CHECK_CONNECTION,
+        ))?;
+    if let Some(problem) = input_topic_problem(&input_topic, described) {
         return Err(problem);
     }
-    // A missing output topic is not fatal (the records wait for it, and a broker may create topics
-    // on first use), but it is said now rather than after the first records time out.
-    let outputs = lock(&engine).config.topics.outputs().map(str::to_owned);
-    for topic in outputs {
-        if let Some(problem) = output_topic_problem(describe(&consumer, &topic, &servers)?) {
-            tracing::warn!(
-                topic,
-                problem,
-                "output topic not usable: its records wait until it is (create it with `callstream topics create`)"
-            );
-        }
-    }
+    warn_about_output_topics(&lock(&engine));
     consumer
         .subscribe(&[&input_topic])
         .map_err(kafka("subscribing"))?;
@@ -1921,18 +1966,30 @@ mod tests {
                 .is_some_and(|p| p.contains("Write"))
         );
 
-        let timed_out = start_up_request("reading topic metadata", "kafka-0:9093")(
-            KafkaError::MetadataFetch(OperationTimedOut),
-        );
+        let timed_out = start_up_request(
+            "reading topic metadata",
+            "kafka-0:9093".into(),
+            CHECK_CONNECTION,
+        )(KafkaError::MetadataFetch(OperationTimedOut));
         let message = timed_out.to_string();
         assert!(
             message.contains("kafka-0:9093") && message.contains("security.protocol"),
             "{message}"
         );
-        let other = start_up_request("reading topic metadata", "kafka-0:9093")(
-            KafkaError::MetadataFetch(InvalidRequest),
-        );
+        let other = start_up_request(
+            "reading topic metadata",
+            "kafka-0:9093".into(),
+            CHECK_CONNECTION,
+        )(KafkaError::MetadataFetch(InvalidRequest));
         assert!(matches!(other, ServiceError::Kafka { .. }));
+
+        // `-X bootstrap.servers` is what the clients use, so it is what the error names.
+        let mut config = ServiceConfig::new("kafka-0:9093", "group");
+        assert_eq!(effective_bootstrap_servers(&config), "kafka-0:9093");
+        config
+            .librdkafka
+            .insert("bootstrap.servers".into(), "kafka-9:9093".into());
+        assert_eq!(effective_bootstrap_servers(&config), "kafka-9:9093");
     }
 
     #[test]
