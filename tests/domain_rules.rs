@@ -1140,6 +1140,129 @@ fn a_new_state_of_the_same_party_is_not_suppressed() {
     assert_ne!(first[0].str("record_id"), second[0].str("record_id"));
 }
 
+/// The records a sequence of notifications (each a party body, by uuid) emits, as
+/// `(topic, record_id, one field)` for a compact comparison.
+fn emitted_in_turn(bodies: &[Value], field: &str) -> Vec<(TopicKind, String, Value)> {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut all = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let (_, records) = run(
+            &mut processor,
+            &bytes(&webhook(&i.to_string(), body.clone())),
+        )
+        .unwrap();
+        for r in records {
+            let id = r.str("record_id").unwrap_or_default().to_owned();
+            all.push((
+                r.topic,
+                id,
+                r.value.get(field).cloned().unwrap_or(Value::Null),
+            ));
+        }
+    }
+    all
+}
+
+#[test]
+fn a_recording_resumed_after_a_pause_is_published_and_a_redelivery_is_not() {
+    let recording = |sequence: i64, active: bool| {
+        let mut p = party(PARTY_ID, EXTENSION_ID, "Answered");
+        p["recordings"] = json!([{"id": "r-77", "active": active}]);
+        body(SESSION_ID, sequence, vec![p])
+    };
+    let bodies = [
+        recording(5, true),
+        recording(6, false),
+        recording(7, true),
+        // The resume again, from an overlapping subscription (another uuid): nothing new.
+        recording(7, true),
+    ];
+    let recorded: Vec<Value> = emitted_in_turn(&bodies, "active")
+        .into_iter()
+        .filter(|(topic, _, _)| *topic == TopicKind::Recorded)
+        .map(|(_, _, active)| active)
+        .collect();
+    assert_eq!(recorded, [json!(true), json!(false), json!(true)]);
+}
+
+#[test]
+fn a_missed_call_that_reaches_voicemail_is_published_again_but_not_unsaid() {
+    let missed = |sequence: i64, code: &str| {
+        let mut p = party(PARTY_ID, EXTENSION_ID, code);
+        p["missedCall"] = json!(true);
+        body(SESSION_ID, sequence, vec![p])
+    };
+    let voicemail = |bodies: &[Value]| -> Vec<Value> {
+        emitted_in_turn(bodies, "reached_voicemail")
+            .into_iter()
+            .filter(|(topic, _, _)| *topic == TopicKind::Missed)
+            .map(|(_, _, reached)| reached)
+            .collect()
+    };
+    // Missed, then voicemail reached: published again.
+    assert_eq!(
+        voicemail(&[missed(5, "Proceeding"), missed(6, "VoiceMail")]),
+        [json!(false), json!(true)]
+    );
+    // Disconnected after voicemail no longer says voicemail: not published, or the latest record
+    // of the missed call would say the caller never reached it.
+    assert_eq!(
+        voicemail(&[missed(6, "VoiceMail"), missed(7, "Disconnected")]),
+        [json!(true)]
+    );
+}
+
+#[test]
+fn a_party_without_sequence_is_told_apart_by_event_time_and_keeps_every_change() {
+    let at = |code: &str, time: Option<&str>| {
+        let mut b = json!({"telephonySessionId": SESSION_ID, "parties": [party(PARTY_ID, EXTENSION_ID, code)]});
+        if let Some(time) = time {
+            b["eventTime"] = json!(time);
+        }
+        b
+    };
+    // With event times: distinct ids.
+    let with_times = emitted_in_turn(
+        &[
+            at("Hold", Some("2024-01-01T10:00:01.000Z")),
+            at("Answered", Some("2024-01-01T10:00:02.000Z")),
+        ],
+        "status_code_raw",
+    );
+    let ids: Vec<&str> = with_times.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            format!("{SESSION_ID}:{PARTY_ID}:-@1704103201000"),
+            format!("{SESSION_ID}:{PARTY_ID}:-@1704103202000")
+        ]
+    );
+    // Without sequence or time every event shares one id: a status that comes back is still
+    // published, a repeat of the last one is not.
+    let statuses: Vec<Value> = emitted_in_turn(
+        &[
+            at("Hold", None),
+            at("Answered", None),
+            at("Answered", None),
+            at("Hold", None),
+            at("Answered", None),
+        ],
+        "status_code_raw",
+    )
+    .into_iter()
+    .map(|(_, _, status)| status)
+    .collect();
+    assert_eq!(
+        statuses,
+        [
+            json!("Hold"),
+            json!("Answered"),
+            json!("Hold"),
+            json!("Answered")
+        ]
+    );
+}
+
 #[test]
 fn a_bare_body_has_no_transport_identity_and_is_suppressed_semantically() {
     let mut processor = Processor::new(ProcessorConfig::default());

@@ -1,7 +1,7 @@
 //! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
 //! offline CLI both call.
 
-use super::dedup::{digest, DedupWindow, KeyHasher};
+use super::dedup::{digest, DedupWindow};
 use super::records::OutputRecord;
 use super::rejection::Rejection;
 use super::{derive, parse, DecodeLimits};
@@ -12,7 +12,7 @@ pub struct ProcessorConfig {
     pub limits: DecodeLimits,
     /// How many `(subscriptionId, uuid)` pairs are remembered; 0 turns this off.
     pub notification_window: usize,
-    /// How many emitted `(record_id, state)` pairs are remembered; 0 turns this off.
+    /// For how many record ids the state last emitted is remembered; 0 turns this off.
     pub record_window: usize,
 }
 
@@ -31,7 +31,8 @@ impl Default for ProcessorConfig {
 pub struct Outcome {
     /// Records handed to `emit`.
     pub emitted: usize,
-    /// Records not emitted because the same record id and state were emitted before.
+    /// Records not emitted because they told nothing new after the last record emitted under
+    /// their id (`OutputRecord::tells_nothing_after`).
     pub suppressed: usize,
     /// The whole notification was a transport-level redelivery: nothing was emitted.
     pub duplicate: bool,
@@ -88,16 +89,14 @@ impl Processor {
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
-        // Each record's key, and whether the record was emitted: one list serves the lookups,
-        // the duplicates within this notification and the insertions once all are emitted.
-        let mut keys: Vec<(u64, bool)> = records
+        // Each record's identity, state, and whether it was emitted: one list serves the lookups,
+        // the repeats within this notification and the updates once all are emitted.
+        let mut keys: Vec<(u64, u64, bool)> = records
             .iter()
             .map(|record| {
-                let mut h = KeyHasher::default();
-                record.hash_state(&mut h);
-                let key = std::hash::Hasher::finish(&h);
-                self.records.prefetch(key);
-                (key, false)
+                let identity = record.identity();
+                self.records.prefetch(identity);
+                (identity, record.state(), false)
             })
             .collect();
 
@@ -110,19 +109,25 @@ impl Processor {
 
         let mut outcome = times;
         for (i, record) in records.iter().enumerate() {
-            let key = keys[i].0;
-            let emitted_before = keys[..i].iter().any(|&(k, emitted)| emitted && k == key);
-            if emitted_before || self.records.contains(key) {
+            let identity = keys[i].0;
+            // The state last emitted for this fact: earlier in this notification, else before.
+            let last = keys[..i]
+                .iter()
+                .rev()
+                .find(|&&(id, _, emitted)| emitted && id == identity)
+                .map(|&(_, state, _)| state)
+                .or_else(|| self.records.get(identity));
+            if last.is_some_and(|last| record.tells_nothing_after(last)) {
                 outcome.suppressed += 1;
                 continue;
             }
             emit(record)?;
-            keys[i].1 = true;
+            keys[i].2 = true;
             outcome.emitted += 1;
         }
 
-        for (key, _) in keys.into_iter().filter(|&(_, emitted)| emitted) {
-            self.records.insert(key);
+        for (identity, state, _) in keys.into_iter().filter(|&(_, _, emitted)| emitted) {
+            self.records.set(identity, state);
         }
         if let Some(key) = transport_key {
             self.notifications.insert(key);

@@ -12,6 +12,7 @@ pub fn split<'n>(notification: &'n Notification<'n>) -> impl Iterator<Item = Par
                 &notification.session.telephony_session_id,
                 &party.id,
                 notification.session.sequence,
+                notification.session.event_time_ms,
             ),
             notification,
             party,
@@ -20,12 +21,22 @@ pub fn split<'n>(notification: &'n Notification<'n>) -> impl Iterator<Item = Par
 }
 
 /// `(telephonySessionId, party id, sequence)` identifies a party event semantically
-/// (domain.md §3); `-` stands for a missing sequence.
-fn party_event_id(telephony_session_id: &str, party_id: &str, sequence: Option<i64>) -> String {
+/// (domain.md §3). Without a sequence, `-` and the event time (`-@1700000016095`), so that the
+/// events of a party do not all share one id; `-` alone when neither is known.
+fn party_event_id(
+    telephony_session_id: &str,
+    party_id: &str,
+    sequence: Option<i64>,
+    event_time_ms: Option<i64>,
+) -> String {
     let mut id = record_id(telephony_session_id, party_id, &[]);
-    match sequence {
-        Some(seq) => push_decimal(&mut id, seq),
-        None => id.push('-'),
+    match (sequence, event_time_ms) {
+        (Some(seq), _) => push_decimal(&mut id, seq),
+        (None, Some(ms)) => {
+            id.push_str("-@");
+            push_decimal(&mut id, ms);
+        }
+        (None, None) => id.push('-'),
     }
     id
 }
@@ -75,10 +86,15 @@ mod tests {
 
     #[test]
     fn party_event_ids_are_session_party_and_sequence() {
-        assert_eq!(party_event_id("s-1", "p-1", Some(7)), "s-1:p-1:7");
-        assert_eq!(party_event_id("s-1", "p-1", None), "s-1:p-1:-");
+        assert_eq!(party_event_id("s-1", "p-1", Some(7), Some(99)), "s-1:p-1:7");
+        // Without a sequence the event time tells a party's events apart.
+        assert_eq!(
+            party_event_id("s-1", "p-1", None, Some(1_700_000_016_095)),
+            "s-1:p-1:-@1700000016095"
+        );
+        assert_eq!(party_event_id("s-1", "p-1", None, None), "s-1:p-1:-");
         for n in [0, 9, 10, 1_000_007, -1, -10, i64::MAX, i64::MIN] {
-            assert_eq!(party_event_id("s", "p", Some(n)), format!("s:p:{n}"));
+            assert_eq!(party_event_id("s", "p", Some(n), None), format!("s:p:{n}"));
         }
         assert_eq!(
             record_id("s", "p", &["recording:", "r-1"]),
