@@ -180,10 +180,17 @@ fn coded<'a, E>(value: Option<Str<'a>>, parse: fn(&str) -> E) -> Option<Coded<'a
 }
 
 fn envelope_field_path(body_path: &str, field: &str) -> String {
-    // The envelope sits beside the body: `pn_apns.body` -> `pn_apns.timestamp`.
-    match body_path.rsplit_once('.') {
-        Some((parent, _)) => format!("{parent}.{field}"),
-        None => field.to_owned(),
+    // The envelope sits beside a `body` (`pn_apns.body` -> `pn_apns.timestamp`), or, around a body
+    // without that key, is the body's own node (`[1]` -> `[1].timestamp`).
+    let envelope = match body_path.rsplit_once('.') {
+        Some((parent, "body")) => parent,
+        None if body_path == "body" => "",
+        _ => body_path,
+    };
+    if envelope.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{envelope}.{field}")
     }
 }
 
@@ -268,17 +275,22 @@ pub fn parse_iso8601_millis(s: &str) -> Option<i64> {
         }
         rest = &fraction[len..];
     }
-    let offset_minutes = match rest {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let minutes = digits(&[*h1, *h2])? * 60 + digits(&[*m1, *m2])?;
-            if *sign == b'+' {
-                minutes
-            } else {
-                -minutes
-            }
+    // ISO 8601 writes an offset as `+hh:mm`, `+hhmm` or `+hh`.
+    let (sign, hours, minutes) = match rest {
+        [b'Z' | b'z'] => (b'+', 0, 0),
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            (*sign, digits(&[*h1, *h2])?, digits(&[*m1, *m2])?)
         }
+        [sign @ (b'+' | b'-'), h1, h2] => (*sign, digits(&[*h1, *h2])?, 0),
         _ => return None,
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let offset_minutes = if sign == b'+' {
+        hours * 60 + minutes
+    } else {
+        -(hours * 60 + minutes)
     };
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
@@ -322,10 +334,18 @@ mod tests {
             parse_iso8601_millis("2018-06-05T00:14:50.147Z"),
             Some(1_528_157_690_147)
         );
-        assert_eq!(
-            parse_iso8601_millis("2018-06-05T02:14:50.147+02:00"),
-            Some(1_528_157_690_147)
-        );
+        for offset_form in [
+            "2018-06-05T02:14:50.147+02:00",
+            "2018-06-05T02:14:50.147+0200",
+            "2018-06-05T02:14:50.147+02",
+            "2018-06-04T23:44:50.147-00:30",
+        ] {
+            assert_eq!(
+                parse_iso8601_millis(offset_form),
+                Some(1_528_157_690_147),
+                "{offset_form}"
+            );
+        }
         assert_eq!(
             parse_iso8601_millis("2018-06-05T00:14:50.1479999Z"),
             Some(1_528_157_690_147)
@@ -334,6 +354,25 @@ mod tests {
             parse_iso8601_millis("2024-02-29T00:00:00Z"),
             Some(1_709_164_800_000)
         );
+    }
+
+    #[test]
+    fn envelope_fields_are_named_where_they_sit() {
+        for (body_path, want) in [
+            ("body", "timestamp"),
+            ("pn_apns.body", "pn_apns.timestamp"),
+            ("[1].body", "[1].timestamp"),
+            // A body without the `body` key: the envelope is the same node.
+            ("[1]", "[1].timestamp"),
+            ("pn_apns", "pn_apns.timestamp"),
+            ("", "timestamp"),
+        ] {
+            assert_eq!(
+                envelope_field_path(body_path, "timestamp"),
+                want,
+                "{body_path}"
+            );
+        }
     }
 
     #[test]
@@ -348,6 +387,9 @@ mod tests {
             "2018-06-05T00:14:50.Z",
             "2018-06-05T24:00:00Z",
             "2018-06-05T00:14:50Zjunk",
+            "2018-06-05T00:14:50+2",
+            "2018-06-05T00:14:50+02:0",
+            "2018-06-05T00:14:50+0260",
         ] {
             assert_eq!(parse_iso8601_millis(bad), None, "{bad}");
         }
