@@ -758,6 +758,18 @@ fn offline_process(input: Vec<u8>) -> (offline::Totals, Vec<Value>) {
 }
 
 #[test]
+fn offline_process_reads_a_file_that_starts_with_a_byte_order_mark() {
+    let mut input = b"\xEF\xBB\xBF".to_vec();
+    input.extend(bytes(&good()));
+    input.extend(b"\n");
+    // Only at the start of the file: elsewhere it is a line that is not JSON.
+    input.extend(b"\xEF\xBB\xBF");
+    input.extend(bytes(&good()));
+    let (totals, _) = offline_process(input);
+    assert_eq!((totals.accepted, totals.rejected), (1, 1));
+}
+
+#[test]
 fn offline_process_turns_a_bad_line_into_a_dead_letter_and_processes_the_next() {
     let mut input = Vec::new();
     input.extend(b"{\"truncated\": \n");

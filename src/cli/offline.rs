@@ -93,6 +93,11 @@ fn for_each_line(
         number += 1;
         let content = line.strip_suffix(b"\n").unwrap_or(&line);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
+        // Editors on Windows start a UTF-8 file with a byte-order mark; it is not JSON.
+        let content = match number {
+            1 => content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content),
+            _ => content,
+        };
         each(number, content)?;
     }
 }
