@@ -325,6 +325,13 @@ fn frames_that_are_not_notifications() {
     ] {
         assert_rejected(frame.as_bytes(), Stage::Envelope, "not_a_frame");
     }
+    // A type that is there but not a string is named as found, not called missing.
+    let run = process(format!(r#"[{{"type":7}},{{{BODY}}}]"#).as_bytes());
+    let rejection = run.rejection();
+    assert!(
+        rejection.reason.contains("meta type is 7, not the string"),
+        "{rejection}"
+    );
 }
 
 #[test]

@@ -651,7 +651,7 @@ fn json_arrays_that_are_not_websocket_frames_are_rejected() {
             json!([{"kind": "ServerNotification"}, payload.clone()]),
             "no type",
         ),
-        (json!([{"type": 5}, payload.clone()]), "no type"),
+        (json!([{"type": 5}, payload.clone()]), "meta type is 5"),
         (json!([{"type": "ServerNotification"}]), "no payload"),
         (
             json!([{"type": "ServerNotification"}, 5]),

@@ -453,10 +453,12 @@ impl<'de: 'a, 'a> Visitor<'de> for MessageVisitor<'a> {
                 Some("its first element is not a meta object".to_owned())
             }
             Some(FrameMeta::Object(None)) => Some("its meta object has no type".to_owned()),
-            Some(FrameMeta::Object(Some(kind))) if kind != "ServerNotification" => Some(format!(
-                "its meta type is {kind:?}, not \"ServerNotification\""
+            Some(FrameMeta::Object(Some(serde_json::Value::String(kind)))) => (kind
+                != "ServerNotification")
+                .then(|| format!("its meta type is {kind:?}, not \"ServerNotification\"")),
+            Some(FrameMeta::Object(Some(other))) => Some(format!(
+                "its meta type is {other}, not the string \"ServerNotification\""
             )),
-            Some(FrameMeta::Object(Some(_))) => None,
         };
         if let Some(reason) = verdict {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -504,7 +506,8 @@ impl<'de: 'a, 'a> Visitor<'de> for MessageVisitor<'a> {
 
 /// The first element of a WebSocket frame: only its `type` matters; anything else is tolerated.
 enum FrameMeta {
-    Object(Option<String>),
+    /// The `type`, if present, whatever JSON it is.
+    Object(Option<serde_json::Value>),
     NotAnObject,
 }
 
@@ -521,7 +524,7 @@ impl<'de> Deserialize<'de> for FrameMeta {
                 // `Str` borrows the key; `Cow<str>` would allocate one per key.
                 while let Some(key) = map.next_key::<Str<'de>>()? {
                     if key.as_str() == "type" {
-                        kind = map.next_value::<MaybeString>()?.0;
+                        kind = Some(map.next_value::<serde_json::Value>()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -535,16 +538,6 @@ impl<'de> Deserialize<'de> for FrameMeta {
             visit_scalars_as!(FrameMeta::NotAnObject);
         }
         d.deserialize_any(MetaVisitor)
-    }
-}
-
-/// A value kept only when it is a string.
-struct MaybeString(Option<String>);
-
-impl<'de> Deserialize<'de> for MaybeString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        Ok(MaybeString(value.as_str().map(str::to_owned)))
     }
 }
 
