@@ -758,6 +758,20 @@ fn offline_process(input: Vec<u8>) -> (offline::Totals, Vec<Value>) {
 }
 
 #[test]
+fn a_repeated_field_is_named_with_its_path() {
+    let top = br#"{"uuid":"1","uuid":"2","body":{"telephonySessionId":"s","parties":[{"id":"p","status":{"code":"Answered"}}]}}"#;
+    let rejection = callstream::core::parse(top, &Default::default()).unwrap_err();
+    assert_eq!(rejection.path.as_deref(), Some("uuid"), "{rejection}");
+    let nested = br#"{"body":{"telephonySessionId":"s","parties":[{"id":"p","status":{"code":"Answered","code":"Gone"}}]}}"#;
+    let rejection = callstream::core::parse(nested, &Default::default()).unwrap_err();
+    assert_eq!(
+        rejection.path.as_deref(),
+        Some("body.parties[0].status.code"),
+        "{rejection}"
+    );
+}
+
+#[test]
 fn offline_process_reads_a_file_that_starts_with_a_byte_order_mark() {
     let mut input = b"\xEF\xBB\xBF".to_vec();
     input.extend(bytes(&good()));

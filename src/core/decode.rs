@@ -126,8 +126,22 @@ fn explain_failure(text: &str) -> DecodeError {
         serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
             DecodeError::Syntax { message }
         }
-        serde_json::error::Category::Data => DecodeError::WrongType { message, path },
+        serde_json::error::Category::Data => {
+            let path = match duplicated_field(&message) {
+                // serde names the object; the field repeated in it is what is wrong.
+                Some(field) if path.is_empty() => field.to_owned(),
+                Some(field) => format!("{path}.{field}"),
+                None => path,
+            };
+            DecodeError::WrongType { message, path }
+        }
     }
+}
+
+/// The field a "duplicate field `x`" error names.
+fn duplicated_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate field `")?;
+    rest.split_once('`').map(|(field, _)| field)
 }
 
 /// `serde_path_to_error` writes `.` for the root and `?` for positions it cannot name.
