@@ -1,8 +1,7 @@
 //! Duplicate suppression in a bounded window (domain.md §3): RingCentral redelivers notifications
 //! (WebSocket recovery replays, overlapping subscriptions, webhook retries).
 //!
-//! The window remembers the last `capacity` keys, first in first out, each with a value (the
-//! digest of the state last emitted under a record id). Keys are 64-bit digests
+//! The window remembers the last `capacity` keys, first in first out. Keys are 64-bit digests
 //! (`KeyHasher`, fixed constants), so equal inputs give equal keys in every process; with a window
 //! of 100,000 the chance that a new key collides with a remembered one is about 5e-15 per lookup.
 //! A 64-bit digest is no defence against someone who crafts colliding inputs, keyed or not
@@ -10,9 +9,9 @@
 
 use std::hash::{Hash, Hasher};
 
-/// Remembers the most recent keys, up to a fixed number, each with the value last given for it.
+/// Remembers the most recent keys, up to a fixed number.
 ///
-/// An open-addressing table of (key, value, insertion number) slots with linear probing: a lookup reads
+/// An open-addressing table of (key, insertion number) pairs with linear probing: a lookup reads
 /// one or two neighbouring slots, usually one cache line (a general-purpose map reads its control
 /// bytes and its entry in two places, and in a window of 100,000 keys each is a cache miss). A key
 /// is remembered while fewer than `capacity` keys were inserted after it; forgotten keys keep their
@@ -30,7 +29,6 @@ pub struct DedupWindow {
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     key: u64,
-    value: u64,
     /// Insertion number; 0 for an empty slot.
     at: u64,
 }
@@ -39,7 +37,7 @@ struct Slot {
 const INITIAL_SLOTS: usize = 1024;
 
 impl DedupWindow {
-    /// A window of `capacity` keys; 0 disables suppression. Memory grows with use, up to 24 bytes
+    /// A window of `capacity` keys; 0 disables suppression. Memory grows with use, up to 16 bytes
     /// times the smallest power of two of at least twice the capacity.
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -85,27 +83,16 @@ impl DedupWindow {
     }
 
     pub fn contains(&self, key: u64) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// The value last given for `key`, if the key is remembered.
-    pub fn get(&self, key: u64) -> Option<u64> {
         if self.slots.is_empty() {
-            return None;
+            return false;
         }
         let slot = self.slots[self.probe(key).0];
-        (slot.at != 0 && slot.key == key && self.remembers(slot.at)).then_some(slot.value)
+        slot.at != 0 && slot.key == key && self.remembers(slot.at)
     }
 
     /// Remembers `key`, forgetting the oldest key when full. A key still remembered keeps its
     /// place.
     pub fn insert(&mut self, key: u64) {
-        self.set(key, 0);
-    }
-
-    /// Remembers `key` with `value`, forgetting the oldest key when full. A key still remembered
-    /// keeps its place and takes the new value.
-    pub fn set(&mut self, key: u64, value: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -115,16 +102,15 @@ impl DedupWindow {
         let slot = &mut self.slots[found];
         if slot.at != 0 {
             // The key itself: remembered, or forgotten and inserted again.
-            slot.value = value;
             if at - slot.at <= self.capacity {
                 return;
             }
             slot.at = at;
         } else if let Some(stale) = reusable {
             // Absent (the probe reached an empty slot): take the first forgotten key's slot.
-            self.slots[stale] = Slot { key, value, at };
+            self.slots[stale] = Slot { key, at };
         } else {
-            *slot = Slot { key, value, at };
+            *slot = Slot { key, at };
             self.occupied += 1;
         }
         self.next += 1;
@@ -352,19 +338,6 @@ mod tests {
             assert_eq!(w.contains(key), before, "{key}");
         }
         assert_eq!(w.len(), 4);
-    }
-
-    #[test]
-    fn a_key_keeps_the_last_value_given_without_taking_a_new_place() {
-        let mut w = DedupWindow::new(2);
-        assert_eq!(w.get(1), None);
-        w.set(1, 10);
-        w.set(1, 20);
-        assert_eq!((w.get(1), w.len()), (Some(20), 1));
-        w.set(2, 30);
-        w.set(3, 40);
-        // Key 1 was inserted first: updating its value did not make it newer.
-        assert_eq!((w.get(1), w.get(2), w.get(3)), (None, Some(30), Some(40)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
 //! offline CLI both call.
 
-use super::dedup::{digest, DedupWindow};
+use super::dedup::{digest, DedupWindow, KeyHasher};
 use super::records::OutputRecord;
 use super::rejection::Rejection;
 use super::{derive, parse, DecodeLimits};
@@ -12,7 +12,7 @@ pub struct ProcessorConfig {
     pub limits: DecodeLimits,
     /// How many `(subscriptionId, uuid)` pairs are remembered; 0 turns this off.
     pub notification_window: usize,
-    /// For how many record ids the state last emitted is remembered; 0 turns this off.
+    /// How many emitted `(record_id, state)` pairs are remembered; 0 turns this off.
     pub record_window: usize,
 }
 
@@ -31,8 +31,7 @@ impl Default for ProcessorConfig {
 pub struct Outcome {
     /// Records handed to `emit`.
     pub emitted: usize,
-    /// Records not emitted because they told nothing new after the last record emitted under
-    /// their id (`OutputRecord::tells_nothing_after`).
+    /// Records not emitted because the same record id and state were emitted before.
     pub suppressed: usize,
     /// The whole notification was a transport-level redelivery: nothing was emitted.
     pub duplicate: bool,
@@ -89,14 +88,16 @@ impl Processor {
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
-        // Each record's identity, state, and whether it was emitted: one list serves the lookups,
-        // the repeats within this notification and the updates once all are emitted.
-        let mut keys: Vec<(u64, u64, bool)> = records
+        // Each record's key, and whether the record was emitted: one list serves the lookups,
+        // the duplicates within this notification and the insertions once all are emitted.
+        let mut keys: Vec<(u64, bool)> = records
             .iter()
             .map(|record| {
-                let identity = record.identity();
-                self.records.prefetch(identity);
-                (identity, record.state(), false)
+                let mut h = KeyHasher::default();
+                record.hash_state(&mut h);
+                let key = std::hash::Hasher::finish(&h);
+                self.records.prefetch(key);
+                (key, false)
             })
             .collect();
 
@@ -109,25 +110,22 @@ impl Processor {
 
         let mut outcome = times;
         for (i, record) in records.iter().enumerate() {
-            let identity = keys[i].0;
-            // The state last emitted for this fact: earlier in this notification, else before.
-            let last = keys[..i]
-                .iter()
-                .rev()
-                .find(|&&(id, _, emitted)| emitted && id == identity)
-                .map(|&(_, state, _)| state)
-                .or_else(|| self.records.get(identity));
-            if last.is_some_and(|last| record.tells_nothing_after(last)) {
+            let key = keys[i].0;
+            let emitted = |key: u64| {
+                keys[..i].iter().any(|&(k, emitted)| emitted && k == key)
+                    || self.records.contains(key)
+            };
+            if emitted(key) || record.superseded_by().is_some_and(emitted) {
                 outcome.suppressed += 1;
                 continue;
             }
             emit(record)?;
-            keys[i].2 = true;
+            keys[i].1 = true;
             outcome.emitted += 1;
         }
 
-        for (identity, state, _) in keys.into_iter().filter(|&(_, _, emitted)| emitted) {
-            self.records.set(identity, state);
+        for (key, _) in keys.into_iter().filter(|&(_, emitted)| emitted) {
+            self.records.insert(key);
         }
         if let Some(key) = transport_key {
             self.notifications.insert(key);

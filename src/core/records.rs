@@ -5,8 +5,6 @@
 //! encoder and the JSON form are two `FieldSink`s over that one list, so they cannot disagree,
 //! and `tests/contract.rs` proves every record decodes with its schema.
 
-use std::hash::{Hash, Hasher};
-
 use super::dedup::KeyHasher;
 use super::model::{
     AvroEnum, Coded, Endpoint, LinkedSession, Notification, Party, Recording, SipData,
@@ -139,50 +137,47 @@ impl<'n> OutputRecord<'n> {
             .unwrap_or(&call.notification.session.telephony_session_id)
     }
 
-    /// The digest of the record's topic and id: the fact it is about, under which the duplicate
-    /// window remembers the state last published.
-    pub fn identity(&self) -> u64 {
-        let mut h = KeyHasher::default();
-        self.topic().hash(&mut h);
-        self.record_id().hash(&mut h);
-        h.finish()
-    }
-
-    /// What the record says about its fact, as a number to compare: status and event time for a
-    /// party event, `active` for a recording, type and status for a transfer (digests), and for a
-    /// missed call whether the caller reached voicemail (`VOICEMAIL` or 0).
-    pub fn state(&self) -> u64 {
+    /// Feeds what makes this emission distinct from an earlier one with the same record id: a
+    /// record is a duplicate only if both its id and this state were already emitted.
+    pub fn hash_state<H: std::hash::Hasher>(&self, h: &mut H) {
+        use std::hash::Hash;
+        self.topic().hash(h);
+        self.record_id().hash(h);
         let party = self.call().party;
-        let mut h = KeyHasher::default();
         match self {
             OutputRecord::Party(_) => {
-                party.status.raw.hash(&mut h);
-                self.call().notification.session.event_time_ms.hash(&mut h);
+                party.status.raw.hash(h);
+                self.call().notification.session.event_time_ms.hash(h);
             }
-            OutputRecord::Missed(r) => return if r.reached_voicemail { VOICEMAIL } else { 0 },
-            OutputRecord::Recorded(r) => r.active.hash(&mut h),
+            OutputRecord::Missed(r) => r.reached_voicemail.hash(h),
+            OutputRecord::Recorded(r) => r.active.hash(h),
             OutputRecord::Transfer(r) => {
-                r.transfer_type.raw.hash(&mut h);
-                party.status.raw.hash(&mut h);
+                r.transfer_type.raw.hash(h);
+                party.status.raw.hash(h);
             }
-        }
-        h.finish()
-    }
-
-    /// Whether this record would tell nothing new after one in state `last` for the same fact:
-    /// the same state again (a redelivery), or a missed call without voicemail after one with it
-    /// (the flag only gains: RingCentral's `Disconnected` after `VoiceMail` no longer says so).
-    /// A state that changes back (a recording paused, then resumed) is news.
-    pub fn tells_nothing_after(&self, last: u64) -> bool {
-        match self {
-            OutputRecord::Missed(_) => self.state() <= last,
-            _ => self.state() == last,
         }
     }
 }
 
-/// `OutputRecord::state` of a missed call whose caller reached voicemail.
-const VOICEMAIL: u64 = 1;
+impl OutputRecord<'_> {
+    /// For a missed call without voicemail, the `hash_state` of the same missed call with it.
+    /// Once that was emitted, this one tells nothing new: the flag only gains (RingCentral's
+    /// `Disconnected` after `VoiceMail` no longer says voicemail), or the latest record of the
+    /// missed call would say the caller never reached it.
+    pub fn superseded_by(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        match self {
+            OutputRecord::Missed(r) if !r.reached_voicemail => {
+                let mut h = KeyHasher::default();
+                self.topic().hash(&mut h);
+                self.record_id().hash(&mut h);
+                true.hash(&mut h);
+                Some(h.finish())
+            }
+            _ => None,
+        }
+    }
+}
 
 impl Record for OutputRecord<'_> {
     fn write<S: FieldSink>(&self, sink: &mut S) {
