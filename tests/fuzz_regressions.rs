@@ -348,6 +348,24 @@ fn escapes_and_control_characters_round_trip() {
 }
 
 #[test]
+fn a_notification_with_a_party_in_two_states_delivered_again_emits_nothing_new() {
+    // Found by structured_json against a rule that compared a record only with the last state
+    // emitted under its id: the second delivery of [Setup, Proceeding] of one party (no
+    // subscriptionId or uuid to catch it at the transport level) was published again in full.
+    let message = br#"{"body":{"telephonySessionId":"s","sequence":5,"parties":[{"id":"p","status":{"code":"Setup"},"recordings":[{"id":"r","active":true}]},{"id":"p","status":{"code":"Proceeding"},"recordings":[{"id":"r","active":false}]}]}}"#;
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut emitted = 0;
+    let first = processor.process(message, |_| {
+        emitted += 1;
+        Ok(())
+    });
+    assert_eq!(first.map(|o| o.emitted), Ok(4));
+    let again = processor.process(message, |_| Ok(())).expect("accepted");
+    assert_eq!((again.emitted, again.suppressed), (0, 4));
+    assert_eq!(emitted, 4);
+}
+
+#[test]
 fn a_party_repeated_in_one_notification_is_emitted_once() {
     let party = r#"{"id":"p-1","missedCall":true,"recordings":[{"id":"r"},{"active":true},{"id":null}],"status":{"code":"Disconnected","reason":"BlindTransfer"}}"#;
     let run = process(
