@@ -120,10 +120,11 @@ pub enum ServiceError {
     #[error("{action} failed: {source}; brokers {servers}: {hint}")]
     Connection {
         action: &'static str,
-        servers: String,
+        servers: Box<str>,
         hint: &'static str,
+        // Boxed: the error type stays small on every Result of the loop.
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
     #[error("{action} failed: {source}")]
     Kafka {
@@ -165,9 +166,9 @@ fn start_up_request(
             | RDKafkaErrorCode::CoordinatorNotAvailable,
         ) => ServiceError::Connection {
             action,
-            servers,
+            servers: servers.into_boxed_str(),
             hint,
-            source,
+            source: Box::new(source),
         },
         _ => ServiceError::Kafka { action, source },
     }
