@@ -1288,6 +1288,17 @@ fn a_window_of_zero_turns_suppression_off() {
         assert!(!outcome.duplicate);
         assert_eq!(records.len(), 1);
     }
+    // Within one notification too: a party listed twice gives two records.
+    let twice = body(
+        SESSION_ID,
+        5,
+        vec![
+            party(PARTY_ID, EXTENSION_ID, "Answered"),
+            party(PARTY_ID, EXTENSION_ID, "Answered"),
+        ],
+    );
+    let (outcome, records) = run(&mut processor, &bytes(&webhook("2", twice))).unwrap();
+    assert_eq!((records.len(), outcome.suppressed), (2, 0));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -115,7 +115,9 @@ impl Processor {
                 keys[..i].iter().any(|&(k, emitted)| emitted && k == key)
                     || self.records.contains(key)
             };
-            if emitted(key) || record.superseded_by().is_some_and(emitted) {
+            // A record window of 0 turns suppression off, within a notification too.
+            let suppressing = self.config.record_window > 0;
+            if suppressing && (emitted(key) || record.superseded_by().is_some_and(emitted)) {
                 outcome.suppressed += 1;
                 continue;
             }
