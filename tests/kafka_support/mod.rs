@@ -218,9 +218,14 @@ impl InputProducer {
 
     /// Waits until every line is delivered; fails the test if any was not.
     fn finish(self) {
-        self.producer
-            .flush(Duration::from_secs(60))
-            .expect("test input flushed");
+        if let Err(error) = self.producer.flush(Duration::from_secs(60)) {
+            // Seen once after a broker restart: say what the producer knows, for next time.
+            panic!(
+                "test input not flushed within 60 s: {error}; {} records still queued; fatal error: {:?}",
+                self.producer.in_flight_count(),
+                self.producer.client().fatal_error()
+            );
+        }
         let failures = self.failures.load(Ordering::Relaxed);
         assert_eq!(failures, 0, "test input records not delivered");
     }
