@@ -1,7 +1,7 @@
 //! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
 //! offline CLI both call.
 
-use super::dedup::{digest, DedupWindow, KeyHasher};
+use super::dedup::{digest, DedupWindow};
 use super::records::OutputRecord;
 use super::rejection::Rejection;
 use super::{derive, parse, DecodeLimits};
@@ -93,9 +93,7 @@ impl Processor {
         let mut keys: Vec<(u64, bool)> = records
             .iter()
             .map(|record| {
-                let mut h = KeyHasher::default();
-                record.hash_state(&mut h);
-                let key = std::hash::Hasher::finish(&h);
+                let key = record.state_key();
                 self.records.prefetch(key);
                 (key, false)
             })
@@ -109,14 +107,14 @@ impl Processor {
         }
 
         let mut outcome = times;
+        // A record window of 0 turns suppression off, within a notification too.
+        let suppressing = self.config.record_window > 0;
         for (i, record) in records.iter().enumerate() {
             let key = keys[i].0;
             let emitted = |key: u64| {
                 keys[..i].iter().any(|&(k, emitted)| emitted && k == key)
                     || self.records.contains(key)
             };
-            // A record window of 0 turns suppression off, within a notification too.
-            let suppressing = self.config.record_window > 0;
             if suppressing && (emitted(key) || record.superseded_by().is_some_and(emitted)) {
                 outcome.suppressed += 1;
                 continue;

@@ -165,17 +165,23 @@ impl OutputRecord<'_> {
     /// `Disconnected` after `VoiceMail` no longer says voicemail), or the latest record of the
     /// missed call would say the caller never reached it.
     pub fn superseded_by(&self) -> Option<u64> {
-        use std::hash::{Hash, Hasher};
         match self {
             OutputRecord::Missed(r) if !r.reached_voicemail => {
-                let mut h = KeyHasher::default();
-                self.topic().hash(&mut h);
-                self.record_id().hash(&mut h);
-                true.hash(&mut h);
-                Some(h.finish())
+                let with_voicemail = MissedCall {
+                    reached_voicemail: true,
+                    ..r.clone()
+                };
+                Some(OutputRecord::Missed(with_voicemail).state_key())
             }
             _ => None,
         }
+    }
+
+    /// The duplicate window's key of this record: the digest of `hash_state`.
+    pub fn state_key(&self) -> u64 {
+        let mut h = KeyHasher::default();
+        self.hash_state(&mut h);
+        std::hash::Hasher::finish(&h)
     }
 }
 

@@ -174,36 +174,50 @@ fn start_up_request(
     }
 }
 
-/// What keeps the service from reading the input topic, from the brokers' metadata of it:
-/// `error` and partition count of the topic, `None` when the metadata does not list it.
+/// A topic as the brokers' metadata describes it.
+enum TopicState {
+    Usable,
+    Missing,
+    NotAuthorized,
+    Unavailable(RDKafkaErrorCode),
+}
+
+/// The state of a topic from `describe`: its error and partition count, `None` when the
+/// metadata does not list it.
+fn topic_state(described: Option<(Option<RDKafkaErrorCode>, usize)>) -> TopicState {
+    match described {
+        Some((None, partitions)) if partitions > 0 => TopicState::Usable,
+        None | Some((None | Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => {
+            TopicState::Missing
+        }
+        Some((Some(RDKafkaErrorCode::TopicAuthorizationFailed), _)) => TopicState::NotAuthorized,
+        Some((Some(code), _)) => TopicState::Unavailable(code),
+    }
+}
+
+/// What keeps the service from reading the input topic, if anything.
 fn input_topic_problem(
     topic: &str,
     described: Option<(Option<RDKafkaErrorCode>, usize)>,
 ) -> Option<ServiceError> {
     let topic = topic.to_owned();
-    match described {
-        Some((None, partitions)) if partitions > 0 => None,
-        Some((Some(RDKafkaErrorCode::TopicAuthorizationFailed), _)) => {
-            Some(ServiceError::InputTopicNotAuthorized { topic })
-        }
-        None | Some((None | Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => {
-            Some(ServiceError::InputTopicMissing { topic })
-        }
-        Some((Some(code), _)) => Some(ServiceError::InputTopicUnavailable { topic, code }),
+    match topic_state(described) {
+        TopicState::Usable => None,
+        TopicState::Missing => Some(ServiceError::InputTopicMissing { topic }),
+        TopicState::NotAuthorized => Some(ServiceError::InputTopicNotAuthorized { topic }),
+        TopicState::Unavailable(code) => Some(ServiceError::InputTopicUnavailable { topic, code }),
     }
 }
 
-/// What is wrong with an output topic, from the brokers' metadata of it, or `None`.
+/// What is wrong with an output topic, or `None`.
 fn output_topic_problem(described: Option<(Option<RDKafkaErrorCode>, usize)>) -> Option<String> {
-    match described {
-        Some((None, partitions)) if partitions > 0 => None,
-        None | Some((None | Some(RDKafkaErrorCode::UnknownTopicOrPartition), _)) => {
-            Some("does not exist".into())
-        }
-        Some((Some(RDKafkaErrorCode::TopicAuthorizationFailed), _)) => {
+    match topic_state(described) {
+        TopicState::Usable => None,
+        TopicState::Missing => Some("does not exist".into()),
+        TopicState::NotAuthorized => {
             Some("not authorized (this principal needs Describe and Write on it)".into())
         }
-        Some((Some(code), _)) => Some(code.to_string()),
+        TopicState::Unavailable(code) => Some(code.to_string()),
     }
 }
 
