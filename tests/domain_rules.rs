@@ -1184,6 +1184,106 @@ fn a_paused_recording_is_published_and_a_redelivery_is_not() {
     assert_eq!(recorded, [json!(true), json!(false)]);
 }
 
+/// A recording's `active` as each of `states` (sequence, active; `None` without the field) is
+/// received, one notification each, and what the recorded topic publishes.
+fn recording_published(states: &[(i64, Option<bool>)]) -> Vec<(i64, Value)> {
+    let bodies: Vec<Value> = states
+        .iter()
+        .map(|&(sequence, active)| {
+            let mut p = party(PARTY_ID, EXTENSION_ID, "Answered");
+            p["recordings"] = match active {
+                Some(active) => json!([{"id": "r-77", "active": active}]),
+                None => json!([{"id": "r-77"}]),
+            };
+            body(SESSION_ID, sequence, vec![p])
+        })
+        .collect();
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut published = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let (_, records) = run(&mut processor, &bytes(&webhook(&i.to_string(), body))).unwrap();
+        for r in records
+            .into_iter()
+            .filter(|r| r.topic == TopicKind::Recorded)
+        {
+            let sequence = r.value["sequence"].as_i64().expect("a sequence");
+            published.push((sequence, r.value["active"].clone()));
+        }
+    }
+    published
+}
+
+#[test]
+fn a_recording_resumed_after_a_pause_is_published_again() {
+    assert_eq!(
+        recording_published(&[
+            (5, Some(true)),
+            (6, Some(false)),
+            (7, Some(true)),
+            (9, Some(false))
+        ]),
+        [
+            (5, json!(true)),
+            (6, json!(false)),
+            (7, json!(true)),
+            (9, json!(false))
+        ]
+    );
+}
+
+#[test]
+fn late_and_repeated_states_of_a_recording_are_not_published() {
+    // Redeliveries under new uuids, and a copy of the pause arriving after the resume: the
+    // latest record published says what the recording's latest notification said.
+    assert_eq!(
+        recording_published(&[
+            (5, Some(true)),
+            (6, Some(false)),
+            (7, Some(true)),
+            (6, Some(false)),
+            (7, Some(true)),
+            (5, Some(true)),
+        ]),
+        [(5, json!(true)), (6, json!(false)), (7, json!(true))]
+    );
+    // A notification saying the same again moves the latest sequence on: a pause older than it
+    // that arrives late is not news.
+    assert_eq!(
+        recording_published(&[(5, Some(true)), (8, Some(true)), (6, Some(false))]),
+        [(5, json!(true))]
+    );
+}
+
+#[test]
+fn a_recording_without_active_does_not_undo_a_known_state() {
+    assert_eq!(
+        recording_published(&[(5, Some(true)), (6, None), (7, Some(false))]),
+        [(5, json!(true)), (7, json!(false))]
+    );
+    // Before any state is known, the recording is published as it is.
+    assert_eq!(recording_published(&[(5, None)]), [(5, Value::Null)]);
+}
+
+#[test]
+fn a_recording_listed_twice_in_one_notification_is_published_once_and_not_again() {
+    let mut p = party(PARTY_ID, EXTENSION_ID, "Answered");
+    p["recordings"] = json!([{"id": "r-77", "active": true}, {"id": "r-77", "active": false}]);
+    let message = body(SESSION_ID, 5, vec![p]);
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let recorded = |records: Vec<Emitted>| -> Vec<Value> {
+        records
+            .into_iter()
+            .filter(|r| r.topic == TopicKind::Recorded)
+            .map(|r| r.value["active"].clone())
+            .collect()
+    };
+    let (_, first) = run(&mut processor, &bytes(&message)).unwrap();
+    assert_eq!(recorded(first), [json!(true)]);
+    // The same notification again, without a transport identity: nothing new.
+    let (_, again) = run(&mut processor, &bytes(&message)).unwrap();
+    assert_eq!(recorded(again), Vec::<Value>::new());
+}
+
 #[test]
 fn a_missed_call_that_reaches_voicemail_is_published_again_but_not_unsaid() {
     let missed = |sequence: i64, code: &str| {

@@ -10,35 +10,40 @@
 use std::hash::{Hash, Hasher};
 
 /// Remembers the most recent keys, up to a fixed number.
+pub type DedupWindow = Window<()>;
+
+/// Remembers the most recent keys, up to a fixed number, each with a value.
 ///
-/// An open-addressing table of (key, insertion number) pairs with linear probing: a lookup reads
-/// one or two neighbouring slots, usually one cache line (a general-purpose map reads its control
-/// bytes and its entry in two places, and in a window of 100,000 keys each is a cache miss). A key
-/// is remembered while fewer than `capacity` keys were inserted after it; forgotten keys keep their
-/// slot until an insertion reuses it or the table is rebuilt without them.
+/// An open-addressing table of (key, insertion number, value) slots with linear probing: a lookup
+/// reads one or two neighbouring slots, usually one cache line (a general-purpose map reads its
+/// control bytes and its entry in two places, and in a window of 100,000 keys each is a cache
+/// miss). A key is remembered while fewer than `capacity` insertions came after its own;
+/// forgotten keys keep their slot until an insertion reuses it or the table is rebuilt without
+/// them.
 #[derive(Debug, Clone)]
-pub struct DedupWindow {
+pub struct Window<V> {
     capacity: u64,
     /// Insertion number of the next insertion, counted from 1 (0 marks an empty slot).
     next: u64,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<V>>,
     /// Slots in use, forgotten keys included.
     occupied: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Slot {
+struct Slot<V> {
     key: u64,
     /// Insertion number; 0 for an empty slot.
     at: u64,
+    value: V,
 }
 
 /// Slots of a new window; it grows with use.
 const INITIAL_SLOTS: usize = 1024;
 
-impl DedupWindow {
-    /// A window of `capacity` keys; 0 disables suppression. Memory grows with use, up to 16 bytes
-    /// times the smallest power of two of at least twice the capacity.
+impl<V: Copy + Default> Window<V> {
+    /// A window of `capacity` keys; 0 disables it. Memory grows with use, up to the slot size
+    /// (16 bytes plus the value) times the smallest power of two of at least twice the capacity.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity as u64,
@@ -61,7 +66,7 @@ impl DedupWindow {
         let mut i = key as usize & mask;
         let mut reusable = None;
         loop {
-            let slot = self.slots[i];
+            let slot = &self.slots[i];
             if slot.at == 0 || slot.key == key {
                 return (i, reusable);
             }
@@ -82,35 +87,51 @@ impl DedupWindow {
         }
     }
 
-    pub fn contains(&self, key: u64) -> bool {
+    /// The value of `key`, if it is remembered.
+    pub fn get(&self, key: u64) -> Option<V> {
         if self.slots.is_empty() {
-            return false;
+            return None;
         }
-        let slot = self.slots[self.probe(key).0];
-        slot.at != 0 && slot.key == key && self.remembers(slot.at)
+        let slot = &self.slots[self.probe(key).0];
+        (slot.at != 0 && slot.key == key && self.remembers(slot.at)).then_some(slot.value)
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.get(key).is_some()
     }
 
     /// Remembers `key`, forgetting the oldest key when full. A key still remembered keeps its
-    /// place.
+    /// place and its value.
     pub fn insert(&mut self, key: u64) {
+        self.store(key, V::default(), false);
+    }
+
+    /// Remembers `key` with `value`, as the newest key: one still remembered takes the value and
+    /// moves to the end of the window (it counts as an insertion).
+    pub fn put(&mut self, key: u64, value: V) {
+        self.store(key, value, true);
+    }
+
+    fn store(&mut self, key: u64, value: V, replace: bool) {
         if self.capacity == 0 {
             return;
         }
         self.make_room();
         let (found, reusable) = self.probe(key);
         let at = self.next;
+        let remembered = self.remembers(self.slots[found].at);
         let slot = &mut self.slots[found];
         if slot.at != 0 {
             // The key itself: remembered, or forgotten and inserted again.
-            if at - slot.at <= self.capacity {
+            if remembered && !replace {
                 return;
             }
-            slot.at = at;
+            *slot = Slot { key, at, value };
         } else if let Some(stale) = reusable {
             // Absent (the probe reached an empty slot): take the first forgotten key's slot.
-            self.slots[stale] = Slot { key, at };
+            self.slots[stale] = Slot { key, at, value };
         } else {
-            *slot = Slot { key, at };
+            *slot = Slot { key, at, value };
             self.occupied += 1;
         }
         self.next += 1;
@@ -149,7 +170,7 @@ impl DedupWindow {
         self.next = 1;
     }
 
-    /// How many keys are remembered.
+    /// How many keys are remembered (an upper bound once `put` has moved a remembered key).
     pub fn len(&self) -> usize {
         (self.next - 1).min(self.capacity) as usize
     }
@@ -160,15 +181,15 @@ impl DedupWindow {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn prefetch(slot: &Slot) {
+fn prefetch<T>(slot: &T) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     // SAFETY: a prefetch is a hint that reads nothing and never faults; SSE, which it needs, is
     // part of every x86_64 CPU.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const Slot).cast()) };
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const T).cast()) };
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn prefetch(_: &Slot) {}
+fn prefetch<T>(_: &T) {}
 
 /// The stable 64-bit digest of a value.
 pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
@@ -338,6 +359,24 @@ mod tests {
             assert_eq!(w.contains(key), before, "{key}");
         }
         assert_eq!(w.len(), 4);
+    }
+
+    #[test]
+    fn put_replaces_the_value_and_moves_the_key_to_the_end() {
+        let mut w: Window<u32> = Window::new(2);
+        w.put(1, 10);
+        w.put(2, 20);
+        w.put(1, 11);
+        assert_eq!(w.get(1), Some(11));
+        // 2 is now the oldest key.
+        w.put(3, 30);
+        assert_eq!(w.get(2), None);
+        assert_eq!((w.get(1), w.get(3)), (Some(11), Some(30)));
+        // `insert` leaves a remembered key's value alone.
+        w.insert(1);
+        assert_eq!(w.get(1), Some(11));
+        w.clear();
+        assert_eq!(w.get(1), None);
     }
 
     #[test]

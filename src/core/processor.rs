@@ -1,8 +1,8 @@
 //! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
 //! offline CLI both call.
 
-use super::dedup::{digest, DedupWindow};
-use super::records::OutputRecord;
+use super::dedup::{digest, DedupWindow, Window};
+use super::records::{OrderedState, OutputRecord};
 use super::rejection::Rejection;
 use super::{derive, parse, DecodeLimits};
 
@@ -47,6 +47,24 @@ pub struct Processor {
     config: ProcessorConfig,
     notifications: DedupWindow,
     records: DedupWindow,
+    /// Per record id whose states are ordered (a recording): the latest state emitted.
+    latest: Window<Latest>,
+}
+
+/// The latest state emitted under a record id, and the sequence of its notification.
+#[derive(Debug, Clone, Copy, Default)]
+struct Latest {
+    sequence: i64,
+    state: u64,
+}
+
+/// A record of the message being processed, as the windows see it.
+struct Pending {
+    state: u64,
+    ordered: Option<OrderedState>,
+    emitted: bool,
+    /// Not emitted, but a later notification confirms the latest state: its sequence is kept.
+    confirms_latest: bool,
 }
 
 impl Processor {
@@ -55,6 +73,7 @@ impl Processor {
             config,
             notifications: DedupWindow::new(config.notification_window),
             records: DedupWindow::new(config.record_window),
+            latest: Window::new(config.record_window),
         }
     }
 
@@ -88,14 +107,23 @@ impl Processor {
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
-        // Each record's key, and whether the record was emitted: one list serves the lookups,
+        // Each record's keys, and whether the record was emitted: one list serves the lookups,
         // the duplicates within this notification and the insertions once all are emitted.
-        let mut keys: Vec<(u64, bool)> = records
+        let mut pending: Vec<Pending> = records
             .iter()
             .map(|record| {
-                let key = record.state_key();
-                self.records.prefetch(key);
-                (key, false)
+                let state = record.state_key();
+                self.records.prefetch(state);
+                let ordered = record.ordered_state();
+                if let Some(ordered) = ordered {
+                    self.latest.prefetch(ordered.id);
+                }
+                Pending {
+                    state,
+                    ordered,
+                    emitted: false,
+                    confirms_latest: false,
+                }
             })
             .collect();
 
@@ -110,22 +138,55 @@ impl Processor {
         // A record window of 0 turns suppression off, within a notification too.
         let suppressing = self.config.record_window > 0;
         for (i, record) in records.iter().enumerate() {
-            let key = keys[i].0;
+            let (earlier, rest) = pending.split_at_mut(i);
+            let this = &mut rest[0];
             let emitted = |key: u64| {
-                keys[..i].iter().any(|&(k, emitted)| emitted && k == key)
-                    || self.records.contains(key)
+                earlier.iter().any(|p| p.emitted && p.state == key) || self.records.contains(key)
             };
-            if suppressing && (emitted(key) || record.superseded_by().is_some_and(emitted)) {
+            // The latest state emitted under this record id: by this notification (whose records
+            // share its sequence), else by an earlier one.
+            let latest = this.ordered.and_then(|ordered| {
+                let in_this = earlier
+                    .iter()
+                    .rev()
+                    .find(|p| p.emitted && p.ordered.is_some_and(|o| o.id == ordered.id))
+                    .map(|p| Latest {
+                        sequence: ordered.sequence,
+                        state: p.state,
+                    });
+                Some((ordered, in_this.or_else(|| self.latest.get(ordered.id))?))
+            });
+            let duplicate = match latest {
+                // A state that can come back (a recording resumed after a pause) is news only
+                // from a later notification that says something else than the latest emitted:
+                // redeliveries and late copies of older states carry no higher sequence.
+                Some((ordered, latest)) => {
+                    let later = ordered.sequence > latest.sequence;
+                    this.confirms_latest = later && this.state == latest.state;
+                    !(later && this.state != latest.state && ordered.informative)
+                }
+                None => emitted(this.state) || record.superseded_by().is_some_and(emitted),
+            };
+            if suppressing && duplicate {
                 outcome.suppressed += 1;
                 continue;
             }
             emit(record)?;
-            keys[i].1 = true;
+            this.emitted = true;
             outcome.emitted += 1;
         }
 
-        for (key, _) in keys.into_iter().filter(|&(_, emitted)| emitted) {
-            self.records.insert(key);
+        for p in &pending {
+            if p.emitted {
+                self.records.insert(p.state);
+            }
+            if let Some(ordered) = p.ordered.filter(|_| p.emitted || p.confirms_latest) {
+                let latest = Latest {
+                    sequence: ordered.sequence,
+                    state: p.state,
+                };
+                self.latest.put(ordered.id, latest);
+            }
         }
         if let Some(key) = transport_key {
             self.notifications.insert(key);
@@ -138,5 +199,6 @@ impl Processor {
     pub fn forget_emitted(&mut self) {
         self.notifications.clear();
         self.records.clear();
+        self.latest.clear();
     }
 }

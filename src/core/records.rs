@@ -5,7 +5,7 @@
 //! encoder and the JSON form are two `FieldSink`s over that one list, so they cannot disagree,
 //! and `tests/contract.rs` proves every record decodes with its schema.
 
-use super::dedup::KeyHasher;
+use super::dedup::{digest, KeyHasher};
 use super::model::{
     AvroEnum, Coded, Endpoint, LinkedSession, Notification, Party, Recording, SipData,
     TransferType, UiCallInfo,
@@ -61,6 +61,17 @@ pub trait FieldSink {
 /// Something with a schema: writes its fields, in schema order, to a sink.
 pub trait Record {
     fn write<S: FieldSink>(&self, sink: &mut S);
+}
+
+/// Where a record stands among the states published under its record id (`ordered_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderedState {
+    /// Digest of the topic and the record id.
+    pub id: u64,
+    /// The notification's sequence.
+    pub sequence: i64,
+    /// Whether the record says what the state is (a recording without `active` does not).
+    pub informative: bool,
 }
 
 /// A derived record of any topic.
@@ -173,6 +184,21 @@ impl OutputRecord<'_> {
                 };
                 Some(OutputRecord::Missed(with_voicemail).state_key())
             }
+            _ => None,
+        }
+    }
+
+    /// For a record whose state can return to an earlier value (a recording paused, then
+    /// resumed), the digest of its topic and record id, and the sequence that orders its states.
+    /// Such a record is published when it says something new against the latest state published
+    /// under its id, in a later notification of the call; see `Processor::process`.
+    pub fn ordered_state(&self) -> Option<OrderedState> {
+        match self {
+            OutputRecord::Recorded(r) => Some(OrderedState {
+                id: digest(&(self.topic(), self.record_id())),
+                sequence: self.call().notification.session.sequence?,
+                informative: r.active.is_some(),
+            }),
             _ => None,
         }
     }
