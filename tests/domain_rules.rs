@@ -332,6 +332,29 @@ fn ids_sent_as_numbers_are_normalized_to_strings() {
 }
 
 #[test]
+fn display_values_sent_as_numbers_are_kept_as_their_digits() {
+    let mut message = webhook_with_party(|p| {
+        p["missedCall"] = json!(true);
+        p["from"]["phoneNumber"] = json!(11104);
+        p["from"]["name"] = json!(101);
+        p["to"]["phoneNumber"] = json!(16505551234u64);
+        p["status"]["description"] = json!(486);
+        p["uiCallInfo"] = json!({"primary": {"type": "QueueName", "value": 7}});
+    });
+    message["uuid"] = json!("u-display");
+    let emitted = accept(&message);
+    let party = only(&emitted, TopicKind::Parties);
+    assert_eq!(party.field("from")["phone_number"], json!("11104"));
+    assert_eq!(party.field("from")["phone_number_kind"], json!("Extension"));
+    assert_eq!(party.field("from")["name"], json!("101"));
+    assert_eq!(party.field("to")["phone_number"], json!("16505551234"));
+    assert_eq!(party.str("status_description"), Some("486"));
+    assert_eq!(party.field("ui_call_info")["primary_value"], json!("7"));
+    // The missed call is not lost over a display value.
+    only(&emitted, TopicKind::Missed);
+}
+
+#[test]
 fn sequence_is_an_integer_also_when_sent_as_a_string() {
     let mut message = webhook("1", one_party_body("Answered"));
     message["body"]["sequence"] = json!("12");

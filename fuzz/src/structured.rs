@@ -325,6 +325,15 @@ impl Gen<'_> {
     }
 
     /// A string field: one of `known` (any case), a fuzz string, absent, null, or a wrong type.
+    /// Text meant for people (`raw::Text`): as `text`, or an integer, kept as its digits.
+    fn display_text(&mut self, known: &[&str]) -> (Option<Value>, Option<String>) {
+        if self.one_in(8) {
+            let n: u64 = self.u.arbitrary().unwrap_or(11_104);
+            return (Some(Value::from(n)), Some(n.to_string()));
+        }
+        self.text(known)
+    }
+
     fn text(&mut self, known: &[&str]) -> (Option<Value>, Option<String>) {
         let choice = if self.u.is_empty() {
             0
@@ -719,7 +728,7 @@ impl Gen<'_> {
                 let (reason, reason_text) = self.text(REASONS);
                 put(&mut s, "reason", reason);
                 reason_value = reason_text;
-                put(&mut s, "description", self.text(&["Call ended"]).0);
+                put(&mut s, "description", self.display_text(&["Call ended"]).0);
                 put(&mut s, "rcc", self.flag().0);
                 let peer = self.object(|g| {
                     let mut p = Map::new();
@@ -765,7 +774,7 @@ impl Gen<'_> {
                 let v = g.object(|g| {
                     let mut v = Map::new();
                     put(&mut v, "type", g.text(&["CallerIdName", "QueueName"]).0);
-                    put(&mut v, "value", g.text(&["Support"]).0);
+                    put(&mut v, "value", g.display_text(&["Support"]).0);
                     v
                 });
                 put(&mut o, key, v);
@@ -818,13 +827,13 @@ impl Gen<'_> {
         let number = if self.one_in(4) {
             Some(Value::from(self.fuzz_string()))
         } else {
-            self.text(PHONE_NUMBERS).0
+            self.display_text(PHONE_NUMBERS).0
         };
         put(&mut m, "phoneNumber", number);
         put(
             &mut m,
             "name",
-            self.text(&["Tom Sawyer", "WIRELESS CALLER"]).0,
+            self.display_text(&["Tom Sawyer", "WIRELESS CALLER"]).0,
         );
         put(&mut m, "extensionId", self.id(false, "4001444").0);
         put(&mut m, "deviceId", self.id(false, "dev").0);

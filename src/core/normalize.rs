@@ -10,7 +10,7 @@ use super::model::{
     Party, PhoneNumberKind, Recording, RingRole, Session, SipData, StatusCode, StatusReason,
     UiCallInfo,
 };
-use super::raw::{Flag, Id, RawEndpoint, RawParty, Str};
+use super::raw::{Flag, Id, RawEndpoint, RawParty, Str, Text};
 use super::validate::{join_path, ValidationError};
 
 /// Normalizes a message that `validate` accepted. Fails only for values that are present but
@@ -96,7 +96,7 @@ fn normalize_party<'a>(
             raw: status_code.0,
         },
         reason: coded(status.reason, StatusReason::parse),
-        description: text(status.description),
+        description: display(status.description),
         rcc: flag(status.rcc),
         peer: status.peer_id.map(|p| LinkedSession {
             telephony_session_id: id(p.telephony_session_id),
@@ -144,17 +144,17 @@ fn ui_value<'a>(
     value: Option<super::raw::RawUiValue<'a>>,
 ) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
     match value {
-        Some(v) => (text(v.kind), text(v.value)),
+        Some(v) => (text(v.kind), display(v.value)),
         None => (None, None),
     }
 }
 
 fn endpoint(raw: RawEndpoint<'_>) -> Endpoint<'_> {
-    let phone_number = text(raw.phone_number);
+    let phone_number = display(raw.phone_number);
     Endpoint {
         phone_number_kind: phone_number.as_deref().map(phone_number_kind),
         phone_number,
-        name: text(raw.name),
+        name: display(raw.name),
         extension_id: id(raw.extension_id),
         device_id: id(raw.device_id),
     }
@@ -165,6 +165,10 @@ fn id(value: Option<Id<'_>>) -> Option<Cow<'_, str>> {
 }
 
 fn text(value: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+    value.map(|v| v.0)
+}
+
+fn display(value: Option<Text<'_>>) -> Option<Cow<'_, str>> {
     value.map(|v| v.0)
 }
 

@@ -20,6 +20,12 @@ pub struct Str<'a>(pub Cow<'a, str>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Id<'a>(pub Cow<'a, str>);
 
+/// Text meant for people (a name, a phone number as sent, a description): a string, or a JSON
+/// integer kept as its digits. A display value in an unexpected form is no reason to refuse a
+/// call's notification (domain.md §2: only what the processor cannot work without is required).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
 /// A boolean, also accepted as the strings `"True"`/`"False"` (any case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flag(pub bool);
@@ -102,6 +108,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
             marker: PhantomData,
         })
         .map(Id)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor {
+            accept_integers: true,
+            marker: PhantomData,
+        })
+        .map(Text)
     }
 }
 
@@ -315,9 +331,9 @@ pub struct RawParty<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct RawEndpoint<'a> {
     #[serde(borrow)]
-    pub phone_number: Option<Str<'a>>,
+    pub phone_number: Option<Text<'a>>,
     #[serde(borrow)]
-    pub name: Option<Str<'a>>,
+    pub name: Option<Text<'a>>,
     #[serde(borrow)]
     pub extension_id: Option<Id<'a>>,
     #[serde(borrow)]
@@ -332,7 +348,7 @@ pub struct RawStatus<'a> {
     #[serde(borrow)]
     pub reason: Option<Str<'a>>,
     #[serde(borrow)]
-    pub description: Option<Str<'a>>,
+    pub description: Option<Text<'a>>,
     pub rcc: Option<Flag>,
     #[serde(borrow, default, deserialize_with = "object")]
     pub peer_id: Option<RawPeer<'a>>,
@@ -386,7 +402,7 @@ pub struct RawUiValue<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Str<'a>>,
     #[serde(borrow)]
-    pub value: Option<Str<'a>>,
+    pub value: Option<Text<'a>>,
 }
 
 /// Implements the scalar `visit_*` methods of a visitor as "this is not what we look for".

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use super::raw::{
     Flag, Id, Int, RawEndpoint, RawMessage, RawNode, RawOrigin, RawPark, RawParty, RawPeer,
-    RawRecording, RawSipData, RawStatus, RawUiCallInfo, RawUiValue, Str,
+    RawRecording, RawSipData, RawStatus, RawUiCallInfo, RawUiValue, Str, Text,
 };
 
 /// Deeper nesting is left to serde (which allows 128 levels in the fields it reads).
@@ -280,6 +280,10 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn text(&mut self) -> Nullable<Text<'a>> {
+        self.id().map(|id| id.map(|Id(value)| Text(value)))
+    }
+
     fn flag(&mut self) -> Nullable<Flag> {
         match self.peek_value()? {
             b't' => self.literal(b"true").map(|()| Some(Flag(true))),
@@ -397,8 +401,8 @@ impl<'a> Reader<'a> {
 
     fn endpoint(&mut self, e: &mut RawEndpoint<'a>) -> Option<()> {
         fields!(self, {
-            "phoneNumber" => e.phone_number, value Self::str;
-            "name" => e.name, value Self::str;
+            "phoneNumber" => e.phone_number, value Self::text;
+            "name" => e.name, value Self::text;
             "extensionId" => e.extension_id, value Self::id;
             "deviceId" => e.device_id, value Self::id;
         })
@@ -408,7 +412,7 @@ impl<'a> Reader<'a> {
         fields!(self, {
             "code" => s.code, value Self::str;
             "reason" => s.reason, value Self::str;
-            "description" => s.description, value Self::str;
+            "description" => s.description, value Self::text;
             "rcc" => s.rcc, value Self::flag;
             "peerId" => s.peer_id, object Self::peer;
         })
@@ -451,7 +455,7 @@ impl<'a> Reader<'a> {
     fn ui_value(&mut self, v: &mut RawUiValue<'a>) -> Option<()> {
         fields!(self, {
             "type" => v.kind, value Self::str;
-            "value" => v.value, value Self::str;
+            "value" => v.value, value Self::text;
         })
     }
 
