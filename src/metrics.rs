@@ -14,7 +14,7 @@ pub struct Metrics {
     pub input_messages: IntCounterVec,
     /// Output records by topic.
     pub output_records: IntCounterVec,
-    /// Records not emitted because the same record id and state were emitted before.
+    /// Records not emitted as duplicates (`core::Outcome::suppressed`).
     pub records_suppressed: IntCounter,
     /// Dead letters by stage and code.
     pub dead_letters: IntCounterVec,
@@ -78,7 +78,7 @@ impl Metrics {
         );
         let records_suppressed = IntCounter::new(
             "callstream_records_suppressed_total",
-            "Derived records not published because the same record id and state were already published.",
+            "Derived records not published as duplicates: the same record id and state were already published, or (recordings) nothing newer than what was.",
         )
         .expect("valid metric");
         registry

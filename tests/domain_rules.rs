@@ -1210,30 +1210,82 @@ fn a_paused_recording_is_published_and_a_redelivery_is_not() {
 /// A recording's `active` as each of `states` (sequence, active; `None` without the field) is
 /// received, one notification each, and what the recorded topic publishes.
 fn recording_published(states: &[(i64, Option<bool>)]) -> Vec<(i64, Value)> {
-    let bodies: Vec<Value> = states
+    let states: Vec<(Option<i64>, Vec<Option<bool>>)> = states
         .iter()
-        .map(|&(sequence, active)| {
-            let mut p = party(PARTY_ID, EXTENSION_ID, "Answered");
-            p["recordings"] = match active {
-                Some(active) => json!([{"id": "r-77", "active": active}]),
-                None => json!([{"id": "r-77"}]),
-            };
-            body(SESSION_ID, sequence, vec![p])
-        })
+        .map(|&(sequence, active)| (Some(sequence), vec![active]))
         .collect();
+    recordings_published(&states)
+        .into_iter()
+        .map(|(sequence, active)| (sequence.expect("a sequence"), active))
+        .collect()
+}
+
+/// As `recording_published`, with notifications that may lack a sequence and may list the
+/// recording several times.
+fn recordings_published(states: &[(Option<i64>, Vec<Option<bool>>)]) -> Vec<(Option<i64>, Value)> {
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut published = Vec::new();
-    for (i, body) in bodies.into_iter().enumerate() {
+    for (i, (sequence, copies)) in states.iter().enumerate() {
+        let mut p = party(PARTY_ID, EXTENSION_ID, "Answered");
+        p["recordings"] = copies
+            .iter()
+            .map(|active| match active {
+                Some(active) => json!({"id": "r-77", "active": active}),
+                None => json!({"id": "r-77"}),
+            })
+            .collect();
+        let mut body = body(SESSION_ID, sequence.unwrap_or_default(), vec![p]);
+        if sequence.is_none() {
+            body.as_object_mut().unwrap().remove("sequence");
+        }
         let (_, records) = run(&mut processor, &bytes(&webhook(&i.to_string(), body))).unwrap();
         for r in records
             .into_iter()
             .filter(|r| r.topic == TopicKind::Recorded)
         {
-            let sequence = r.value["sequence"].as_i64().expect("a sequence");
-            published.push((sequence, r.value["active"].clone()));
+            published.push((r.value["sequence"].as_i64(), r.value["active"].clone()));
         }
     }
     published
+}
+
+#[test]
+fn a_recording_seen_first_without_sequence_is_then_ordered_by_sequence() {
+    // Without a sequence each value is published once; from the first notification with a
+    // sequence on, a late copy of an older state is not published over a newer one.
+    assert_eq!(
+        recordings_published(&[
+            (None, vec![Some(true)]),
+            (None, vec![Some(true)]),
+            (Some(5), vec![Some(true)]),
+            (Some(3), vec![Some(false)]),
+            (Some(5), vec![Some(true)]),
+            (Some(6), vec![Some(false)]),
+        ]),
+        [
+            (None, json!(true)),
+            (Some(5), json!(true)),
+            (Some(6), json!(false))
+        ]
+    );
+}
+
+#[test]
+fn a_copy_without_active_does_not_hide_the_state_in_the_same_notification() {
+    assert_eq!(
+        recordings_published(&[
+            (Some(5), vec![None, None, Some(true), Some(true)]),
+            (Some(5), vec![None, Some(true)]),
+            (Some(6), vec![Some(false), None]),
+            (Some(7), vec![Some(true)]),
+        ]),
+        [
+            (Some(5), Value::Null),
+            (Some(5), json!(true)),
+            (Some(6), json!(false)),
+            (Some(7), json!(true))
+        ]
+    );
 }
 
 #[test]

@@ -33,17 +33,21 @@ fuzz_target!(|data: &[u8]| {
         // repeats of a recording's id.
         let mut seen = Vec::new();
         let mut expected = Vec::new();
+        let mut stated = Vec::new();
         for (topic, value) in &derived {
             let state = state(*topic, value);
             let superseded = *topic == TopicKind::Missed
                 && value["reached_voicemail"] == json!(false)
                 && seen.contains(&json!([topic.label(), value["record_id"], [true]]));
             // A recording with a sequence is compared with the latest state emitted under its
-            // id: in one notification, whose records share the sequence, none is later.
-            let ordered_repeat = *topic == TopicKind::Recorded
-                && !value["sequence"].is_null()
-                && expected.contains(&(*topic, value["record_id"].clone()));
+            // id: in one notification, whose records share the sequence, none is later than a
+            // copy that said `active`.
+            let ordered = *topic == TopicKind::Recorded && !value["sequence"].is_null();
+            let ordered_repeat = ordered && stated.contains(&value["record_id"]);
             if !seen.contains(&state) && !superseded && !ordered_repeat {
+                if ordered && !value["active"].is_null() {
+                    stated.push(value["record_id"].clone());
+                }
                 seen.push(state);
                 expected.push((*topic, value["record_id"].clone()));
             }

@@ -211,7 +211,7 @@ pub struct RunArgs {
     /// Input messages larger than this are dead letters [default: 1048576]
     #[arg(long, env = "CALLSTREAM_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
-    /// Recent notifications and records remembered to suppress duplicates, 0 = off [default: 100000]
+    /// Recent notifications, records and recordings remembered (each) to suppress duplicates, 0 = off [default: 100000]
     #[arg(long, env = "CALLSTREAM_DEDUP_WINDOW")]
     pub dedup_window: Option<usize>,
     /// HTTP listener for /metrics and /health/* [default: none]
@@ -363,7 +363,7 @@ pub struct CoreArgs {
     /// Messages larger than this many bytes are rejected without being parsed.
     #[arg(long, default_value_t = DecodeLimits::default().max_message_bytes)]
     pub max_message_bytes: usize,
-    /// How many recent notifications and records are remembered to suppress duplicates (0: off).
+    /// How many recent notifications, records and recordings are remembered (each) to suppress duplicates (0: off).
     #[arg(long, default_value_t = ProcessorConfig::default().record_window)]
     pub dedup_window: usize,
 }

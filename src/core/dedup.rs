@@ -106,8 +106,8 @@ impl<V: Copy + Default> Window<V> {
         self.store(key, V::default(), false);
     }
 
-    /// Remembers `key` with `value`, as the newest key: one still remembered takes the value and
-    /// moves to the end of the window (it counts as an insertion).
+    /// Remembers `key` with `value`, forgetting the oldest key when full. A key still remembered
+    /// takes the value and keeps its place.
     pub fn put(&mut self, key: u64, value: V) {
         self.store(key, value, true);
     }
@@ -123,7 +123,10 @@ impl<V: Copy + Default> Window<V> {
         let slot = &mut self.slots[found];
         if slot.at != 0 {
             // The key itself: remembered, or forgotten and inserted again.
-            if remembered && !replace {
+            if remembered {
+                if replace {
+                    slot.value = value;
+                }
                 return;
             }
             *slot = Slot { key, at, value };
@@ -170,7 +173,7 @@ impl<V: Copy + Default> Window<V> {
         self.next = 1;
     }
 
-    /// How many keys are remembered (an upper bound once `put` has moved a remembered key).
+    /// How many keys are remembered.
     pub fn len(&self) -> usize {
         (self.next - 1).min(self.capacity) as usize
     }
@@ -295,8 +298,9 @@ mod tests {
     }
 
     /// The window against the plainest model of its contract: the last `capacity` keys inserted
-    /// (a key still remembered is not inserted again), over random operations, with keys that
-    /// spread over the table and keys that all want the same slot.
+    /// (a key still remembered is not inserted again; `put` replaces its value in place), over
+    /// random operations, with keys that spread over the table and keys that all want the same
+    /// slot.
     #[test]
     fn agrees_with_a_queue_of_the_last_keys() {
         use std::collections::VecDeque;
@@ -315,31 +319,43 @@ mod tests {
             (300, 900, true),
             (2_000, 50_000, false),
         ] {
-            let mut window = DedupWindow::new(capacity);
-            let mut model: VecDeque<u64> = VecDeque::new();
-            for _ in 0..40_000 {
+            let mut window: Window<u64> = Window::new(capacity);
+            let mut model: VecDeque<(u64, u64)> = VecDeque::new();
+            let find = |model: &VecDeque<(u64, u64)>, key: u64| {
+                model.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
+            };
+            for step in 0..40_000 {
                 let mut key = random(key_space);
                 if colliding {
                     // Equal low bits: one long probe sequence, forgotten slots reused in it.
                     key <<= 32;
                 }
-                if random(3) == 0 {
-                    assert_eq!(window.contains(key), model.contains(&key), "contains {key}");
-                } else {
-                    if !model.contains(&key) {
-                        model.push_back(key);
-                        if model.len() > capacity {
-                            model.pop_front();
+                match random(4) {
+                    0 => assert_eq!(window.get(key), find(&model, key), "get {key}"),
+                    1 => {
+                        match model.iter_mut().find(|(k, _)| *k == key) {
+                            Some(entry) => entry.1 = step,
+                            None => model.push_back((key, step)),
                         }
+                        window.put(key, step);
+                        assert_eq!(window.get(key), Some(step));
                     }
-                    window.insert(key);
-                    assert!(window.contains(key));
+                    _ => {
+                        if find(&model, key).is_none() {
+                            model.push_back((key, 0));
+                        }
+                        window.insert(key);
+                        assert!(window.contains(key));
+                    }
+                }
+                if model.len() > capacity {
+                    model.pop_front();
                 }
                 assert_eq!(window.len(), model.len());
             }
             for key in 0..key_space {
                 let key = if colliding { key << 32 } else { key };
-                assert_eq!(window.contains(key), model.contains(&key), "final {key}");
+                assert_eq!(window.get(key), find(&model, key), "final {key}");
             }
             assert!(window.slots.len() <= (4 * capacity).max(INITIAL_SLOTS));
         }
@@ -362,19 +378,23 @@ mod tests {
     }
 
     #[test]
-    fn put_replaces_the_value_and_moves_the_key_to_the_end() {
+    fn put_replaces_the_value_of_a_remembered_key_in_its_place() {
         let mut w: Window<u32> = Window::new(2);
         w.put(1, 10);
         w.put(2, 20);
         w.put(1, 11);
         assert_eq!(w.get(1), Some(11));
-        // 2 is now the oldest key.
+        assert_eq!(w.len(), 2);
+        // 1 is still the oldest key.
         w.put(3, 30);
-        assert_eq!(w.get(2), None);
-        assert_eq!((w.get(1), w.get(3)), (Some(11), Some(30)));
+        assert_eq!(w.get(1), None);
+        assert_eq!((w.get(2), w.get(3)), (Some(20), Some(30)));
+        // Put again once forgotten: remembered as new.
+        w.put(1, 12);
+        assert_eq!((w.get(1), w.get(2)), (Some(12), None));
         // `insert` leaves a remembered key's value alone.
         w.insert(1);
-        assert_eq!(w.get(1), Some(11));
+        assert_eq!(w.get(1), Some(12));
         w.clear();
         assert_eq!(w.get(1), None);
     }

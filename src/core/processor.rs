@@ -12,7 +12,8 @@ pub struct ProcessorConfig {
     pub limits: DecodeLimits,
     /// How many `(subscriptionId, uuid)` pairs are remembered; 0 turns this off.
     pub notification_window: usize,
-    /// How many emitted `(record_id, state)` pairs are remembered; 0 turns this off.
+    /// How many emitted `(record_id, state)` pairs, and apart from them how many recordings'
+    /// latest states, are remembered; 0 turns this off.
     pub record_window: usize,
 }
 
@@ -31,7 +32,9 @@ impl Default for ProcessorConfig {
 pub struct Outcome {
     /// Records handed to `emit`.
     pub emitted: usize,
-    /// Records not emitted because the same record id and state were emitted before.
+    /// Records not emitted as duplicates: the same record id and state were emitted before (for a
+    /// recording: its notification is not later than the latest one about it, or says nothing
+    /// new), or a missed call without voicemail after the same one with voicemail.
     pub suppressed: usize,
     /// The whole notification was a transport-level redelivery: nothing was emitted.
     pub duplicate: bool,
@@ -47,7 +50,8 @@ pub struct Processor {
     config: ProcessorConfig,
     notifications: DedupWindow,
     records: DedupWindow,
-    /// Per record id whose states are ordered (a recording): the latest state emitted.
+    /// Per record id whose states are ordered (a recording with a sequence): the latest state
+    /// emitted, and the sequence of the latest notification that said it.
     latest: Window<Latest>,
 }
 
@@ -143,27 +147,36 @@ impl Processor {
             let emitted = |key: u64| {
                 earlier.iter().any(|p| p.emitted && p.state == key) || self.records.contains(key)
             };
-            // The latest state emitted under this record id: by this notification (whose records
-            // share its sequence), else by an earlier one.
-            let latest = this.ordered.and_then(|ordered| {
-                let in_this = earlier
-                    .iter()
-                    .rev()
-                    .find(|p| p.emitted && p.ordered.is_some_and(|o| o.id == ordered.id))
-                    .map(|p| Latest {
-                        sequence: ordered.sequence,
-                        state: p.state,
-                    });
-                Some((ordered, in_this.or_else(|| self.latest.get(ordered.id))?))
-            });
-            let duplicate = match latest {
+            let duplicate = match this.ordered {
                 // A state that can come back (a recording resumed after a pause) is news only
-                // from a later notification that says something else than the latest emitted:
-                // redeliveries and late copies of older states carry no higher sequence.
-                Some((ordered, latest)) => {
-                    let later = ordered.sequence > latest.sequence;
-                    this.confirms_latest = later && this.state == latest.state;
-                    !(later && this.state != latest.state && ordered.informative)
+                // from a later notification that says something else than the latest one about
+                // it: redeliveries and late copies of older states carry no higher sequence. The
+                // first state known of an id is news.
+                Some(ordered) => {
+                    // The latest state of this id: in this notification (whose records share its
+                    // sequence; a copy that does not say the state does not count), else from an
+                    // earlier one.
+                    let in_this = earlier
+                        .iter()
+                        .rev()
+                        .find(|p| {
+                            p.emitted
+                                && p.ordered
+                                    .is_some_and(|o| o.id == ordered.id && o.informative)
+                        })
+                        .map(|p| Latest {
+                            sequence: ordered.sequence,
+                            state: p.state,
+                        });
+                    match in_this.or_else(|| self.latest.get(ordered.id)) {
+                        Some(latest) => {
+                            let later = ordered.sequence > latest.sequence;
+                            this.confirms_latest = later && this.state == latest.state;
+                            !(later && this.state != latest.state && ordered.informative)
+                        }
+                        // None known: only the same state again in this notification repeats.
+                        None => earlier.iter().any(|p| p.emitted && p.state == this.state),
+                    }
                 }
                 None => emitted(this.state) || record.superseded_by().is_some_and(emitted),
             };
@@ -177,7 +190,8 @@ impl Processor {
         }
 
         for p in &pending {
-            if p.emitted {
+            // A record with ordered states is looked up only in `latest`.
+            if p.emitted && p.ordered.is_none() {
                 self.records.insert(p.state);
             }
             if let Some(ordered) = p.ordered.filter(|_| p.emitted || p.confirms_latest) {
