@@ -352,6 +352,18 @@ fn display_values_sent_as_numbers_are_kept_as_their_digits() {
     assert_eq!(party.field("ui_call_info")["primary_value"], json!("7"));
     // The missed call is not lost over a display value.
     only(&emitted, TopicKind::Missed);
+
+    // Numbers the fast reader leaves to serde: negative, beyond 18 digits, not integers.
+    for (number, kept) in [
+        (json!(-5), "-5"),
+        (json!(12345678901234567890u64), "12345678901234567890"),
+        (json!(1.5), "1.5"),
+        (json!(1.6505551234e10), "16505551234"),
+    ] {
+        let message = webhook_with_party(|p| p["from"]["name"] = number.clone());
+        let record = the_party_record(&message);
+        assert_eq!(record.field("from")["name"], json!(kept), "{number}");
+    }
 }
 
 #[test]
@@ -1268,6 +1280,57 @@ fn a_recording_seen_first_without_sequence_is_then_ordered_by_sequence() {
             (Some(6), json!(false))
         ]
     );
+}
+
+#[test]
+fn a_recording_first_known_without_active_is_published_once_its_state_is_said() {
+    // A later notification without `active` tells nothing: it does not make an earlier one
+    // that says the state look old.
+    assert_eq!(
+        recordings_published(&[
+            (Some(5), vec![None]),
+            (Some(7), vec![None]),
+            (Some(6), vec![Some(true)]),
+            (Some(6), vec![Some(true)]),
+            (Some(8), vec![None]),
+        ]),
+        [(Some(5), Value::Null), (Some(6), json!(true))]
+    );
+    // The same notification again from another subscription, now with the state.
+    assert_eq!(
+        recordings_published(&[(Some(5), vec![None]), (Some(5), vec![Some(false)])]),
+        [(Some(5), Value::Null), (Some(5), json!(false))]
+    );
+}
+
+#[test]
+fn a_copy_without_sequence_does_not_repeat_a_state_published_with_one() {
+    assert_eq!(
+        recordings_published(&[
+            (Some(5), vec![Some(true)]),
+            (Some(6), vec![Some(false)]),
+            (None, vec![Some(true)]),
+            (None, vec![Some(false)]),
+        ]),
+        [(Some(5), json!(true)), (Some(6), json!(false))]
+    );
+}
+
+#[test]
+fn forgetting_what_was_emitted_forgets_the_latest_state_of_recordings_too() {
+    // After an aborted transaction the same input is read again and must be published again.
+    let mut p = party(PARTY_ID, EXTENSION_ID, "Answered");
+    p["recordings"] = json!([{"id": "r-77", "active": true}]);
+    let message = bytes(&body(SESSION_ID, 5, vec![p]));
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let recorded = |processor: &mut Processor| {
+        let (_, records) = run(processor, &message).unwrap();
+        of_topic(&records, TopicKind::Recorded).len()
+    };
+    assert_eq!(recorded(&mut processor), 1);
+    assert_eq!(recorded(&mut processor), 0);
+    processor.forget_emitted();
+    assert_eq!(recorded(&mut processor), 1);
 }
 
 #[test]

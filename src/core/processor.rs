@@ -1,6 +1,8 @@
 //! The whole core path for one message, with duplicate suppression: what the Kafka loop and the
 //! offline CLI both call.
 
+use std::num::NonZeroU64;
+
 use super::dedup::{digest, DedupWindow, Window};
 use super::records::{OrderedState, OutputRecord};
 use super::rejection::Rejection;
@@ -59,7 +61,40 @@ pub struct Processor {
 #[derive(Debug, Clone, Copy, Default)]
 struct Latest {
     sequence: i64,
-    state: u64,
+    /// The state's key; `None` when the record did not say the state (a recording without
+    /// `active`), so that only its existence is known. (`NonZeroU64` keeps a slot at 32 bytes; a
+    /// digest of 0 is read as "not said", which costs at most one republication.)
+    said: Option<NonZeroU64>,
+}
+
+impl Latest {
+    fn of(ordered: OrderedState, state: u64) -> Self {
+        Latest {
+            sequence: ordered.sequence,
+            said: NonZeroU64::new(state).filter(|_| ordered.informative),
+        }
+    }
+
+    /// Whether a record with ordered states tells nothing new against this, the latest state
+    /// emitted under its id: news is a state said by a later notification that differs, or the
+    /// first state said at all (from this notification on).
+    fn repeated_by(self, ordered: OrderedState, state: u64) -> bool {
+        if !ordered.informative {
+            return true;
+        }
+        match self.said {
+            Some(said) => ordered.sequence <= self.sequence || said.get() == state,
+            None => ordered.sequence < self.sequence,
+        }
+    }
+
+    /// Whether a record repeating this state comes from a later notification, which then is the
+    /// latest to have said it (a late copy of an older state is not news against it).
+    fn confirmed_by(self, ordered: OrderedState, state: u64) -> bool {
+        ordered.informative
+            && ordered.sequence > self.sequence
+            && self.said.is_some_and(|said| said.get() == state)
+    }
 }
 
 /// A record of the message being processed, as the windows see it.
@@ -148,14 +183,12 @@ impl Processor {
                 earlier.iter().any(|p| p.emitted && p.state == key) || self.records.contains(key)
             };
             let duplicate = match this.ordered {
-                // A state that can come back (a recording resumed after a pause) is news only
-                // from a later notification that says something else than the latest one about
-                // it: redeliveries and late copies of older states carry no higher sequence. The
-                // first state known of an id is news.
+                // A state that can come back (a recording resumed after a pause) is compared with
+                // the latest one emitted under its id: redeliveries and late copies of older
+                // states carry no higher sequence.
                 Some(ordered) => {
-                    // The latest state of this id: in this notification (whose records share its
-                    // sequence; a copy that does not say the state does not count), else from an
-                    // earlier one.
+                    // The latest state of this id: said in this notification (whose records share
+                    // its sequence), else emitted for an earlier one.
                     let in_this = earlier
                         .iter()
                         .rev()
@@ -164,15 +197,11 @@ impl Processor {
                                 && p.ordered
                                     .is_some_and(|o| o.id == ordered.id && o.informative)
                         })
-                        .map(|p| Latest {
-                            sequence: ordered.sequence,
-                            state: p.state,
-                        });
+                        .map(|p| Latest::of(ordered, p.state));
                     match in_this.or_else(|| self.latest.get(ordered.id)) {
                         Some(latest) => {
-                            let later = ordered.sequence > latest.sequence;
-                            this.confirms_latest = later && this.state == latest.state;
-                            !(later && this.state != latest.state && ordered.informative)
+                            this.confirms_latest = latest.confirmed_by(ordered, this.state);
+                            latest.repeated_by(ordered, this.state)
                         }
                         // None known: only the same state again in this notification repeats.
                         None => earlier.iter().any(|p| p.emitted && p.state == this.state),
@@ -190,16 +219,13 @@ impl Processor {
         }
 
         for p in &pending {
-            // A record with ordered states is looked up only in `latest`.
-            if p.emitted && p.ordered.is_none() {
+            // A record with ordered states is looked up only in `latest`, but remembered in
+            // `records` too: a copy without a sequence is compared there.
+            if p.emitted {
                 self.records.insert(p.state);
             }
             if let Some(ordered) = p.ordered.filter(|_| p.emitted || p.confirms_latest) {
-                let latest = Latest {
-                    sequence: ordered.sequence,
-                    state: p.state,
-                };
-                self.latest.put(ordered.id, latest);
+                self.latest.put(ordered.id, Latest::of(ordered, p.state));
             }
         }
         if let Some(key) = transport_key {

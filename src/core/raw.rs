@@ -21,7 +21,8 @@ pub struct Str<'a>(pub Cow<'a, str>);
 pub struct Id<'a>(pub Cow<'a, str>);
 
 /// Text meant for people (a name, a phone number as sent, a description): a string, or a JSON
-/// integer kept as its digits. A display value in an unexpected form is no reason to refuse a
+/// number: an integer kept as its digits, another number as its value in decimal (`1.5e3` reads
+/// `1500`). A display value in an unexpected form is no reason to refuse a
 /// call's notification (domain.md §2: only what the processor cannot work without is required).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text<'a>(pub Cow<'a, str>);
@@ -46,8 +47,18 @@ impl<'a> Id<'a> {
     }
 }
 
+/// Which JSON values read as text, besides strings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accepts {
+    Strings,
+    /// Integers, as their digits.
+    Integers,
+    /// Any number: integers as their digits, others as their value in decimal.
+    Numbers,
+}
+
 struct StrVisitor<'a> {
-    accept_integers: bool,
+    accepts: Accepts,
     marker: PhantomData<&'a ()>,
 }
 
@@ -55,11 +66,11 @@ impl<'de: 'a, 'a> Visitor<'de> for StrVisitor<'a> {
     type Value = Cow<'a, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.accept_integers {
-            f.write_str("a string or an integer id")
-        } else {
-            f.write_str("a string")
-        }
+        f.write_str(match self.accepts {
+            Accepts::Strings => "a string",
+            Accepts::Integers => "a string or an integer id",
+            Accepts::Numbers => "a string or a number",
+        })
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
@@ -75,26 +86,31 @@ impl<'de: 'a, 'a> Visitor<'de> for StrVisitor<'a> {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        if self.accept_integers {
-            Ok(Cow::Owned(v.to_string()))
-        } else {
-            Err(E::invalid_type(de::Unexpected::Unsigned(v), &self))
+        if self.accepts == Accepts::Strings {
+            return Err(E::invalid_type(de::Unexpected::Unsigned(v), &self));
         }
+        Ok(Cow::Owned(v.to_string()))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        if self.accept_integers {
-            Ok(Cow::Owned(v.to_string()))
-        } else {
-            Err(E::invalid_type(de::Unexpected::Signed(v), &self))
+        if self.accepts == Accepts::Strings {
+            return Err(E::invalid_type(de::Unexpected::Signed(v), &self));
         }
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if self.accepts != Accepts::Numbers {
+            return Err(E::invalid_type(de::Unexpected::Float(v), &self));
+        }
+        Ok(Cow::Owned(v.to_string()))
     }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_str(StrVisitor {
-            accept_integers: false,
+            accepts: Accepts::Strings,
             marker: PhantomData,
         })
         .map(Str)
@@ -104,7 +120,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(StrVisitor {
-            accept_integers: true,
+            accepts: Accepts::Integers,
             marker: PhantomData,
         })
         .map(Id)
@@ -114,7 +130,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(StrVisitor {
-            accept_integers: true,
+            accepts: Accepts::Numbers,
             marker: PhantomData,
         })
         .map(Text)
