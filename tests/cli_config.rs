@@ -177,3 +177,36 @@ fn generate_writes_to_stdout_even_where_the_service_environment_names_brokers() 
         serde_json::from_str::<serde_json::Value>(line).expect("a JSON notification");
     }
 }
+
+#[test]
+fn generate_to_kafka_takes_the_client_settings_of_run_and_checks_them() {
+    let generate = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .args([
+                "generate",
+                "--bootstrap-servers",
+                "127.0.0.1:1",
+                "--count",
+                "1",
+            ])
+            .args(extra)
+            .output()
+            .expect("run generate")
+    };
+    // A SASL mechanism without a SASL protocol: refused before connecting, as for `run`.
+    let out = generate(&["--sasl-mechanism", "PLAIN"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sasl"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // -X reaches the producer: librdkafka refuses a property it does not know.
+    let out = generate(&["-X", "no.such.property=1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no.such.property"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

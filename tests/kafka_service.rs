@@ -473,3 +473,53 @@ fn a_fenced_producer_stops_the_process_with_a_clear_error() {
     assert_eq!(status.code(), Some(1), "fenced: exit status 1");
     drop(second);
 }
+
+#[test]
+fn generate_produces_to_the_input_topic_of_the_environment_or_the_configuration_file() {
+    let from_env = unique_topics("generate-env");
+    let from_file = unique_topics("generate-file");
+    create_topics(&from_env, 1);
+    create_topics(&from_file, 1);
+    let config =
+        std::env::temp_dir().join(format!("callstream-generate-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!("[topics]\ninput = \"{}\"\n", from_file.input),
+    )
+    .expect("write the configuration file");
+    let generate = |extra: &[&str], input_topic_env: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"));
+        command
+            .args([
+                "generate",
+                "--bootstrap-servers",
+                &bootstrap(),
+                "--count",
+                "20",
+            ])
+            // A property of the producer given as for `run`: librdkafka refuses a wrong one.
+            .args(["-X", "client.id=callstream-generate-test"])
+            .args(extra)
+            .env_remove("CALLSTREAM_INPUT_TOPIC")
+            .env_remove("CALLSTREAM_CONFIG");
+        if let Some(topic) = input_topic_env {
+            command.env("CALLSTREAM_INPUT_TOPIC", topic);
+        }
+        let out = command.output().expect("run generate");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    generate(&[], Some(&from_env.input));
+    generate(&["--config", config.to_str().unwrap()], None);
+    std::fs::remove_file(&config).ok();
+    for topic in [&from_env.input, &from_file.input] {
+        let records = read_topic(topic);
+        assert_eq!(records.len(), 20, "{topic}");
+        for record in records {
+            serde_json::from_slice::<serde_json::Value>(&record.value).expect("a notification");
+        }
+    }
+}

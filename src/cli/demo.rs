@@ -14,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::generate::produce_lines;
+use super::generate::{produce_lines, Target};
 use super::service::{run_service, start_http, stop_on_signal};
 use super::DemoArgs;
 use crate::core::framing::decode_value;
@@ -67,7 +67,12 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         mix: Default::default(),
     })
     .take(args.count);
-    let fed = produce_lines(samples.chain(generated), &bootstrap, &topics.input, None)?;
+    let target = Target {
+        bootstrap: &bootstrap,
+        topic: &topics.input,
+        properties: &Default::default(),
+    };
+    let fed = produce_lines(samples.chain(generated), &target, None)?;
     println!("fed {fed} notifications to {}", topics.input);
 
     let metrics = Arc::new(Metrics::new());

@@ -1,5 +1,6 @@
 //! `callstream generate`: synthetic traffic to stdout, or produced to the input topic.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -37,13 +38,23 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
                 eprintln!("callstream: give --count, --rate, or both");
                 return ExitCode::from(2);
             }
-            to_kafka(
-                generator,
+            let settings = match args.client.settings().and_then(|mut s| {
+                s.kafka.bootstrap_servers.clone_from(bootstrap);
+                s.validate().map(|()| s)
+            }) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("callstream: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let topic = args.input_topic.as_ref().unwrap_or(&settings.topics.input);
+            let target = Target {
                 bootstrap,
-                &args.input_topic,
-                args.count,
-                args.rate,
-            )
+                topic,
+                properties: &settings.librdkafka_properties(),
+            };
+            to_kafka(generator, &target, args.count, args.rate)
         }
     };
     match result {
@@ -79,19 +90,31 @@ fn to_stdout(generator: Generator, count: u64) -> io::Result<u64> {
     Ok(n)
 }
 
+/// Where generated traffic goes: a topic, and the client settings that reach it.
+pub struct Target<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    /// Security settings and `-X` properties, applied last.
+    pub properties: &'a BTreeMap<String, String>,
+}
+
 /// Produces lines to a topic, paced at `rate` per second when given.
 pub fn produce_lines(
     lines: impl Iterator<Item = String>,
-    bootstrap: &str,
-    topic: &str,
+    target: &Target<'_>,
     rate: Option<u64>,
 ) -> io::Result<u64> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", target.bootstrap)
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .map_err(io::Error::other)?;
+        .set("linger.ms", "5");
+    for (key, value) in target.properties {
+        config.set(key, value);
+    }
+    let topic = target.topic;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        config.create().map_err(io::Error::other)?;
     let started = Instant::now();
     let mut n = 0u64;
     for line in lines {
@@ -122,13 +145,12 @@ pub fn produce_lines(
 
 fn to_kafka(
     generator: Generator,
-    bootstrap: &str,
-    topic: &str,
+    target: &Target<'_>,
     count: Option<u64>,
     rate: Option<u64>,
 ) -> io::Result<u64> {
     match count {
-        Some(count) => produce_lines(generator.take(count as usize), bootstrap, topic, rate),
-        None => produce_lines(generator, bootstrap, topic, rate),
+        Some(count) => produce_lines(generator.take(count as usize), target, rate),
+        None => produce_lines(generator, target, rate),
     }
 }

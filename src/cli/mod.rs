@@ -126,12 +126,29 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 /// The configuration file and how to reach the brokers.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnectionArgs {
-    /// TOML configuration file; environment variables and flags override it
-    #[arg(long, env = "CALLSTREAM_CONFIG")]
-    pub config: Option<PathBuf>,
     /// Kafka bootstrap servers [default: localhost:9092]
     #[arg(long, env = "CALLSTREAM_BOOTSTRAP_SERVERS")]
     pub bootstrap_servers: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl ConnectionArgs {
+    /// The file's settings (or the defaults) with these flags applied.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut s = self.client.settings()?;
+        set(&mut s.kafka.bootstrap_servers, &self.bootstrap_servers);
+        Ok(s)
+    }
+}
+
+/// The configuration file and the client settings besides the brokers' addresses: security and
+/// raw librdkafka properties.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientArgs {
+    /// TOML configuration file; environment variables and flags override it
+    #[arg(long, env = "CALLSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
     /// plaintext, ssl, sasl_plaintext or sasl_ssl
     #[arg(long, env = "CALLSTREAM_SECURITY_PROTOCOL")]
     pub security_protocol: Option<String>,
@@ -150,7 +167,7 @@ pub struct ConnectionArgs {
     pub librdkafka: Vec<(String, String)>,
 }
 
-impl ConnectionArgs {
+impl ClientArgs {
     /// The file's settings (or the defaults) with these flags applied.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut s = Settings::load(self.config.as_deref())?;
@@ -159,7 +176,6 @@ impl ConnectionArgs {
     }
 
     fn apply(&self, s: &mut Settings) {
-        set(&mut s.kafka.bootstrap_servers, &self.bootstrap_servers);
         let sec = &mut s.kafka.security;
         set_some(&mut sec.protocol, &self.security_protocol);
         set_some(&mut sec.sasl_mechanism, &self.sasl_mechanism);
@@ -341,8 +357,13 @@ pub struct GenerateArgs {
     /// produced to the live input topic.
     #[arg(long)]
     pub bootstrap_servers: Option<String>,
-    #[arg(long, default_value_t = TopicNames::default().input)]
-    pub input_topic: String,
+    /// Topic produced to (with --bootstrap-servers) [default: the configuration's input topic,
+    /// telephony.sessions.raw]
+    #[arg(long, env = "CALLSTREAM_INPUT_TOPIC")]
+    pub input_topic: Option<String>,
+    // The configuration file, security and -X properties, as for `run`.
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Notifications per second (with --bootstrap-servers; without --count, runs until stopped).
     #[arg(long)]
     pub rate: Option<u64>,
