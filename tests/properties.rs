@@ -96,10 +96,20 @@ fn phone_number() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Text meant for people, now and then sent as a JSON number (kept as its digits or value).
+fn display(text: impl Strategy<Value = String>) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => text.prop_map(Value::from),
+        1 => any::<u64>().prop_map(Value::from),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => (-1e12..1e12f64).prop_map(Value::from),
+    ]
+}
+
 fn endpoint() -> impl Strategy<Value = Value> {
     (
-        proptest::option::of(phone_number()),
-        proptest::option::of(text()),
+        proptest::option::of(display(phone_number())),
+        proptest::option::of(display(text())),
         proptest::option::of(id_value()),
         proptest::option::of(id_value()),
     )
