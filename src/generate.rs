@@ -162,7 +162,13 @@ pub struct Generator {
     sessions: u64,
     clock_ms: i64,
     uuid: u64,
-    buffer: std::collections::VecDeque<String>,
+    /// Notifications of the calls generated, with the times they are sent at (epoch ms).
+    buffer: std::collections::VecDeque<(i64, String)>,
+    /// Live traffic: milliseconds between calls per notification of the call before, so that
+    /// notifications come at a given rate (`live`); otherwise calls start about a second apart.
+    spacing_ms: Option<f64>,
+    /// Notifications of the last call generated.
+    last_call_lines: usize,
 }
 
 impl Generator {
@@ -186,6 +192,8 @@ impl Generator {
             sessions: 0,
             clock_ms,
             buffer: Default::default(),
+            spacing_ms: None,
+            last_call_lines: 0,
         }
     }
 
@@ -205,7 +213,11 @@ impl Generator {
     /// Generates the notifications of one more call into the buffer.
     fn next_call(&mut self) {
         self.sessions += 1;
-        self.clock_ms += self.rng.below(2_000) as i64;
+        let apart = self.rng.below(2_000) as i64;
+        self.clock_ms += match self.spacing_ms {
+            Some(spacing) => (self.last_call_lines as f64 * spacing).round() as i64,
+            None => apart,
+        };
         let mut session = Session {
             telephony_session_id: format!(
                 "s-a0d7{:012x}{:04x}",
@@ -541,7 +553,7 @@ impl Generator {
 
     /// Wraps each event in an envelope of a random shape, reorders and duplicates some.
     fn emit(&mut self, session: Session) {
-        let mut lines: Vec<String> = Vec::with_capacity(session.events.len());
+        let mut lines: Vec<(i64, String)> = Vec::with_capacity(session.events.len());
         for (sequence, time_ms, party) in session.events {
             self.uuid += 1 + self.rng.below(7);
             let body = json!({
@@ -563,7 +575,8 @@ impl Generator {
                 None => format!("/restapi/v1.0/account/{ACCOUNT}/telephony/sessions"),
             };
             let uuid = self.uuid.to_string();
-            let timestamp = iso8601(time_ms + 30 + self.rng.below(200) as i64);
+            let sent_ms = time_ms + 30 + self.rng.below(200) as i64;
+            let timestamp = iso8601(sent_ms);
             let owner = extension.unwrap_or_else(|| self.agents[0].extension_id.clone());
             let envelope = json!({
                 "uuid": uuid, "event": event, "timestamp": timestamp,
@@ -588,15 +601,19 @@ impl Generator {
             };
             let line = value.to_string();
             if self.rng.chance(self.config.reorder_rate) && !lines.is_empty() {
+                // Sent before its predecessor: at the time the predecessor was due.
                 let last = lines.len() - 1;
-                lines.insert(last, line.clone());
+                let earlier = lines[last].0;
+                lines[last].0 = sent_ms;
+                lines.insert(last, (earlier, line.clone()));
             } else {
-                lines.push(line.clone());
+                lines.push((sent_ms, line.clone()));
             }
             if self.rng.chance(self.config.duplicate_rate) {
-                lines.push(line);
+                lines.push((sent_ms, line));
             }
         }
+        self.last_call_lines = lines.len();
         self.buffer.extend(lines);
     }
 }
@@ -608,7 +625,53 @@ impl Iterator for Generator {
         while self.buffer.is_empty() {
             self.next_call();
         }
-        self.buffer.pop_front()
+        self.buffer.pop_front().map(|(_, line)| line)
+    }
+}
+
+impl Generator {
+    /// Live traffic: the notifications of overlapping calls in the order they are sent, each with
+    /// its send time (epoch ms, the envelope's `timestamp`), about `per_second` of them a second.
+    /// Call starts follow the rate; each call's events keep their own pace.
+    pub fn live(mut self, per_second: f64) -> Live {
+        self.spacing_ms = Some(1_000.0 / per_second.max(f64::MIN_POSITIVE));
+        Live {
+            generator: self,
+            due: Default::default(),
+            order: 0,
+        }
+    }
+}
+
+/// See `Generator::live`.
+pub struct Live {
+    generator: Generator,
+    /// Generated, not yet handed out: (send time, order of generation, line), earliest first.
+    due: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, String)>>,
+    order: u64,
+}
+
+impl Iterator for Live {
+    type Item = (i64, String);
+
+    fn next(&mut self) -> Option<(i64, String)> {
+        // Calls are generated in the order they start, and every notification of a call is sent
+        // after its start: once the earliest line waiting is due no later than the last call's
+        // start, no call still to be generated can have an earlier one.
+        while self
+            .due
+            .peek()
+            .is_none_or(|std::cmp::Reverse((at, _, _))| *at > self.generator.clock_ms)
+        {
+            self.generator.next_call();
+            for (at, line) in self.generator.buffer.drain(..) {
+                self.order += 1;
+                self.due.push(std::cmp::Reverse((at, self.order, line)));
+            }
+        }
+        self.due
+            .pop()
+            .map(|std::cmp::Reverse((at, _, line))| (at, line))
     }
 }
 
@@ -667,6 +730,49 @@ mod tests {
         assert_eq!(transfers, 0);
         assert!("nope=1".parse::<FlowMix>().is_err());
         assert!("inbound=0".parse::<FlowMix>().is_err());
+    }
+
+    #[test]
+    fn live_traffic_comes_in_send_order_at_the_rate_asked_for() {
+        let start = 1_700_000_000_000;
+        let live: Vec<(i64, String)> = Generator::new(GeneratorConfig {
+            seed: 3,
+            start_ms: Some(start),
+            reorder_rate: 0.1,
+            duplicate_rate: 0.05,
+            webhook_only: true,
+            ..Default::default()
+        })
+        .live(200.0)
+        .take(8_000)
+        .collect();
+        let times: Vec<i64> = live.iter().map(|(at, _)| *at).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "in send order");
+        assert!(times[0] >= start);
+        // Once the first calls have ended (traffic ramps up over a call's length), 200 a second:
+        // the last 6,000 take 30 s.
+        let seconds = (times[7_999] - times[1_999]) as f64 / 1_000.0;
+        assert!((27.0..33.0).contains(&seconds), "{seconds} s");
+        // Calls overlap: the notifications of many sessions are interleaved.
+        let sessions: Vec<String> = live
+            .iter()
+            .map(|(_, line)| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                v["body"]["telephonySessionId"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let switches = sessions.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(switches > 7_000, "{switches} session switches");
+        // Each is sent at its envelope's timestamp, but for reordered pairs (10%: both lines of a
+        // pair trade their send times).
+        let stamped = live
+            .iter()
+            .filter(|(at, line)| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                parse_iso8601_millis(v["timestamp"].as_str().unwrap()) == Some(*at)
+            })
+            .count();
+        assert!(stamped > 6_000, "{stamped} sent at their timestamp");
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         topic: &topics.input,
         properties: &Default::default(),
     };
-    let fed = produce_lines(samples.chain(generated), &target, None)?;
+    let fed = produce_lines(samples.chain(generated).map(|line| (None, line)), &target)?;
     println!("fed {fed} notifications to {}", topics.input);
 
     let metrics = Arc::new(Metrics::new());

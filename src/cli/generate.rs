@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -98,11 +98,10 @@ pub struct Target<'a> {
     pub properties: &'a BTreeMap<String, String>,
 }
 
-/// Produces lines to a topic, paced at `rate` per second when given.
+/// Produces lines to a topic; a line with a send time (epoch milliseconds) waits for it.
 pub fn produce_lines(
-    lines: impl Iterator<Item = String>,
+    lines: impl Iterator<Item = (Option<i64>, String)>,
     target: &Target<'_>,
-    rate: Option<u64>,
 ) -> io::Result<u64> {
     let mut config = ClientConfig::new();
     config
@@ -115,14 +114,10 @@ pub fn produce_lines(
     let topic = target.topic;
     let producer: ThreadedProducer<DefaultProducerContext> =
         config.create().map_err(io::Error::other)?;
-    let started = Instant::now();
     let mut n = 0u64;
-    for line in lines {
-        if let Some(rate) = rate.filter(|r| *r > 0) {
-            let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+    for (send_at, line) in lines {
+        if let Some(wait) = send_at.map(|at| at - now_ms()).filter(|ms| *ms > 0) {
+            std::thread::sleep(Duration::from_millis(wait as u64));
         }
         let mut record: BaseRecord<'_, (), String> = BaseRecord::to(topic).payload(&line);
         loop {
@@ -149,8 +144,16 @@ fn to_kafka(
     count: Option<u64>,
     rate: Option<u64>,
 ) -> io::Result<u64> {
-    match count {
-        Some(count) => produce_lines(generator.take(count as usize), target, rate),
-        None => produce_lines(generator, target, rate),
+    let count = count.map_or(usize::MAX, |n| n as usize);
+    match rate.filter(|r| *r > 0) {
+        // Live: overlapping calls, each notification sent at its own time.
+        Some(rate) => produce_lines(
+            generator
+                .live(rate as f64)
+                .map(|(at, line)| (Some(at), line))
+                .take(count),
+            target,
+        ),
+        None => produce_lines(generator.map(|line| (None, line)).take(count), target),
     }
 }

@@ -364,7 +364,9 @@ pub struct GenerateArgs {
     // The configuration file, security and -X properties, as for `run`.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Notifications per second (with --bootstrap-servers; without --count, runs until stopped).
+    /// Live traffic at about this many notifications per second (with --bootstrap-servers;
+    /// without --count, runs until stopped): calls overlap, and each notification is sent at its
+    /// own event time. Without it, --count notifications are written at once, as a backlog.
     #[arg(long)]
     pub rate: Option<u64>,
 }
