@@ -199,10 +199,8 @@ impl Settings {
 
     /// Checks values that the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_connection()?;
         let k = &self.kafka;
-        if k.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("kafka.bootstrap_servers", "is empty"));
-        }
         if k.group_id.trim().is_empty() {
             return Err(invalid("kafka.group_id", "is empty"));
         }
@@ -228,6 +226,24 @@ impl Settings {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0"));
             }
+        }
+        if let Some(url) = &self.schema_registry.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "schema_registry.url",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what every Kafka client of callstream needs (the brokers and security), and nothing
+    /// else: for the commands that only produce (`generate`).
+    pub fn validate_connection(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "is empty"));
         }
         let s = &k.security;
         if let Some(protocol) = &s.protocol {
@@ -268,14 +284,6 @@ impl Settings {
                 return Err(invalid(
                     "kafka.security.sasl_mechanism",
                     "needs protocol sasl_plaintext or sasl_ssl",
-                ));
-            }
-        }
-        if let Some(url) = &self.schema_registry.url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(
-                    "schema_registry.url",
-                    format!("{url:?} is not an http:// or https:// URL"),
                 ));
             }
         }

@@ -167,6 +167,11 @@ pub struct Generator {
     /// Live traffic: milliseconds between calls per notification of the call before, so that
     /// notifications come at a given rate (`live`); otherwise calls start about a second apart.
     spacing_ms: Option<f64>,
+    /// Live traffic: where call starts are, in milliseconds after the first, with the fraction
+    /// that `clock_ms` rounds away (at high rates calls start less than a millisecond apart).
+    live_clock_ms: f64,
+    /// `clock_ms` of the first call.
+    start_ms: i64,
     /// Notifications of the last call generated.
     last_call_lines: usize,
 }
@@ -193,6 +198,8 @@ impl Generator {
             clock_ms,
             buffer: Default::default(),
             spacing_ms: None,
+            live_clock_ms: 0.0,
+            start_ms: clock_ms,
             last_call_lines: 0,
         }
     }
@@ -214,10 +221,13 @@ impl Generator {
     fn next_call(&mut self) {
         self.sessions += 1;
         let apart = self.rng.below(2_000) as i64;
-        self.clock_ms += match self.spacing_ms {
-            Some(spacing) => (self.last_call_lines as f64 * spacing).round() as i64,
-            None => apart,
-        };
+        match self.spacing_ms {
+            Some(spacing) => {
+                self.live_clock_ms += self.last_call_lines as f64 * spacing;
+                self.clock_ms = self.start_ms + self.live_clock_ms as i64;
+            }
+            None => self.clock_ms += apart,
+        }
         let mut session = Session {
             telephony_session_id: format!(
                 "s-a0d7{:012x}{:04x}",
@@ -601,11 +611,11 @@ impl Generator {
             };
             let line = value.to_string();
             if self.rng.chance(self.config.reorder_rate) && !lines.is_empty() {
-                // Sent before its predecessor: at the time the predecessor was due.
+                // Sent before its predecessor, which is held back until then: both at this one's
+                // time, never before an event happened.
                 let last = lines.len() - 1;
-                let earlier = lines[last].0;
                 lines[last].0 = sent_ms;
-                lines.insert(last, (earlier, line.clone()));
+                lines.insert(last, (sent_ms, line.clone()));
             } else {
                 lines.push((sent_ms, line.clone()));
             }
@@ -633,8 +643,20 @@ impl Generator {
     /// Live traffic: the notifications of overlapping calls in the order they are sent, each with
     /// its send time (epoch ms, the envelope's `timestamp`), about `per_second` of them a second.
     /// Call starts follow the rate; each call's events keep their own pace.
+    ///
+    /// Lines wait in memory from the start of their call until they are due: about the length of
+    /// a call (10–20 s) of traffic.
+    ///
+    /// # Panics
+    /// If `per_second` is not a positive number of at most `MAX_LIVE_RATE`.
     pub fn live(mut self, per_second: f64) -> Live {
-        self.spacing_ms = Some(1_000.0 / per_second.max(f64::MIN_POSITIVE));
+        assert!(
+            per_second > 0.0 && per_second <= MAX_LIVE_RATE,
+            "a live rate must be a positive number up to {MAX_LIVE_RATE}, not {per_second}"
+        );
+        self.spacing_ms = Some(1_000.0 / per_second);
+        self.start_ms = self.clock_ms;
+        self.live_clock_ms = 0.0;
         Live {
             generator: self,
             due: Default::default(),
@@ -642,6 +664,10 @@ impl Generator {
         }
     }
 }
+
+/// The highest rate of live traffic: at 5,000 notifications a second, the lines of the calls in
+/// progress take about 60 MB (`generate` measured 73 MB resident in all).
+pub const MAX_LIVE_RATE: f64 = 5_000.0;
 
 /// See `Generator::live`.
 pub struct Live {
@@ -773,6 +799,35 @@ mod tests {
             })
             .count();
         assert!(stamped > 6_000, "{stamped} sent at their timestamp");
+    }
+
+    #[test]
+    fn live_call_starts_keep_the_rate_when_calls_are_less_than_a_millisecond_apart() {
+        // Missed calls have three notifications: at 4,000 a second they start 0.75 ms apart.
+        for rate in [4_000.0, MAX_LIVE_RATE] {
+            let mut live = Generator::new(GeneratorConfig {
+                seed: 4,
+                start_ms: Some(0),
+                mix: "missed=1".parse().unwrap(),
+                ..Default::default()
+            })
+            .live(rate);
+            assert_eq!(live.by_ref().take(2_000).count(), 2_000);
+            // Every call but the last moved the clock on by its notifications at the rate.
+            let before_last = live.order - live.generator.last_call_lines as u64;
+            let expected_ms = before_last as f64 * 1_000.0 / rate;
+            let clock_ms = live.generator.clock_ms as f64;
+            assert!(
+                (clock_ms - expected_ms).abs() <= 1.0,
+                "at {rate}/s: clock {clock_ms} ms, expected {expected_ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "positive")]
+    fn a_live_rate_of_zero_is_refused() {
+        let _ = Generator::new(GeneratorConfig::default()).live(0.0);
     }
 
     #[test]

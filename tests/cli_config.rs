@@ -194,13 +194,48 @@ fn generate_to_kafka_takes_the_client_settings_of_run_and_checks_them() {
             .expect("run generate")
     };
     // A SASL mechanism without a SASL protocol: refused before connecting, as for `run`.
-    let out = generate(&["--sasl-mechanism", "PLAIN"]);
+    let out = generate(&[
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        "u",
+        "--sasl-password",
+        "p",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("sasl"),
+        String::from_utf8_lossy(&out.stderr).contains("needs protocol sasl_plaintext or sasl_ssl"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Settings only `run` uses are not checked: a file made for another group may be reused.
+    let config = std::env::temp_dir().join(format!(
+        "callstream-gen-run-only-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &config,
+        "[kafka]\ngroup_id = \"\"\nauto_offset_reset = \"Latest\"\n",
+    )
+    .unwrap();
+    let out = generate(&[
+        "--config",
+        config.to_str().unwrap(),
+        "-X",
+        "message.timeout.ms=100",
+    ]);
+    std::fs::remove_file(&config).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("group_id"), "{stderr}");
+    // With no broker there, the failed delivery is said and the exit status is 1.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1 of 1 notifications were not delivered"),
+        "{stderr}"
+    );
+    // A rate that live traffic cannot hold in memory.
+    let out = generate(&["--rate", "1000000"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     // -X reaches the producer: librdkafka refuses a property it does not know.
     let out = generate(&["-X", "no.such.property=1"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

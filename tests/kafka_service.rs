@@ -536,9 +536,13 @@ fn generate_produces_to_the_input_topic_of_the_environment_or_the_configuration_
     create_topics(&from_file, 1);
     let config =
         std::env::temp_dir().join(format!("callstream-generate-{}.toml", std::process::id()));
+    // The file also names brokers that are not there: the command line's are the ones used.
     std::fs::write(
         &config,
-        format!("[topics]\ninput = \"{}\"\n", from_file.input),
+        format!(
+            "[topics]\ninput = \"{}\"\n[kafka.librdkafka]\n\"bootstrap.servers\" = \"127.0.0.1:1\"\n",
+            from_file.input
+        ),
     )
     .expect("write the configuration file");
     let generate = |extra: &[&str], input_topic_env: Option<&str>| {
@@ -551,7 +555,8 @@ fn generate_produces_to_the_input_topic_of_the_environment_or_the_configuration_
                 "--count",
                 "20",
             ])
-            // A property of the producer given as for `run`: librdkafka refuses a wrong one.
+            // A property of the producer given as for `run` (cli_config shows a wrong one is
+            // refused).
             .args(["-X", "client.id=callstream-generate-test"])
             .args(extra)
             .env_remove("CALLSTREAM_INPUT_TOPIC")
@@ -566,7 +571,11 @@ fn generate_produces_to_the_input_topic_of_the_environment_or_the_configuration_
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    generate(&[], Some(&from_env.input));
+    // The environment wins over the file; the file over the default.
+    generate(
+        &["--config", config.to_str().unwrap()],
+        Some(&from_env.input),
+    );
     generate(&["--config", config.to_str().unwrap()], None);
     std::fs::remove_file(&config).ok();
     for topic in [&from_env.input, &from_file.input] {

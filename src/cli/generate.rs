@@ -3,15 +3,18 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::GenerateArgs;
-use crate::generate::{Generator, GeneratorConfig};
+use crate::generate::{Generator, GeneratorConfig, MAX_LIVE_RATE};
 
 /// `callstream generate`.
 pub fn generate(args: GenerateArgs) -> ExitCode {
@@ -38,9 +41,16 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
                 eprintln!("callstream: give --count, --rate, or both");
                 return ExitCode::from(2);
             }
+            if args.rate.is_some_and(|rate| rate as f64 > MAX_LIVE_RATE) {
+                eprintln!(
+                    "callstream: --rate is at most {MAX_LIVE_RATE} (live traffic holds the calls in \
+                     progress in memory); for more, write a backlog with --count and no --rate"
+                );
+                return ExitCode::from(2);
+            }
             let settings = match args.client.settings().and_then(|mut s| {
                 s.kafka.bootstrap_servers.clone_from(bootstrap);
-                s.validate().map(|()| s)
+                s.validate_connection().map(|()| s)
             }) {
                 Ok(s) => s,
                 Err(e) => {
@@ -105,19 +115,27 @@ pub fn produce_lines(
 ) -> io::Result<u64> {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", target.bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5");
     for (key, value) in target.properties {
         config.set(key, value);
     }
+    // The brokers are the ones named on the command line, whatever a configuration file says.
+    config.set("bootstrap.servers", target.bootstrap);
     let topic = target.topic;
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        config.create().map_err(io::Error::other)?;
+    let producer: ThreadedProducer<GeneratorContext> = config
+        .create_with_context(GeneratorContext::default())
+        .map_err(io::Error::other)?;
+    // Send times are waited for on the monotonic clock, from one reading of both clocks: a
+    // change of the wall clock neither stalls nor bursts the traffic.
+    let (anchor, anchor_ms) = (Instant::now(), now_ms());
     let mut n = 0u64;
     for (send_at, line) in lines {
-        if let Some(wait) = send_at.map(|at| at - now_ms()).filter(|ms| *ms > 0) {
-            std::thread::sleep(Duration::from_millis(wait as u64));
+        if let Some(at) = send_at {
+            let due = anchor + Duration::from_millis(at.saturating_sub(anchor_ms).max(0) as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
         }
         let mut record: BaseRecord<'_, (), String> = BaseRecord::to(topic).payload(&line);
         loop {
@@ -135,7 +153,44 @@ pub fn produce_lines(
     producer
         .flush(Duration::from_secs(60))
         .map_err(io::Error::other)?;
-    Ok(n)
+    match producer.context().failed.load(Ordering::Relaxed) {
+        0 => Ok(n),
+        failed => Err(io::Error::other(format!(
+            "{failed} of {n} notifications were not delivered"
+        ))),
+    }
+}
+
+/// Says what goes wrong, on standard error: librdkafka's warnings and errors, and failed
+/// deliveries (the first, then one in 10,000), which are counted.
+#[derive(Default)]
+struct GeneratorContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for GeneratorContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            eprintln!("callstream: librdkafka {facility}: {message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("callstream: {error}: {reason}");
+    }
+}
+
+impl ProducerContext for GeneratorContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+            if failed % 10_000 == 1 {
+                eprintln!("callstream: delivery failed ({failed} so far): {error}");
+            }
+        }
+    }
 }
 
 fn to_kafka(
@@ -146,7 +201,7 @@ fn to_kafka(
 ) -> io::Result<u64> {
     let count = count.map_or(usize::MAX, |n| n as usize);
     match rate.filter(|r| *r > 0) {
-        // Live: overlapping calls, each notification sent at its own time.
+        // Live: overlapping calls, each notification sent at its envelope time.
         Some(rate) => produce_lines(
             generator
                 .live(rate as f64)

@@ -364,9 +364,10 @@ pub struct GenerateArgs {
     // The configuration file, security and -X properties, as for `run`.
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Live traffic at about this many notifications per second (with --bootstrap-servers;
-    /// without --count, runs until stopped): calls overlap, and each notification is sent at its
-    /// own event time. Without it, --count notifications are written at once, as a backlog.
+    /// Live traffic at about this many notifications per second, at most 5000 (with
+    /// --bootstrap-servers; without --count, runs until stopped): calls overlap, and each
+    /// notification is sent at its envelope timestamp, so lag metrics are real. Without it,
+    /// --count notifications are written at once, as a backlog (their times run ahead of the clock).
     #[arg(long)]
     pub rate: Option<u64>,
 }
