@@ -233,8 +233,11 @@ fn generate_to_kafka_takes_the_client_settings_of_run_and_checks_them() {
         stderr.contains("1 of 1 notifications were not delivered"),
         "{stderr}"
     );
-    // A rate that live traffic cannot hold in memory.
+    // A rate that live traffic cannot hold in memory, and no rate at all.
     let out = generate(&["--rate", "1000000"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate is at most 5000"));
+    let out = generate(&["--rate", "0"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     // -X reaches the producer: librdkafka refuses a property it does not know.
     let out = generate(&["-X", "no.such.property=1"]);

@@ -116,11 +116,17 @@ pub fn produce_lines(
     let mut config = ClientConfig::new();
     config
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        .set_log_level(RDKafkaLogLevel::Warning);
     for (key, value) in target.properties {
+        // The brokers are the ones named on the command line, whatever a configuration file
+        // says (`metadata.broker.list` is librdkafka's other name for them).
+        if matches!(key.as_str(), "bootstrap.servers" | "metadata.broker.list") {
+            report(&format!("{key} of the configuration or -X ignored: the brokers are those of --bootstrap-servers"));
+            continue;
+        }
         config.set(key, value);
     }
-    // The brokers are the ones named on the command line, whatever a configuration file says.
     config.set("bootstrap.servers", target.bootstrap);
     let topic = target.topic;
     let producer: ThreadedProducer<GeneratorContext> = config
@@ -150,10 +156,15 @@ pub fn produce_lines(
         }
         n += 1;
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .map_err(io::Error::other)?;
-    match producer.context().failed.load(Ordering::Relaxed) {
+    let flushed = producer.flush(Duration::from_secs(60));
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if let Err(error) = flushed {
+        return Err(io::Error::other(format!(
+            "{error}: {} notifications still unsent, {failed} failed",
+            producer.in_flight_count()
+        )));
+    }
+    match failed {
         0 => Ok(n),
         failed => Err(io::Error::other(format!(
             "{failed} of {n} notifications were not delivered"
@@ -161,8 +172,8 @@ pub fn produce_lines(
     }
 }
 
-/// Says what goes wrong, on standard error: librdkafka's warnings and errors, and failed
-/// deliveries (the first, then one in 10,000), which are counted.
+/// Says what goes wrong: librdkafka's warnings and errors, and failed deliveries (the first, then
+/// one in 10,000), which are counted.
 #[derive(Default)]
 struct GeneratorContext {
     failed: AtomicU64,
@@ -171,12 +182,21 @@ struct GeneratorContext {
 impl ClientContext for GeneratorContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
-            eprintln!("callstream: librdkafka {facility}: {message}");
+            report(&format!("librdkafka {facility}: {message}"));
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        eprintln!("callstream: {error}: {reason}");
+        report(&format!("{error}: {reason}"));
+    }
+}
+
+/// A warning: through the log of `demo`, which has one, else on standard error.
+fn report(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("callstream: {message}");
     }
 }
 
@@ -187,7 +207,7 @@ impl ProducerContext for GeneratorContext {
         if let Err((error, _)) = result {
             let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
             if failed % 10_000 == 1 {
-                eprintln!("callstream: delivery failed ({failed} so far): {error}");
+                report(&format!("delivery failed ({failed} so far): {error}"));
             }
         }
     }

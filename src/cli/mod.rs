@@ -368,7 +368,7 @@ pub struct GenerateArgs {
     /// --bootstrap-servers; without --count, runs until stopped): calls overlap, and each
     /// notification is sent at its envelope timestamp, so lag metrics are real. Without it,
     /// --count notifications are written at once, as a backlog (their times run ahead of the clock).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
 }
 
