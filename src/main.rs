@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use callstream::cli::offline::{self, Input};
-use callstream::cli::{demo, generate, service, Cli, Command, ConfigCommand, TopicsCommand};
+use callstream::cli::{
+    dead_letters, demo, generate, service, Cli, Command, ConfigCommand, DeadLettersCommand,
+    TopicsCommand,
+};
 use callstream::topics::TopicNames;
 
 // librdkafka allocates each produced message on the service loop's thread and frees it on the
@@ -84,6 +87,9 @@ fn main() -> ExitCode {
             command: TopicsCommand::Create(args),
         } => service::topics_create(args),
         Command::Generate(args) => generate::generate(args),
+        Command::DeadLetters {
+            command: DeadLettersCommand::Replay(args),
+        } => dead_letters::replay_dead_letters(args),
         Command::Config {
             command: ConfigCommand::Check(args),
         } => service::config_check(args),

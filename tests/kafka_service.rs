@@ -586,3 +586,129 @@ fn generate_produces_to_the_input_topic_of_the_environment_or_the_configuration_
         }
     }
 }
+
+#[test]
+fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::ClientConfig;
+
+    let t = unique_topics("replay");
+    create_topics(&t, 2);
+    // Dead letters as callstream writes them, and one record someone else put there.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer");
+    let letter = |key: &str, value: &str, code: &str, extra: &[(&str, &str)]| {
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "trace-id",
+            value: Some(key.as_bytes()),
+        });
+        let mut callstream = vec![
+            (header::STAGE, "decode"),
+            (header::CODE, code),
+            (header::REASON, "for the test"),
+            (header::SOURCE_TOPIC, t.input.as_str()),
+            (header::SOURCE_PARTITION, "0"),
+            (header::SOURCE_OFFSET, "7"),
+        ];
+        callstream.extend_from_slice(extra);
+        for (name, text) in callstream {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(text.as_bytes()),
+            });
+        }
+        producer
+            .send(
+                BaseRecord::to(&t.dead_letters)
+                    .key(key)
+                    .payload(value)
+                    .headers(headers)
+                    .timestamp(1_700_000_000_000),
+            )
+            .expect("queued");
+    };
+    letter("k1", "v1", "wrong_type", &[]);
+    letter("k2", "v2", "syntax", &[]);
+    letter(
+        "k3",
+        "v3",
+        "wrong_type",
+        &[(header::VALUE_TRUNCATED, "5000000")],
+    );
+    producer
+        .send(
+            BaseRecord::to(&t.dead_letters)
+                .key("k4")
+                .payload("not a dead letter"),
+        )
+        .expect("queued");
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+
+    let replay = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .args([
+                "dead-letters",
+                "replay",
+                "--bootstrap-servers",
+                &bootstrap(),
+            ])
+            .args([
+                "--input-topic",
+                &t.input,
+                "--dead-letter-topic",
+                &t.dead_letters,
+            ])
+            .args(["--group-id", &format!("{}-replay", t.input)])
+            .args(extra)
+            .env_remove("CALLSTREAM_CONFIG")
+            .output()
+            .expect("run dead-letters replay");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let values = || -> Vec<String> {
+        let mut v: Vec<String> = read_topic(&t.input)
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A dry run sends nothing and remembers nothing.
+    let said = replay(&["--code", "wrong_type", "--dry-run"]);
+    assert!(said.starts_with("would replay 1 dead letters"), "{said}");
+    assert!(values().is_empty());
+
+    let said = replay(&["--code", "wrong_type"]);
+    assert!(said.starts_with("replayed 1 dead letters"), "{said}");
+    assert!(
+        said.contains("1 not asked for, 1 not from callstream, 1 incomplete"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("{}/0/7", t.input)), "{said}");
+    let records = read_topic(&t.input);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key.as_deref(), Some("k1"));
+    assert_eq!(records[0].value, b"v1");
+    assert_eq!(
+        records[0].headers,
+        BTreeMap::from([("trace-id".to_owned(), "k1".to_owned())]),
+        "the message's own headers, none of callstream's"
+    );
+
+    // The group remembers how far it got; --from-beginning starts over.
+    let said = replay(&[]);
+    assert!(said.starts_with("replayed 0 dead letters"), "{said}");
+    let said = replay(&["--from-beginning", "--stage", "decode", "--code", "syntax"]);
+    assert!(said.starts_with("replayed 1 dead letters"), "{said}");
+    assert_eq!(values(), ["v1", "v2"]);
+}

@@ -129,8 +129,8 @@ pub fn produce_lines(
     }
     config.set("bootstrap.servers", target.bootstrap);
     let topic = target.topic;
-    let producer: ThreadedProducer<GeneratorContext> = config
-        .create_with_context(GeneratorContext::default())
+    let producer: ThreadedProducer<ReportingContext> = config
+        .create_with_context(ReportingContext::default())
         .map_err(io::Error::other)?;
     // Send times are waited for on the monotonic clock, from one reading of both clocks: a
     // change of the wall clock neither stalls nor bursts the traffic.
@@ -175,11 +175,11 @@ pub fn produce_lines(
 /// Says what goes wrong: librdkafka's warnings and errors, and failed deliveries (the first, then
 /// one in 10,000), which are counted.
 #[derive(Default)]
-struct GeneratorContext {
-    failed: AtomicU64,
+pub(super) struct ReportingContext {
+    pub(super) failed: AtomicU64,
 }
 
-impl ClientContext for GeneratorContext {
+impl ClientContext for ReportingContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
             report(&format!("librdkafka {facility}: {message}"));
@@ -192,7 +192,7 @@ impl ClientContext for GeneratorContext {
 }
 
 /// A warning: through the log of `demo`, which has one, else on standard error.
-fn report(message: &str) {
+pub(super) fn report(message: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::warn!("{message}");
     } else {
@@ -200,7 +200,7 @@ fn report(message: &str) {
     }
 }
 
-impl ProducerContext for GeneratorContext {
+impl ProducerContext for ReportingContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {

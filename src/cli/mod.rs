@@ -1,5 +1,6 @@
 //! The command line: flags and subcommands, dispatched by `main`.
 
+pub mod dead_letters;
 pub mod demo;
 pub mod generate;
 pub mod offline;
@@ -53,11 +54,52 @@ pub enum Command {
     },
     /// Generate realistic synthetic RingCentral traffic, to stdout or to the input topic.
     Generate(GenerateArgs),
+    /// Work with the dead-letter topic.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Send dead letters back to the input topic (after an upgrade that accepts them, or once
+    /// the upstream fault is fixed), with their original key, value, headers and timestamp.
+    ///
+    /// Reads the dead-letter topic up to its end as the replay starts, from where this group's
+    /// last replay stopped (or --from-beginning), and commits only once everything it sent is
+    /// acknowledged. A dead letter whose value was cut to fit is not sent: the command prints
+    /// where the whole message is in the input topic.
+    Replay(DeadLettersReplayArgs),
+}
+
+/// Options of `dead-letters replay`.
+#[derive(Debug, Args)]
+pub struct DeadLettersReplayArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Only dead letters of this stage (repeatable): decode, envelope, validate or encode
+    #[arg(long)]
+    pub stage: Vec<String>,
+    /// Only dead letters with this code (repeatable), e.g. wrong_type
+    #[arg(long)]
+    pub code: Vec<String>,
+    /// Consumer group that remembers how far replays got
+    #[arg(long, default_value = "callstream-dead-letter-replay")]
+    pub group_id: String,
+    /// Start at the beginning of the dead-letter topic, not where the group's last replay stopped
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Count what would be sent; send and commit nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,7 +16,7 @@ use super::{RunArgs, TopicsCreateArgs};
 /// Exit status when the service stops on an error.
 const EXIT_SERVICE_ERROR: u8 = 1;
 /// Exit status for an invalid configuration (like a usage error).
-const EXIT_CONFIG_ERROR: u8 = 2;
+pub(super) const EXIT_CONFIG_ERROR: u8 = 2;
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -216,6 +216,64 @@ pub fn dead_letter(
     (record, fit)
 }
 
+/// Which dead letters to send back to the input topic (`dead-letters replay`); an empty list
+/// lets every stage or code through.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    pub stages: Vec<String>,
+    pub codes: Vec<String>,
+}
+
+/// What replaying one record of the dead-letter topic does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay<'a> {
+    /// Sent back to the input topic, with the message's own headers (callstream's removed).
+    Send {
+        headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    },
+    /// Its stage or code is not asked for.
+    Filtered,
+    /// The dead letter does not hold the whole message (a value cut to fit, or the key and headers
+    /// left out): the message is in the input topic at `source`.
+    Incomplete { source: String },
+    /// Not a dead letter of callstream (no `callstream.error.code`).
+    Foreign,
+}
+
+/// Decides what to do with a record of the dead-letter topic, from its headers.
+pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter) -> Replay<'a> {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .and_then(|(_, value)| std::str::from_utf8((*value)?).ok())
+    };
+    let Some(code) = text(header::CODE) else {
+        return Replay::Foreign;
+    };
+    let stage = text(header::STAGE).unwrap_or_default();
+    let wanted = |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+    if !wanted(&filter.stages, stage) || !wanted(&filter.codes, code) {
+        return Replay::Filtered;
+    }
+    if text(header::VALUE_TRUNCATED).is_some() || text(header::ORIGINAL_DROPPED).is_some() {
+        let source = format!(
+            "{}/{}/{}",
+            text(header::SOURCE_TOPIC).unwrap_or("?"),
+            text(header::SOURCE_PARTITION).unwrap_or("?"),
+            text(header::SOURCE_OFFSET).unwrap_or("?")
+        );
+        return Replay::Incomplete { source };
+    }
+    Replay::Send {
+        headers: headers
+            .iter()
+            .filter(|(key, _)| !key.starts_with("callstream."))
+            .copied()
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -393,5 +451,79 @@ mod tests {
         assert_eq!(get(header::SOURCE_PARTITION), Some("2"));
         assert_eq!(get(header::SOURCE_OFFSET), Some("41"));
         assert_eq!(get(header::VERSION), Some(env!("CARGO_PKG_VERSION")));
+    }
+
+    fn letter_headers(
+        extra: &[(&'static str, &'static str)],
+    ) -> Vec<(&'static str, Option<&'static [u8]>)> {
+        let mut headers: Vec<(&'static str, Option<&'static [u8]>)> = vec![
+            ("trace-id", Some(b"abc".as_slice())),
+            ("empty", None),
+            (header::STAGE, Some(b"decode".as_slice())),
+            (header::CODE, Some(b"wrong_type".as_slice())),
+            (header::REASON, Some(b"why".as_slice())),
+            (header::SOURCE_TOPIC, Some(b"raw".as_slice())),
+            (header::SOURCE_PARTITION, Some(b"2".as_slice())),
+            (header::SOURCE_OFFSET, Some(b"41".as_slice())),
+        ];
+        headers.extend(extra.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
+        headers
+    }
+
+    #[test]
+    fn a_replayed_dead_letter_keeps_the_messages_own_headers_only() {
+        let letter = letter_headers(&[]);
+        assert_eq!(
+            replay(&letter, &ReplayFilter::default()),
+            Replay::Send {
+                headers: vec![("trace-id", Some(b"abc".as_slice())), ("empty", None)]
+            }
+        );
+    }
+
+    #[test]
+    fn replay_filters_by_stage_and_code() {
+        let letter = letter_headers(&[]);
+        let filter = |stages: &[&str], codes: &[&str]| ReplayFilter {
+            stages: stages.iter().map(|s| s.to_string()).collect(),
+            codes: codes.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(matches!(
+            replay(&letter, &filter(&["decode"], &[])),
+            Replay::Send { .. }
+        ));
+        assert!(matches!(
+            replay(&letter, &filter(&[], &["syntax", "wrong_type"])),
+            Replay::Send { .. }
+        ));
+        assert_eq!(
+            replay(&letter, &filter(&["validate"], &[])),
+            Replay::Filtered
+        );
+        assert_eq!(
+            replay(&letter, &filter(&["decode"], &["syntax"])),
+            Replay::Filtered
+        );
+    }
+
+    #[test]
+    fn an_incomplete_dead_letter_is_not_replayed_and_says_where_the_message_is() {
+        for extra in [
+            (header::VALUE_TRUNCATED, "5000000"),
+            (header::ORIGINAL_DROPPED, "2000000"),
+        ] {
+            assert_eq!(
+                replay(&letter_headers(&[extra]), &ReplayFilter::default()),
+                Replay::Incomplete {
+                    source: "raw/2/41".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_dead_letter_is_not_replayed() {
+        let headers: Vec<(&str, Option<&[u8]>)> = vec![("trace-id", Some(b"abc".as_slice()))];
+        assert_eq!(replay(&headers, &ReplayFilter::default()), Replay::Foreign);
     }
 }

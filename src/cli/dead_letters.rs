@@ -1,0 +1,274 @@
+//! `callstream dead-letters replay`: sends dead letters back to the input topic, after an upgrade
+//! that accepts what was rejected, or once the upstream fault is fixed. What to send is decided by
+//! `service::dead_letters::replay`; this is the Kafka loop around it.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::generate::ReportingContext;
+use super::service::EXIT_CONFIG_ERROR;
+use super::DeadLettersReplayArgs;
+use crate::service::clients::copy_headers;
+use crate::service::dead_letters::{replay, Replay, ReplayFilter};
+
+/// How long the dead-letter topic may stay silent before its end is reached: it was measured
+/// when the replay started, so only a broker in trouble keeps it waiting this long.
+const QUIET_LIMIT: Duration = Duration::from_secs(60);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a replay did.
+#[derive(Debug, Default)]
+struct Tally {
+    replayed: u64,
+    filtered: u64,
+    foreign: u64,
+    /// Where the whole messages of incomplete dead letters are.
+    incomplete: Vec<String>,
+}
+
+/// `callstream dead-letters replay`.
+pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
+    let settings = match args.connection.settings().and_then(|mut s| {
+        args.topics.apply(&mut s.topics);
+        s.validate_connection().map(|()| s)
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    let filter = ReplayFilter {
+        stages: args.stage.clone(),
+        codes: args.code.clone(),
+    };
+    let properties = settings.librdkafka_properties();
+    let client = |extra: &[(&str, &str)]| {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &settings.kafka.bootstrap_servers);
+        for (key, value) in extra {
+            c.set(*key, *value);
+        }
+        for (key, value) in &properties {
+            c.set(key, value);
+        }
+        c
+    };
+    let from = &settings.topics.dead_letters;
+    let to = &settings.topics.input;
+    let result = run(
+        client(&[
+            ("group.id", &args.group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+        ]),
+        client(&[("enable.idempotence", "true"), ("linger.ms", "5")]),
+        from,
+        to,
+        &filter,
+        &args,
+    );
+    match result {
+        Ok(tally) => {
+            let verb = if args.dry_run {
+                "would replay"
+            } else {
+                "replayed"
+            };
+            println!(
+                "{verb} {} dead letters from {from} to {to}; left out: {} not asked for, {} not \
+                 from callstream, {} incomplete",
+                tally.replayed,
+                tally.filtered,
+                tally.foreign,
+                tally.incomplete.len()
+            );
+            for source in &tally.incomplete {
+                println!("incomplete: the whole message is at {source} (topic/partition/offset)");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(
+    consumer_config: ClientConfig,
+    producer_config: ClientConfig,
+    from: &str,
+    to: &str,
+    filter: &ReplayFilter,
+    args: &DeadLettersReplayArgs,
+) -> Result<Tally, String> {
+    let consumer: BaseConsumer = consumer_config.create().map_err(|e| e.to_string())?;
+    let producer: ThreadedProducer<ReportingContext> = producer_config
+        .create_with_context(ReportingContext::default())
+        .map_err(|e| e.to_string())?;
+
+    // The end of each partition as the replay starts: what arrives later is the next replay's.
+    let metadata = consumer
+        .fetch_metadata(Some(from), CLIENT_TIMEOUT)
+        .map_err(|e| format!("reading the partitions of {from}: {e}"))?;
+    let topic = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| format!("dead-letter topic {from} does not exist"))?;
+    let mut start = TopicPartitionList::new();
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for partition in topic.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(from, partition.id(), CLIENT_TIMEOUT)
+            .map_err(|e| format!("reading the end of {from}/{}: {e}", partition.id()))?;
+        start
+            .add_partition_offset(from, partition.id(), Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+        if high > low {
+            ends.insert(partition.id(), high);
+        }
+    }
+    if !args.from_beginning {
+        // Where this group's last replay stopped.
+        let committed = consumer
+            .committed_offsets(start.clone(), CLIENT_TIMEOUT)
+            .map_err(|e| format!("reading the group's offsets: {e}"))?;
+        for element in committed.elements() {
+            if let Offset::Offset(offset) = element.offset() {
+                start
+                    .set_partition_offset(from, element.partition(), Offset::Offset(offset))
+                    .map_err(|e| e.to_string())?;
+                if ends
+                    .get(&element.partition())
+                    .is_some_and(|end| offset >= *end)
+                {
+                    ends.remove(&element.partition());
+                }
+            }
+        }
+    }
+    consumer.assign(&start).map_err(|e| e.to_string())?;
+
+    let mut tally = Tally::default();
+    let mut quiet_since = Instant::now();
+    loop {
+        // The consumer's position, not the last offset read, says a partition is done: under
+        // read_committed, transaction markers take the last offsets and are never handed out.
+        let positions = consumer.position().map_err(|e| e.to_string())?;
+        let done = |partition: i32, end: i64| {
+            positions
+                .find_partition(from, partition)
+                .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end))
+        };
+        if ends.iter().all(|(&p, &end)| done(p, end)) {
+            break;
+        }
+        if quiet_since.elapsed() > QUIET_LIMIT {
+            return Err(format!(
+                "nothing read from {from} for {} s before its end; nothing committed",
+                QUIET_LIMIT.as_secs()
+            ));
+        }
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) => {
+                super::generate::report(&format!("reading {from}: {e}"));
+                continue;
+            }
+            Some(Ok(message)) => message,
+        };
+        quiet_since = Instant::now();
+        let end = ends.get(&message.partition()).copied().unwrap_or(0);
+        if message.offset() >= end {
+            // Arrived after the replay started: the next replay's.
+            continue;
+        }
+        // Copied with checked names: rust-rdkafka's own reader panics on a name not in UTF-8.
+        let copied = copy_headers(&message).unwrap_or_default();
+        let headers: Vec<(&str, Option<&[u8]>)> = copied.iter().map(|h| (h.key, h.value)).collect();
+        match replay(&headers, filter) {
+            Replay::Send { headers } => {
+                tally.replayed += 1;
+                if args.dry_run {
+                    continue;
+                }
+                let mut own = OwnedHeaders::new_with_capacity(headers.len());
+                for (key, value) in headers {
+                    own = own.insert(Header { key, value });
+                }
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to).headers(own);
+                if let Some(value) = message.payload() {
+                    record = record.payload(value);
+                }
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                if let Some(timestamp) = message.timestamp().to_millis() {
+                    record = record.timestamp(timestamp);
+                }
+                send(&producer, record)?;
+            }
+            Replay::Filtered => tally.filtered += 1,
+            Replay::Foreign => tally.foreign += 1,
+            Replay::Incomplete { source } => tally.incomplete.push(source),
+        }
+    }
+    if args.dry_run {
+        return Ok(tally);
+    }
+
+    // Offsets are committed only once every replayed message is in the input topic: a replay
+    // that fails part way is run again from where the last one stopped.
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| format!("sending to {to}: {e}; nothing committed"))?;
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(format!(
+            "{failed} dead letters could not be sent to {to}; nothing committed"
+        ));
+    }
+    let mut done = TopicPartitionList::new();
+    for (partition, end) in &ends {
+        done.add_partition_offset(from, *partition, Offset::Offset(*end))
+            .map_err(|e| e.to_string())?;
+    }
+    if done.count() > 0 {
+        consumer
+            .commit(&done, rdkafka::consumer::CommitMode::Sync)
+            .map_err(|e| format!("committing the replay's offsets: {e} (it was sent: a replay run again sends it again)"))?;
+    }
+    Ok(tally)
+}
+
+/// Sends a record, waiting while the producer queue is full.
+fn send(
+    producer: &ThreadedProducer<ReportingContext>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> Result<(), String> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e.to_string()),
+        }
+    }
+}
