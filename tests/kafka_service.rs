@@ -595,11 +595,17 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
 
     let t = unique_topics("replay");
     create_topics(&t, 2);
-    // Dead letters as callstream writes them, and one record someone else put there.
+    // Dead letters as callstream writes them, and one record someone else put there; in a
+    // transaction, as under exactly-once, so that a marker takes the partitions' last offsets.
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", format!("{}-letters", t.input))
         .create()
         .expect("producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("transactions");
+    producer.begin_transaction().expect("begin");
     let letter = |key: &str, value: &str, code: &str, extra: &[(&str, &str)]| {
         let mut headers = OwnedHeaders::new().insert(Header {
             key: "trace-id",
@@ -645,7 +651,9 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
                 .payload("not a dead letter"),
         )
         .expect("queued");
-    producer.flush(Duration::from_secs(30)).expect("flushed");
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("committed");
 
     let replay = |extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
