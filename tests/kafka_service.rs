@@ -691,12 +691,28 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
         v
     };
 
+    // A group that never replayed must be told to start at the beginning.
+    let never = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "dead-letters",
+            "replay",
+            "--bootstrap-servers",
+            &bootstrap(),
+        ])
+        .args(["--dead-letter-topic", &t.dead_letters])
+        .args(["--group-id", &format!("{}-never", t.input)])
+        .env_remove("CALLSTREAM_CONFIG")
+        .output()
+        .expect("run dead-letters replay");
+    assert_eq!(never.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&never.stderr).contains("--from-beginning"));
+
     // A dry run sends nothing and remembers nothing.
-    let said = replay(&["--code", "wrong_type", "--dry-run"]);
+    let said = replay(&["--from-beginning", "--code", "wrong_type", "--dry-run"]);
     assert!(said.starts_with("would replay 1 dead letters"), "{said}");
     assert!(values().is_empty());
 
-    let said = replay(&["--code", "wrong_type"]);
+    let said = replay(&["--from-beginning", "--code", "wrong_type"]);
     assert!(said.starts_with("replayed 1 dead letters"), "{said}");
     assert!(
         said.contains("1 not asked for, 1 not from callstream, 1 incomplete"),

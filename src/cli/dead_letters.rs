@@ -69,8 +69,15 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
         ]),
-        client(&[("enable.idempotence", "true"), ("linger.ms", "5")]),
+        // murmur2 as the service and Java clients partition: a replayed message goes to its key's
+        // partition of the input topic, after the key's earlier messages.
+        client(&[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("partitioner", "murmur2_random"),
+        ]),
         from,
         to,
         &filter,
@@ -123,38 +130,66 @@ fn run(
     let topic = metadata
         .topics()
         .first()
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| format!("dead-letter topic {from} does not exist"))?;
+        .ok_or_else(|| format!("no metadata for the dead-letter topic {from}"))?;
+    if let Some(error) = topic.error() {
+        return Err(format!(
+            "dead-letter topic {from}: {}",
+            rdkafka::types::RDKafkaErrorCode::from(error)
+        ));
+    }
+    let mut bounds: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for partition in topic.partitions() {
+        let watermarks = consumer
+            .fetch_watermarks(from, partition.id(), CLIENT_TIMEOUT)
+            .map_err(|e| format!("reading the ends of {from}/{}: {e}", partition.id()))?;
+        bounds.insert(partition.id(), watermarks);
+    }
+    let committed = if args.from_beginning {
+        BTreeMap::new()
+    } else {
+        committed_offsets(&consumer, from, &bounds)?
+    };
+    if !args.from_beginning && committed.is_empty() && bounds.values().any(|(l, h)| h > l) {
+        return Err(format!(
+            "group {} has no offsets on {from}: it never replayed it, or its offsets expired (the \
+             brokers keep a group's offsets for offsets.retention.minutes, 7 days by default, after \
+             its last commit). Give --from-beginning to replay everything the topic holds",
+            args.group_id
+        ));
+    }
+    // Where each partition starts: where this group's last replay stopped, kept within what the
+    // topic still holds (retention may have deleted past it).
     let mut start = TopicPartitionList::new();
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for partition in topic.partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(from, partition.id(), CLIENT_TIMEOUT)
-            .map_err(|e| format!("reading the end of {from}/{}: {e}", partition.id()))?;
-        start
-            .add_partition_offset(from, partition.id(), Offset::Beginning)
-            .map_err(|e| e.to_string())?;
-        if high > low {
-            ends.insert(partition.id(), high);
-        }
-    }
-    if !args.from_beginning {
-        // Where this group's last replay stopped.
-        let committed = consumer
-            .committed_offsets(start.clone(), CLIENT_TIMEOUT)
-            .map_err(|e| format!("reading the group's offsets: {e}"))?;
-        for element in committed.elements() {
-            if let Offset::Offset(offset) = element.offset() {
-                start
-                    .set_partition_offset(from, element.partition(), Offset::Offset(offset))
-                    .map_err(|e| e.to_string())?;
-                if ends
-                    .get(&element.partition())
-                    .is_some_and(|end| offset >= *end)
-                {
-                    ends.remove(&element.partition());
-                }
+    let mut nothing_new = Vec::new();
+    for (&partition, &(low, high)) in &bounds {
+        let from_offset = match committed.get(&partition) {
+            Some(&offset) if offset < low => {
+                super::generate::report(&format!(
+                    "{from}/{partition}: dead letters before offset {low} were deleted before they \
+                     were replayed (the group had reached {offset})"
+                ));
+                low
             }
+            Some(&offset) if offset > high => {
+                super::generate::report(&format!(
+                    "{from}/{partition}: the group had reached offset {offset}, past the end {high} \
+                     (the topic was recreated?); replaying the partition from {low}"
+                ));
+                low
+            }
+            Some(&offset) => offset,
+            None => low,
+        };
+        start
+            .add_partition_offset(from, partition, Offset::Offset(from_offset))
+            .map_err(|e| e.to_string())?;
+        // Committed again even when there is nothing new, so that the group's offsets do not
+        // expire between replays.
+        ends.insert(partition, high.max(from_offset));
+        if from_offset >= high {
+            // Nothing to read: done before it starts (its position would never be set).
+            nothing_new.push(partition);
         }
     }
     consumer.assign(&start).map_err(|e| e.to_string())?;
@@ -170,7 +205,10 @@ fn run(
                 .find_partition(from, partition)
                 .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end))
         };
-        if ends.iter().all(|(&p, &end)| done(p, end)) {
+        if ends
+            .iter()
+            .all(|(&p, &end)| nothing_new.contains(&p) || done(p, end))
+        {
             break;
         }
         if quiet_since.elapsed() > QUIET_LIMIT {
@@ -187,10 +225,12 @@ fn run(
             }
             Some(Ok(message)) => message,
         };
-        quiet_since = Instant::now();
         let end = ends.get(&message.partition()).copied().unwrap_or(0);
         if message.offset() >= end {
-            // Arrived after the replay started: the next replay's.
+            // Arrived after the replay started: the next replay's. The partition is done.
+            let mut done = TopicPartitionList::new();
+            done.add_partition(from, message.partition());
+            let _ = consumer.pause(&done);
             continue;
         }
         // Copied with checked names: rust-rdkafka's own reader panics on a name not in UTF-8.
@@ -213,7 +253,9 @@ fn run(
                 if let Some(key) = message.key() {
                     record = record.key(key);
                 }
-                if let Some(timestamp) = message.timestamp().to_millis() {
+                // The original time is the record's create time; a topic that stamps log append
+                // times no longer has it.
+                if let rdkafka::Timestamp::CreateTime(timestamp) = message.timestamp() {
                     record = record.timestamp(timestamp);
                 }
                 send(&producer, record)?;
@@ -222,6 +264,9 @@ fn run(
             Replay::Foreign => tally.foreign += 1,
             Replay::Incomplete { source } => tally.incomplete.push(source),
         }
+        // Progress: a message below its partition's end was handled (the time `send` waited for
+        // room in the producer's queue included).
+        quiet_since = Instant::now();
     }
     if args.dry_run {
         return Ok(tally);
@@ -271,4 +316,27 @@ fn send(
             Err((e, _)) => return Err(e.to_string()),
         }
     }
+}
+
+/// The group's committed offsets on the topic's partitions.
+fn committed_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    bounds: &BTreeMap<i32, (i64, i64)>,
+) -> Result<BTreeMap<i32, i64>, String> {
+    let mut wanted = TopicPartitionList::new();
+    for &partition in bounds.keys() {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, CLIENT_TIMEOUT)
+        .map_err(|e| format!("reading the group's offsets: {e}"))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect())
 }

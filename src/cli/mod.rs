@@ -72,9 +72,10 @@ pub enum DeadLettersCommand {
     /// the upstream fault is fixed), with their original key, value, headers and timestamp.
     ///
     /// Reads the dead-letter topic up to its end as the replay starts, from where this group's
-    /// last replay stopped (or --from-beginning), and commits only once everything it sent is
-    /// acknowledged. A dead letter whose value was cut to fit is not sent: the command prints
-    /// where the whole message is in the input topic.
+    /// last replay stopped (or --from-beginning, required for a group's first replay), and
+    /// commits only once everything it sent is acknowledged. A dead letter whose value was cut
+    /// to fit, or whose key and headers were left out, is not sent: the command prints where the
+    /// whole message is in the input topic.
     Replay(DeadLettersReplayArgs),
 }
 

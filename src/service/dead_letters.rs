@@ -24,6 +24,19 @@ pub mod header {
     /// Present when the original key and headers were left out, too large to fit: their size in
     /// bytes.
     pub const ORIGINAL_DROPPED: &str = "callstream.original.dropped";
+    /// Every header callstream adds.
+    pub const ALL: [&str; 10] = [
+        STAGE,
+        CODE,
+        REASON,
+        PATH,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        VERSION,
+        VALUE_TRUNCATED,
+        ORIGINAL_DROPPED,
+    ];
 }
 
 /// Where a rejected message was read.
@@ -227,7 +240,8 @@ pub struct ReplayFilter {
 /// What replaying one record of the dead-letter topic does with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay<'a> {
-    /// Sent back to the input topic, with the message's own headers (callstream's removed).
+    /// Sent back to the input topic, with the message's own headers (those of callstream's names
+    /// removed).
     Send {
         headers: Vec<(&'a str, Option<&'a [u8]>)>,
     },
@@ -242,9 +256,11 @@ pub enum Replay<'a> {
 
 /// Decides what to do with a record of the dead-letter topic, from its headers.
 pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter) -> Replay<'a> {
+    // callstream's headers come after the message's own: the last of a name is callstream's.
     let text = |name: &str| {
         headers
             .iter()
+            .rev()
             .find(|(key, _)| *key == name)
             .and_then(|(_, value)| std::str::from_utf8((*value)?).ok())
     };
@@ -268,7 +284,7 @@ pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter
     Replay::Send {
         headers: headers
             .iter()
-            .filter(|(key, _)| !key.starts_with("callstream."))
+            .filter(|(key, _)| !header::ALL.contains(key))
             .copied()
             .collect(),
     }
@@ -472,13 +488,33 @@ mod tests {
 
     #[test]
     fn a_replayed_dead_letter_keeps_the_messages_own_headers_only() {
-        let letter = letter_headers(&[]);
+        let mut letter = letter_headers(&[]);
+        letter.insert(0, ("callstream.tenant", Some(b"t1".as_slice())));
         assert_eq!(
             replay(&letter, &ReplayFilter::default()),
             Replay::Send {
-                headers: vec![("trace-id", Some(b"abc".as_slice())), ("empty", None)]
+                headers: vec![
+                    ("callstream.tenant", Some(b"t1".as_slice())),
+                    ("trace-id", Some(b"abc".as_slice())),
+                    ("empty", None)
+                ]
             }
         );
+    }
+
+    #[test]
+    fn the_last_header_of_a_name_is_callstreams() {
+        // A message that carried a code of its own (forwarded from another dead-letter topic).
+        let mut letter = letter_headers(&[]);
+        letter.insert(0, (header::CODE, Some(b"syntax".as_slice())));
+        let only_wrong_type = ReplayFilter {
+            codes: vec!["wrong_type".into()],
+            ..ReplayFilter::default()
+        };
+        assert!(matches!(
+            replay(&letter, &only_wrong_type),
+            Replay::Send { .. }
+        ));
     }
 
     #[test]
