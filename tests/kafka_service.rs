@@ -735,4 +735,45 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let said = replay(&["--from-beginning", "--stage", "decode", "--code", "syntax"]);
     assert!(said.starts_with("replayed 1 dead letters"), "{said}");
     assert_eq!(values(), ["v1", "v2"]);
+
+    // A replay whose sends fail commits nothing past them; run again, it goes on from there.
+    let target = unique_topics("replay-target");
+    let into = |input: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .args([
+                "dead-letters",
+                "replay",
+                "--bootstrap-servers",
+                &bootstrap(),
+            ])
+            .args([
+                "--input-topic",
+                input,
+                "--dead-letter-topic",
+                &t.dead_letters,
+            ])
+            .args(["--group-id", &format!("{}-target", t.input)])
+            .args(["-X", "message.timeout.ms=1500"])
+            .args(extra)
+            .env_remove("CALLSTREAM_CONFIG")
+            .output()
+            .expect("run dead-letters replay")
+    };
+    // The target topic does not exist yet: every send times out.
+    let failed = into(&target.input, &["--from-beginning"]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("run it again"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    create_topics(&target, 1);
+    let again = into(&target.input, &[]);
+    assert!(again.status.success(), "{again:?}");
+    let mut sent: Vec<String> = read_topic(&target.input)
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["v1", "v2"]);
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,7 +11,12 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::generate::ReportingContext;
+use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use std::sync::Mutex;
+
+use super::generate::report;
 use super::service::EXIT_CONFIG_ERROR;
 use super::DeadLettersReplayArgs;
 use crate::service::clients::copy_headers;
@@ -119,8 +123,8 @@ fn run(
     args: &DeadLettersReplayArgs,
 ) -> Result<Tally, String> {
     let consumer: BaseConsumer = consumer_config.create().map_err(|e| e.to_string())?;
-    let producer: ThreadedProducer<ReportingContext> = producer_config
-        .create_with_context(ReportingContext::default())
+    let producer: ThreadedProducer<ReplayContext> = producer_config
+        .create_with_context(ReplayContext::default())
         .map_err(|e| e.to_string())?;
 
     // The end of each partition as the replay starts: what arrives later is the next replay's.
@@ -165,14 +169,14 @@ fn run(
     for (&partition, &(low, high)) in &bounds {
         let from_offset = match committed.get(&partition) {
             Some(&offset) if offset < low => {
-                super::generate::report(&format!(
+                report(&format!(
                     "{from}/{partition}: dead letters before offset {low} were deleted before they \
                      were replayed (the group had reached {offset})"
                 ));
                 low
             }
             Some(&offset) if offset > high => {
-                super::generate::report(&format!(
+                report(&format!(
                     "{from}/{partition}: the group had reached offset {offset}, past the end {high} \
                      (the topic was recreated?); replaying the partition from {low}"
                 ));
@@ -220,7 +224,7 @@ fn run(
         let message = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Err(e)) => {
-                super::generate::report(&format!("reading {from}: {e}"));
+                report(&format!("reading {from}: {e}"));
                 continue;
             }
             Some(Ok(message)) => message,
@@ -246,7 +250,11 @@ fn run(
                 for (key, value) in headers {
                     own = own.insert(Header { key, value });
                 }
-                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to).headers(own);
+                // The dead letter's place travels with it: a failed delivery holds its partition's
+                // commit back to it.
+                let place = Box::new((message.partition(), message.offset()));
+                let mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>> =
+                    BaseRecord::with_opaque_to(to, place).headers(own);
                 if let Some(value) = message.payload() {
                     record = record.payload(value);
                 }
@@ -272,20 +280,22 @@ fn run(
         return Ok(tally);
     }
 
-    // Offsets are committed only once every replayed message is in the input topic: a replay
-    // that fails part way is run again from where the last one stopped.
+    // Offsets are committed only once every replayed message is in the input topic, each
+    // partition's up to its first dead letter that could not be sent: a replay run again starts
+    // there.
     producer
         .flush(Duration::from_secs(60))
         .map_err(|e| format!("sending to {to}: {e}; nothing committed"))?;
-    let failed = producer.context().failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        return Err(format!(
-            "{failed} dead letters could not be sent to {to}; nothing committed"
-        ));
-    }
+    let failed = producer
+        .context()
+        .first_failed
+        .lock()
+        .map(|f| f.clone())
+        .unwrap_or_default();
     let mut done = TopicPartitionList::new();
     for (partition, end) in &ends {
-        done.add_partition_offset(from, *partition, Offset::Offset(*end))
+        let next = failed.get(partition).map_or(*end, |&first| first.min(*end));
+        done.add_partition_offset(from, *partition, Offset::Offset(next))
             .map_err(|e| e.to_string())?;
     }
     if done.count() > 0 {
@@ -293,13 +303,58 @@ fn run(
             .commit(&done, rdkafka::consumer::CommitMode::Sync)
             .map_err(|e| format!("committing the replay's offsets: {e} (it was sent: a replay run again sends it again)"))?;
     }
+    if !failed.is_empty() {
+        let places: Vec<String> = failed
+            .iter()
+            .map(|(p, o)| format!("{from}/{p}/{o}"))
+            .collect();
+        return Err(format!(
+            "some dead letters could not be sent to {to}; the replay stopped at the first of them \
+             in each partition ({}): run it again to go on from there",
+            places.join(", ")
+        ));
+    }
     Ok(tally)
+}
+
+/// Reports librdkafka's warnings and failed deliveries, and remembers, per partition of the
+/// dead-letter topic, the first dead letter whose delivery failed.
+#[derive(Default)]
+struct ReplayContext {
+    first_failed: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl ClientContext for ReplayContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        if (level as i32) <= (rdkafka::config::RDKafkaLogLevel::Warning as i32) {
+            report(&format!("librdkafka {facility}: {message}"));
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report(&format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for ReplayContext {
+    type DeliveryOpaque = Box<(i32, i64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, place: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            let (partition, offset) = *place;
+            report(&format!("sending the dead letter at offset {offset} of partition {partition} failed: {error}"));
+            if let Ok(mut first) = self.first_failed.lock() {
+                let entry = first.entry(partition).or_insert(offset);
+                *entry = (*entry).min(offset);
+            }
+        }
+    }
 }
 
 /// Sends a record, waiting while the producer queue is full.
 fn send(
-    producer: &ThreadedProducer<ReportingContext>,
-    mut record: BaseRecord<'_, [u8], [u8]>,
+    producer: &ThreadedProducer<ReplayContext>,
+    mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>>,
 ) -> Result<(), String> {
     loop {
         match producer.send(record) {

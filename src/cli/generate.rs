@@ -175,8 +175,8 @@ pub fn produce_lines(
 /// Says what goes wrong: librdkafka's warnings and errors, and failed deliveries (the first, then
 /// one in 10,000), which are counted.
 #[derive(Default)]
-pub(super) struct ReportingContext {
-    pub(super) failed: AtomicU64,
+struct ReportingContext {
+    failed: AtomicU64,
 }
 
 impl ClientContext for ReportingContext {
