@@ -626,9 +626,11 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
                 value: Some(text.as_bytes()),
             });
         }
+        // All in partition 0, so that where a replay stops is known.
         producer
             .send(
                 BaseRecord::to(&t.dead_letters)
+                    .partition(0)
                     .key(key)
                     .payload(value)
                     .headers(headers)
@@ -647,10 +649,14 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     producer
         .send(
             BaseRecord::to(&t.dead_letters)
+                .partition(0)
                 .key("k4")
                 .payload("not a dead letter"),
         )
         .expect("queued");
+    // Larger than a producer limited to 1,000-byte records takes (below).
+    let large = "v5".repeat(1_000);
+    letter("k5", &large, "invalid_value", &[]);
     producer
         .commit_transaction(Duration::from_secs(30))
         .expect("committed");
@@ -699,13 +705,33 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
             "--bootstrap-servers",
             &bootstrap(),
         ])
-        .args(["--dead-letter-topic", &t.dead_letters])
+        .args([
+            "--input-topic",
+            &t.input,
+            "--dead-letter-topic",
+            &t.dead_letters,
+        ])
         .args(["--group-id", &format!("{}-never", t.input)])
         .env_remove("CALLSTREAM_CONFIG")
         .output()
         .expect("run dead-letters replay");
     assert_eq!(never.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&never.stderr).contains("--from-beginning"));
+    // Nor can it replay into an input topic that is not there.
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "dead-letters",
+            "replay",
+            "--bootstrap-servers",
+            &bootstrap(),
+        ])
+        .args(["--input-topic", "no-such-input", "--from-beginning"])
+        .args(["--dead-letter-topic", &t.dead_letters])
+        .env_remove("CALLSTREAM_CONFIG")
+        .output()
+        .expect("run dead-letters replay");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("input topic no-such-input"));
 
     // A dry run sends nothing and remembers nothing.
     let said = replay(&["--from-beginning", "--code", "wrong_type", "--dry-run"]);
@@ -715,7 +741,7 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let said = replay(&["--from-beginning", "--code", "wrong_type"]);
     assert!(said.starts_with("replayed 1 dead letters"), "{said}");
     assert!(
-        said.contains("1 not asked for, 1 not from callstream, 1 incomplete"),
+        said.contains("2 not asked for, 1 not from callstream, 1 incomplete"),
         "{said}"
     );
     assert!(said.contains(&format!("{}/0/7", t.input)), "{said}");
@@ -736,9 +762,11 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     assert!(said.starts_with("replayed 1 dead letters"), "{said}");
     assert_eq!(values(), ["v1", "v2"]);
 
-    // A replay whose sends fail commits nothing past them; run again, it goes on from there.
+    // A dead letter the producer refuses stops the replay there: it commits up to it, and run
+    // again goes on from it, without sending again what came before.
     let target = unique_topics("replay-target");
-    let into = |input: &str, extra: &[&str]| {
+    create_topics(&target, 1);
+    let into = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
             .args([
                 "dead-letters",
@@ -748,32 +776,39 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
             ])
             .args([
                 "--input-topic",
-                input,
+                &target.input,
                 "--dead-letter-topic",
                 &t.dead_letters,
             ])
             .args(["--group-id", &format!("{}-target", t.input)])
-            .args(["-X", "message.timeout.ms=1500"])
             .args(extra)
             .env_remove("CALLSTREAM_CONFIG")
             .output()
             .expect("run dead-letters replay")
     };
-    // The target topic does not exist yet: every send times out.
-    let failed = into(&target.input, &["--from-beginning"]);
+    let failed = into(&["--from-beginning", "-X", "message.max.bytes=1000"]);
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
-        String::from_utf8_lossy(&failed.stderr).contains("run it again"),
-        "{}",
-        String::from_utf8_lossy(&failed.stderr)
+        stderr.contains(&format!("{}/0/4", t.dead_letters)),
+        "{stderr}"
     );
-    create_topics(&target, 1);
-    let again = into(&target.input, &[]);
+    assert!(stderr.contains("run it again"), "{stderr}");
+    // What it did is said all the same.
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).starts_with("replayed 2 dead letters"),
+        "{failed:?}"
+    );
+    let again = into(&[]);
     assert!(again.status.success(), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stdout).starts_with("replayed 1 dead letters"),
+        "{again:?}"
+    );
     let mut sent: Vec<String> = read_topic(&target.input)
         .iter()
         .map(|r| String::from_utf8_lossy(&r.value).into_owned())
         .collect();
     sent.sort();
-    assert_eq!(sent, ["v1", "v2"]);
+    assert_eq!(sent, ["v1", "v2", large.as_str()]);
 }

@@ -4,17 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryResult, ProducerContext};
-use std::sync::Mutex;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, Timestamp, TopicPartitionList};
 
 use super::generate::report;
 use super::service::EXIT_CONFIG_ERROR;
@@ -22,8 +24,8 @@ use super::DeadLettersReplayArgs;
 use crate::service::clients::copy_headers;
 use crate::service::dead_letters::{replay, Replay, ReplayFilter};
 
-/// How long the dead-letter topic may stay silent before its end is reached: it was measured
-/// when the replay started, so only a broker in trouble keeps it waiting this long.
+/// How long reading may make no progress before the replay gives up: the ends were measured when
+/// it started, so only a broker in trouble keeps it waiting this long.
 const QUIET_LIMIT: Duration = Duration::from_secs(60);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -49,10 +51,6 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG_ERROR);
         }
     };
-    let filter = ReplayFilter {
-        stages: args.stage.clone(),
-        codes: args.code.clone(),
-    };
     let properties = settings.librdkafka_properties();
     let client = |extra: &[(&str, &str)]| {
         let mut c = ClientConfig::new();
@@ -63,11 +61,23 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
         for (key, value) in &properties {
             c.set(key, value);
         }
+        c.set_log_level(RDKafkaLogLevel::Warning);
         c
     };
-    let from = &settings.topics.dead_letters;
-    let to = &settings.topics.input;
-    let result = run(
+    let message_timeout = settings.kafka.message_timeout_ms.to_string();
+    let mut replayer = Replayer {
+        from: &settings.topics.dead_letters,
+        to: &settings.topics.input,
+        filter: ReplayFilter {
+            stages: args.stage.clone(),
+            codes: args.code.clone(),
+        },
+        args: &args,
+        tally: Tally::default(),
+        handled: BTreeMap::new(),
+        ends: BTreeMap::new(),
+    };
+    let result = replayer.run(
         client(&[
             ("group.id", &args.group_id),
             ("enable.auto.commit", "false"),
@@ -81,32 +91,32 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
             ("enable.idempotence", "true"),
             ("linger.ms", "5"),
             ("partitioner", "murmur2_random"),
+            ("message.timeout.ms", &message_timeout),
         ]),
-        from,
-        to,
-        &filter,
-        &args,
+        Duration::from_millis(settings.kafka.message_timeout_ms),
     );
+    // What was done is said whether or not the replay finished.
+    let tally = &replayer.tally;
+    let verb = if args.dry_run {
+        "would replay"
+    } else {
+        "replayed"
+    };
+    println!(
+        "{verb} {} dead letters from {} to {}; left out: {} not asked for, {} not from \
+         callstream, {} incomplete",
+        tally.replayed,
+        replayer.from,
+        replayer.to,
+        tally.filtered,
+        tally.foreign,
+        tally.incomplete.len()
+    );
+    for source in &tally.incomplete {
+        println!("incomplete: the whole message is at {source} (topic/partition/offset)");
+    }
     match result {
-        Ok(tally) => {
-            let verb = if args.dry_run {
-                "would replay"
-            } else {
-                "replayed"
-            };
-            println!(
-                "{verb} {} dead letters from {from} to {to}; left out: {} not asked for, {} not \
-                 from callstream, {} incomplete",
-                tally.replayed,
-                tally.filtered,
-                tally.foreign,
-                tally.incomplete.len()
-            );
-            for source in &tally.incomplete {
-                println!("incomplete: the whole message is at {source} (topic/partition/offset)");
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callstream: {e}");
             ExitCode::from(1)
@@ -114,261 +124,307 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
     }
 }
 
-fn run(
-    consumer_config: ClientConfig,
-    producer_config: ClientConfig,
-    from: &str,
-    to: &str,
-    filter: &ReplayFilter,
-    args: &DeadLettersReplayArgs,
-) -> Result<Tally, String> {
-    let consumer: BaseConsumer = consumer_config.create().map_err(|e| e.to_string())?;
-    let producer: ThreadedProducer<ReplayContext> = producer_config
-        .create_with_context(ReplayContext::default())
-        .map_err(|e| e.to_string())?;
+/// One replay: reads the dead-letter topic up to `ends`, sends what the filter lets through.
+struct Replayer<'a> {
+    from: &'a str,
+    to: &'a str,
+    filter: ReplayFilter,
+    args: &'a DeadLettersReplayArgs,
+    tally: Tally,
+    /// Per partition, the offset after the last dead letter handled (sent, or left out).
+    handled: BTreeMap<i32, i64>,
+    /// Per partition, its end when the replay started.
+    ends: BTreeMap<i32, i64>,
+}
 
-    // The end of each partition as the replay starts: what arrives later is the next replay's.
-    let metadata = consumer
-        .fetch_metadata(Some(from), CLIENT_TIMEOUT)
-        .map_err(|e| format!("reading the partitions of {from}: {e}"))?;
-    let topic = metadata
-        .topics()
-        .first()
-        .ok_or_else(|| format!("no metadata for the dead-letter topic {from}"))?;
-    if let Some(error) = topic.error() {
-        return Err(format!(
-            "dead-letter topic {from}: {}",
-            rdkafka::types::RDKafkaErrorCode::from(error)
-        ));
-    }
-    let mut bounds: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
-    for partition in topic.partitions() {
-        let watermarks = consumer
-            .fetch_watermarks(from, partition.id(), CLIENT_TIMEOUT)
-            .map_err(|e| format!("reading the ends of {from}/{}: {e}", partition.id()))?;
-        bounds.insert(partition.id(), watermarks);
-    }
-    let committed = if args.from_beginning {
-        BTreeMap::new()
-    } else {
-        committed_offsets(&consumer, from, &bounds)?
-    };
-    if !args.from_beginning && committed.is_empty() && bounds.values().any(|(l, h)| h > l) {
-        return Err(format!(
-            "group {} has no offsets on {from}: it never replayed it, or its offsets expired (the \
-             brokers keep a group's offsets for offsets.retention.minutes, 7 days by default, after \
-             its last commit). Give --from-beginning to replay everything the topic holds",
-            args.group_id
-        ));
-    }
-    // Where each partition starts: where this group's last replay stopped, kept within what the
-    // topic still holds (retention may have deleted past it).
-    let mut start = TopicPartitionList::new();
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut nothing_new = Vec::new();
-    for (&partition, &(low, high)) in &bounds {
-        let from_offset = match committed.get(&partition) {
-            Some(&offset) if offset < low => {
-                report(&format!(
-                    "{from}/{partition}: dead letters before offset {low} were deleted before they \
-                     were replayed (the group had reached {offset})"
-                ));
-                low
-            }
-            Some(&offset) if offset > high => {
-                report(&format!(
-                    "{from}/{partition}: the group had reached offset {offset}, past the end {high} \
-                     (the topic was recreated?); replaying the partition from {low}"
-                ));
-                low
-            }
-            Some(&offset) => offset,
-            None => low,
-        };
-        start
-            .add_partition_offset(from, partition, Offset::Offset(from_offset))
+impl Replayer<'_> {
+    fn run(
+        &mut self,
+        consumer_config: ClientConfig,
+        producer_config: ClientConfig,
+        message_timeout: Duration,
+    ) -> Result<(), String> {
+        let consumer: BaseConsumer = consumer_config.create().map_err(|e| e.to_string())?;
+        let producer: ThreadedProducer<ReplayContext> = producer_config
+            .create_with_context(ReplayContext::default())
             .map_err(|e| e.to_string())?;
-        // Committed again even when there is nothing new, so that the group's offsets do not
-        // expire between replays.
-        ends.insert(partition, high.max(from_offset));
-        if from_offset >= high {
-            // Nothing to read: done before it starts (its position would never be set).
-            nothing_new.push(partition);
-        }
-    }
-    consumer.assign(&start).map_err(|e| e.to_string())?;
+        self.start(&consumer, &producer)?;
 
-    let mut tally = Tally::default();
-    let mut quiet_since = Instant::now();
-    loop {
-        // The consumer's position, not the last offset read, says a partition is done: under
-        // read_committed, transaction markers take the last offsets and are never handed out.
-        let positions = consumer.position().map_err(|e| e.to_string())?;
-        let done = |partition: i32, end: i64| {
-            positions
-                .find_partition(from, partition)
-                .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end))
-        };
-        if ends
-            .iter()
-            .all(|(&p, &end)| nothing_new.contains(&p) || done(p, end))
-        {
-            break;
+        let read = self.read(&consumer, &producer);
+        if self.args.dry_run {
+            return read;
         }
-        if quiet_since.elapsed() > QUIET_LIMIT {
+        // Everything sent is acknowledged or has failed before anything is committed; what is
+        // still queued after the producer's own time-out plus a margin is purged, and so fails.
+        if producer.flush(message_timeout + CLIENT_TIMEOUT).is_err() {
+            producer.purge(PurgeConfig::default().queue().inflight());
+            let _ = producer.flush(CLIENT_TIMEOUT);
+        }
+        let failed = producer
+            .context()
+            .first_failed
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        // Each partition is committed up to its first dead letter not handled or not sent: a
+        // replay run again goes on from there, whatever stopped this one.
+        let mut commit = TopicPartitionList::new();
+        for (&partition, &handled) in &self.handled {
+            let next = failed.get(&partition).map_or(handled, |&f| f.min(handled));
+            commit
+                .add_partition_offset(self.from, partition, Offset::Offset(next))
+                .map_err(|e| e.to_string())?;
+        }
+        if commit.count() > 0 {
+            consumer.commit(&commit, CommitMode::Sync).map_err(|e| {
+                format!("committing the replay's offsets: {e} (what it sent is sent again by the next replay)")
+            })?;
+        }
+        read?;
+        if !failed.is_empty() {
+            let places: Vec<String> = failed
+                .iter()
+                .map(|(p, o)| format!("{}/{p}/{o}", self.from))
+                .collect();
             return Err(format!(
-                "nothing read from {from} for {} s before its end; nothing committed",
-                QUIET_LIMIT.as_secs()
+                "some dead letters could not be sent to {}; the replay stopped at the first of \
+                 them in each partition ({}): run it again to go on from there",
+                self.to,
+                places.join(", ")
             ));
         }
-        let message = match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(e)) => {
-                report(&format!("reading {from}: {e}"));
-                continue;
-            }
-            Some(Ok(message)) => message,
-        };
-        let end = ends.get(&message.partition()).copied().unwrap_or(0);
-        if message.offset() >= end {
-            // Arrived after the replay started: the next replay's. The partition is done.
-            let mut done = TopicPartitionList::new();
-            done.add_partition(from, message.partition());
-            let _ = consumer.pause(&done);
-            continue;
+        Ok(())
+    }
+
+    /// Finds each partition's end and where this group's last replay stopped, and assigns.
+    fn start(
+        &mut self,
+        consumer: &BaseConsumer,
+        producer: &ThreadedProducer<ReplayContext>,
+    ) -> Result<(), String> {
+        let from = self.from;
+        // The input topic must be there: sends to a missing topic fail only after a while.
+        let input = producer
+            .client()
+            .fetch_metadata(Some(self.to), CLIENT_TIMEOUT)
+            .map_err(|e| format!("reading the input topic {}: {e}", self.to))?;
+        if let Some(error) = input.topics().first().and_then(|t| t.error()) {
+            return Err(format!(
+                "input topic {}: {}",
+                self.to,
+                RDKafkaErrorCode::from(error)
+            ));
         }
-        // Copied with checked names: rust-rdkafka's own reader panics on a name not in UTF-8.
-        let copied = copy_headers(&message).unwrap_or_default();
-        let headers: Vec<(&str, Option<&[u8]>)> = copied.iter().map(|h| (h.key, h.value)).collect();
-        match replay(&headers, filter) {
-            Replay::Send { headers } => {
-                tally.replayed += 1;
-                if args.dry_run {
+        let metadata = consumer
+            .fetch_metadata(Some(from), CLIENT_TIMEOUT)
+            .map_err(|e| format!("reading the partitions of {from}: {e}"))?;
+        let topic = metadata
+            .topics()
+            .first()
+            .ok_or_else(|| format!("no metadata for the dead-letter topic {from}"))?;
+        if let Some(error) = topic.error() {
+            return Err(format!(
+                "dead-letter topic {from}: {}",
+                RDKafkaErrorCode::from(error)
+            ));
+        }
+        let mut bounds: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for partition in topic.partitions() {
+            let watermarks = consumer
+                .fetch_watermarks(from, partition.id(), CLIENT_TIMEOUT)
+                .map_err(|e| format!("reading the ends of {from}/{}: {e}", partition.id()))?;
+            bounds.insert(partition.id(), watermarks);
+        }
+        let committed = if self.args.from_beginning {
+            BTreeMap::new()
+        } else {
+            committed_offsets(consumer, from, &bounds)?
+        };
+        if !self.args.from_beginning && committed.is_empty() && bounds.values().any(|(l, h)| h > l)
+        {
+            return Err(format!(
+                "group {} has no offsets on {from}: it never replayed it, or its offsets expired \
+                 (the brokers keep a group's offsets for offsets.retention.minutes, 7 days by \
+                 default, after its last commit). Give --from-beginning to replay everything the \
+                 topic holds",
+                self.args.group_id
+            ));
+        }
+        // Each partition starts where this group's last replay stopped, kept within what the
+        // topic still holds (retention may have deleted past it).
+        let mut start = TopicPartitionList::new();
+        for (&partition, &(low, high)) in &bounds {
+            let first = match committed.get(&partition) {
+                Some(&offset) if offset < low => {
+                    report(&format!(
+                        "{from}/{partition}: dead letters before offset {low} were deleted \
+                         before they were replayed (the group had reached {offset})"
+                    ));
+                    low
+                }
+                Some(&offset) if offset > high => {
+                    report(&format!(
+                        "{from}/{partition}: the group had reached offset {offset}, past the end \
+                         {high} (the topic was recreated?); replaying the partition from {low}"
+                    ));
+                    low
+                }
+                Some(&offset) => offset,
+                None => low,
+            };
+            start
+                .add_partition_offset(from, partition, Offset::Offset(first))
+                .map_err(|e| e.to_string())?;
+            // Committed again even with nothing new, so that the group's offsets do not expire
+            // between replays.
+            self.handled.insert(partition, first);
+            self.ends.insert(partition, high.max(first));
+        }
+        consumer.assign(&start).map_err(|e| e.to_string())
+    }
+
+    /// Reads up to the ends, sending what the filter lets through.
+    fn read(
+        &mut self,
+        consumer: &BaseConsumer,
+        producer: &ThreadedProducer<ReplayContext>,
+    ) -> Result<(), String> {
+        let from = self.from;
+        let mut progress_at = Instant::now();
+        let mut last_positions = Vec::new();
+        loop {
+            // The consumer's position, not the last offset read, says a partition is done: under
+            // read_committed, transaction markers take the last offsets and are never handed out.
+            let positions: Vec<(i32, Offset)> = consumer
+                .position()
+                .map_err(|e| e.to_string())?
+                .elements()
+                .iter()
+                .map(|e| (e.partition(), e.offset()))
+                .collect();
+            for &(partition, offset) in &positions {
+                let end = self.ends.get(&partition).copied().unwrap_or(0);
+                if matches!(offset, Offset::Offset(o) if o >= end) {
+                    self.handled.insert(partition, end);
+                }
+            }
+            if self
+                .ends
+                .iter()
+                .all(|(p, end)| self.handled.get(p) == Some(end))
+            {
+                return Ok(());
+            }
+            if positions != last_positions {
+                progress_at = Instant::now();
+                last_positions = positions;
+            }
+            if progress_at.elapsed() > QUIET_LIMIT {
+                return Err(format!(
+                    "no progress reading {from} for {} s before its end",
+                    QUIET_LIMIT.as_secs()
+                ));
+            }
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(e)) => {
+                    report(&format!("reading {from}: {e}"));
                     continue;
                 }
-                let mut own = OwnedHeaders::new_with_capacity(headers.len());
-                for (key, value) in headers {
-                    own = own.insert(Header { key, value });
-                }
-                // The dead letter's place travels with it: a failed delivery holds its partition's
-                // commit back to it.
-                let place = Box::new((message.partition(), message.offset()));
-                let mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>> =
-                    BaseRecord::with_opaque_to(to, place).headers(own);
-                if let Some(value) = message.payload() {
-                    record = record.payload(value);
-                }
-                if let Some(key) = message.key() {
-                    record = record.key(key);
-                }
-                // The original time is the record's create time; a topic that stamps log append
-                // times no longer has it.
-                if let rdkafka::Timestamp::CreateTime(timestamp) = message.timestamp() {
-                    record = record.timestamp(timestamp);
-                }
-                send(&producer, record)?;
+                Some(Ok(message)) => message,
+            };
+            let partition = message.partition();
+            if message.offset() >= self.ends.get(&partition).copied().unwrap_or(0) {
+                // Arrived after the replay started: the next replay's. The partition is done.
+                let mut done = TopicPartitionList::new();
+                done.add_partition(from, partition);
+                let _ = consumer.pause(&done);
+                continue;
             }
-            Replay::Filtered => tally.filtered += 1,
-            Replay::Foreign => tally.foreign += 1,
-            Replay::Incomplete { source } => tally.incomplete.push(source),
-        }
-        // Progress: a message below its partition's end was handled (the time `send` waited for
-        // room in the producer's queue included).
-        quiet_since = Instant::now();
-    }
-    if args.dry_run {
-        return Ok(tally);
-    }
-
-    // Offsets are committed only once every replayed message is in the input topic, each
-    // partition's up to its first dead letter that could not be sent: a replay run again starts
-    // there.
-    producer
-        .flush(Duration::from_secs(60))
-        .map_err(|e| format!("sending to {to}: {e}; nothing committed"))?;
-    let failed = producer
-        .context()
-        .first_failed
-        .lock()
-        .map(|f| f.clone())
-        .unwrap_or_default();
-    let mut done = TopicPartitionList::new();
-    for (partition, end) in &ends {
-        let next = failed.get(partition).map_or(*end, |&first| first.min(*end));
-        done.add_partition_offset(from, *partition, Offset::Offset(next))
-            .map_err(|e| e.to_string())?;
-    }
-    if done.count() > 0 {
-        consumer
-            .commit(&done, rdkafka::consumer::CommitMode::Sync)
-            .map_err(|e| format!("committing the replay's offsets: {e} (it was sent: a replay run again sends it again)"))?;
-    }
-    if !failed.is_empty() {
-        let places: Vec<String> = failed
-            .iter()
-            .map(|(p, o)| format!("{from}/{p}/{o}"))
-            .collect();
-        return Err(format!(
-            "some dead letters could not be sent to {to}; the replay stopped at the first of them \
-             in each partition ({}): run it again to go on from there",
-            places.join(", ")
-        ));
-    }
-    Ok(tally)
-}
-
-/// Reports librdkafka's warnings and failed deliveries, and remembers, per partition of the
-/// dead-letter topic, the first dead letter whose delivery failed.
-#[derive(Default)]
-struct ReplayContext {
-    first_failed: Mutex<BTreeMap<i32, i64>>,
-}
-
-impl ClientContext for ReplayContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        if (level as i32) <= (rdkafka::config::RDKafkaLogLevel::Warning as i32) {
-            report(&format!("librdkafka {facility}: {message}"));
+            if !self.handle(&message, producer)? {
+                // Not sent: this partition stops here, for the next replay to go on from.
+                let mut stopped = TopicPartitionList::new();
+                stopped.add_partition(from, partition);
+                let _ = consumer.pause(&stopped);
+                self.ends.insert(partition, message.offset());
+                continue;
+            }
+            self.handled.insert(partition, message.offset() + 1);
+            progress_at = Instant::now();
         }
     }
 
-    fn error(&self, error: KafkaError, reason: &str) {
-        report(&format!("{error}: {reason}"));
-    }
-}
-
-impl ProducerContext for ReplayContext {
-    type DeliveryOpaque = Box<(i32, i64)>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, place: Self::DeliveryOpaque) {
-        if let Err((error, _)) = result {
-            let (partition, offset) = *place;
-            report(&format!("sending the dead letter at offset {offset} of partition {partition} failed: {error}"));
-            if let Ok(mut first) = self.first_failed.lock() {
-                let entry = first.entry(partition).or_insert(offset);
-                *entry = (*entry).min(offset);
+    /// Sends one dead letter or leaves it out; false if the producer refused it.
+    fn handle(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        producer: &ThreadedProducer<ReplayContext>,
+    ) -> Result<bool, String> {
+        // Copied with checked names: rust-rdkafka's own reader panics on a name not in UTF-8.
+        let copied = copy_headers(message).unwrap_or_default();
+        let headers: Vec<(&str, Option<&[u8]>)> = copied.iter().map(|h| (h.key, h.value)).collect();
+        let headers = match replay(&headers, &self.filter) {
+            Replay::Send { headers } => headers,
+            Replay::Filtered => {
+                self.tally.filtered += 1;
+                return Ok(true);
             }
+            Replay::Foreign => {
+                self.tally.foreign += 1;
+                return Ok(true);
+            }
+            Replay::Incomplete { source } => {
+                self.tally.incomplete.push(source);
+                return Ok(true);
+            }
+        };
+        if self.args.dry_run {
+            self.tally.replayed += 1;
+            return Ok(true);
         }
-    }
-}
-
-/// Sends a record, waiting while the producer queue is full.
-fn send(
-    producer: &ThreadedProducer<ReplayContext>,
-    mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>>,
-) -> Result<(), String> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                r,
-            )) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(5));
+        let mut own = OwnedHeaders::new_with_capacity(headers.len());
+        for (key, value) in headers {
+            own = own.insert(Header { key, value });
+        }
+        // The dead letter's place travels with it: a failed delivery holds its partition's
+        // commit back to it.
+        let place = Box::new((message.partition(), message.offset()));
+        let mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>> =
+            BaseRecord::with_opaque_to(self.to, place).headers(own);
+        if let Some(value) = message.payload() {
+            record = record.payload(value);
+        }
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        // The original time is the record's create time; a topic that stamps log append times
+        // no longer has it.
+        if let Timestamp::CreateTime(timestamp) = message.timestamp() {
+            record = record.timestamp(timestamp);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => {
+                    self.tally.replayed += 1;
+                    return Ok(true);
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    report(&format!(
+                        "the dead letter at {}/{}/{} was refused: {e}",
+                        self.from,
+                        message.partition(),
+                        message.offset()
+                    ));
+                    if let Ok(mut first) = producer.context().first_failed.lock() {
+                        first.entry(message.partition()).or_insert(message.offset());
+                    }
+                    return Ok(false);
+                }
             }
-            Err((e, _)) => return Err(e.to_string()),
         }
     }
 }
@@ -394,4 +450,40 @@ fn committed_offsets(
             _ => None,
         })
         .collect())
+}
+
+/// Reports librdkafka's warnings and failed deliveries, and remembers, per partition of the
+/// dead-letter topic, the first dead letter whose delivery failed.
+#[derive(Default)]
+struct ReplayContext {
+    first_failed: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl ClientContext for ReplayContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            report(&format!("librdkafka {facility}: {message}"));
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report(&format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for ReplayContext {
+    type DeliveryOpaque = Box<(i32, i64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, place: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            let (partition, offset) = *place;
+            report(&format!(
+                "sending the dead letter at offset {offset} of partition {partition} failed: {error}"
+            ));
+            if let Ok(mut first) = self.first_failed.lock() {
+                let entry = first.entry(partition).or_insert(offset);
+                *entry = (*entry).min(offset);
+            }
+        }
+    }
 }

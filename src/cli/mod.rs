@@ -72,10 +72,11 @@ pub enum DeadLettersCommand {
     /// the upstream fault is fixed), with their original key, value, headers and timestamp.
     ///
     /// Reads the dead-letter topic up to its end as the replay starts, from where this group's
-    /// last replay stopped (or --from-beginning, required for a group's first replay), and
-    /// commits only once everything it sent is acknowledged. A dead letter whose value was cut
-    /// to fit, or whose key and headers were left out, is not sent: the command prints where the
-    /// whole message is in the input topic.
+    /// last replay stopped (or --from-beginning, required for a group's first replay). Once what
+    /// it sent is acknowledged, it commits each partition up to its first dead letter that could
+    /// not be sent, and then exits 1 if there was one: run again, it goes on from there. A dead
+    /// letter whose value was cut to fit, or whose key and headers were left out, is not sent: the
+    /// command prints where the whole message is in the input topic.
     Replay(DeadLettersReplayArgs),
 }
 
@@ -96,6 +97,7 @@ pub struct DeadLettersReplayArgs {
     #[arg(long, default_value = "callstream-dead-letter-replay")]
     pub group_id: String,
     /// Start at the beginning of the dead-letter topic, not where the group's last replay stopped
+    /// (required when the group has no offsets: its first replay, or expired)
     #[arg(long)]
     pub from_beginning: bool,
     /// Count what would be sent; send and commit nothing
