@@ -657,6 +657,7 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     // Larger than a producer limited to 1,000-byte records takes (below).
     let large = "v5".repeat(1_000);
     letter("k5", &large, "invalid_value", &[]);
+    letter("k6", "v6", "invalid_value", &[]);
     producer
         .commit_transaction(Duration::from_secs(30))
         .expect("committed");
@@ -737,11 +738,33 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let said = replay(&["--from-beginning", "--code", "wrong_type", "--dry-run"]);
     assert!(said.starts_with("would replay 1 dead letters"), "{said}");
     assert!(values().is_empty());
+    let after_dry_run = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "dead-letters",
+            "replay",
+            "--bootstrap-servers",
+            &bootstrap(),
+        ])
+        .args([
+            "--input-topic",
+            &t.input,
+            "--dead-letter-topic",
+            &t.dead_letters,
+        ])
+        .args(["--group-id", &format!("{}-replay", t.input)])
+        .env_remove("CALLSTREAM_CONFIG")
+        .output()
+        .expect("run dead-letters replay");
+    assert_eq!(
+        after_dry_run.status.code(),
+        Some(1),
+        "the dry run committed nothing"
+    );
 
     let said = replay(&["--from-beginning", "--code", "wrong_type"]);
     assert!(said.starts_with("replayed 1 dead letters"), "{said}");
     assert!(
-        said.contains("2 not asked for, 1 not from callstream, 1 incomplete"),
+        said.contains("3 not asked for, 1 not from callstream, 1 incomplete"),
         "{said}"
     );
     assert!(said.contains(&format!("{}/0/7", t.input)), "{said}");
@@ -802,7 +825,7 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let again = into(&[]);
     assert!(again.status.success(), "{again:?}");
     assert!(
-        String::from_utf8_lossy(&again.stdout).starts_with("replayed 1 dead letters"),
+        String::from_utf8_lossy(&again.stdout).starts_with("replayed 2 dead letters"),
         "{again:?}"
     );
     let mut sent: Vec<String> = read_topic(&target.input)
@@ -810,5 +833,5 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
         .map(|r| String::from_utf8_lossy(&r.value).into_owned())
         .collect();
     sent.sort();
-    assert_eq!(sent, ["v1", "v2", large.as_str()]);
+    assert_eq!(sent, ["v1", "v2", large.as_str(), "v6"]);
 }

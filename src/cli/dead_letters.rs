@@ -52,14 +52,19 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
         }
     };
     let properties = settings.librdkafka_properties();
-    let client = |extra: &[(&str, &str)]| {
+    // `defaults` may be changed with -X or the file; `own` are what the replay's guarantees rest
+    // on, applied last.
+    let client = |defaults: &[(&str, &str)], own: &[(&str, &str)]| {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &settings.kafka.bootstrap_servers);
-        for (key, value) in extra {
+        for (key, value) in defaults {
             c.set(*key, *value);
         }
         for (key, value) in &properties {
             c.set(key, value);
+        }
+        for (key, value) in own {
+            c.set(*key, *value);
         }
         c.set_log_level(RDKafkaLogLevel::Warning);
         c
@@ -76,23 +81,33 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
         tally: Tally::default(),
         handled: BTreeMap::new(),
         ends: BTreeMap::new(),
+        limits: BTreeMap::new(),
     };
     let result = replayer.run(
-        client(&[
-            ("group.id", &args.group_id),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("isolation.level", "read_committed"),
-            ("auto.offset.reset", "earliest"),
-        ]),
+        client(
+            &[],
+            &[
+                ("group.id", &args.group_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("auto.offset.reset", "earliest"),
+            ],
+        ),
         // murmur2 as the service and Java clients partition: a replayed message goes to its key's
         // partition of the input topic, after the key's earlier messages.
-        client(&[
-            ("enable.idempotence", "true"),
-            ("linger.ms", "5"),
-            ("partitioner", "murmur2_random"),
-            ("message.timeout.ms", &message_timeout),
-        ]),
+        client(
+            &[
+                ("linger.ms", "5"),
+                ("partitioner", "murmur2_random"),
+                ("message.timeout.ms", &message_timeout),
+            ],
+            // A mistyped input topic is refused, not created by asking for it.
+            &[
+                ("enable.idempotence", "true"),
+                ("allow.auto.create.topics", "false"),
+            ],
+        ),
         Duration::from_millis(settings.kafka.message_timeout_ms),
     );
     // What was done is said whether or not the replay finished.
@@ -133,8 +148,11 @@ struct Replayer<'a> {
     tally: Tally,
     /// Per partition, the offset after the last dead letter handled (sent, or left out).
     handled: BTreeMap<i32, i64>,
-    /// Per partition, its end when the replay started.
+    /// Per partition, where reading it ends: its end when the replay started, or where it
+    /// stopped.
     ends: BTreeMap<i32, i64>,
+    /// Per partition, its end when the replay started.
+    limits: BTreeMap<i32, i64>,
 }
 
 impl Replayer<'_> {
@@ -156,41 +174,52 @@ impl Replayer<'_> {
         }
         // Everything sent is acknowledged or has failed before anything is committed; what is
         // still queued after the producer's own time-out plus a margin is purged, and so fails.
-        if producer.flush(message_timeout + CLIENT_TIMEOUT).is_err() {
+        let mut flushed = producer.flush(message_timeout + CLIENT_TIMEOUT).is_ok();
+        if !flushed {
             producer.purge(PurgeConfig::default().queue().inflight());
-            let _ = producer.flush(CLIENT_TIMEOUT);
+            flushed = producer.flush(CLIENT_TIMEOUT).is_ok();
         }
-        let failed = producer
-            .context()
-            .first_failed
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default();
-        // Each partition is committed up to its first dead letter not handled or not sent: a
-        // replay run again goes on from there, whatever stopped this one.
+        let deliveries = producer.context().deliveries().clone();
+        self.tally.replayed = deliveries.acknowledged;
+        // Each partition is committed up to its first dead letter not handled, not sent, or not
+        // acknowledged: a replay run again goes on from there, whatever stopped this one.
         let mut commit = TopicPartitionList::new();
+        let mut stopped_at = Vec::new();
         for (&partition, &handled) in &self.handled {
-            let next = failed.get(&partition).map_or(handled, |&f| f.min(handled));
+            let next = deliveries.commit_point(partition, handled);
             commit
                 .add_partition_offset(self.from, partition, Offset::Offset(next))
                 .map_err(|e| e.to_string())?;
+            if next < self.limits.get(&partition).copied().unwrap_or(next) {
+                stopped_at.push(format!("{}/{partition}/{next}", self.from));
+            }
         }
         if commit.count() > 0 {
             consumer.commit(&commit, CommitMode::Sync).map_err(|e| {
-                format!("committing the replay's offsets: {e} (what it sent is sent again by the next replay)")
+                format!(
+                    "committing the replay's offsets: {e} (what it sent is sent again by the next \
+                     replay){}",
+                    read.as_ref()
+                        .err()
+                        .map(|r| format!("; before that: {r}"))
+                        .unwrap_or_default()
+                )
             })?;
         }
-        read?;
-        if !failed.is_empty() {
-            let places: Vec<String> = failed
-                .iter()
-                .map(|(p, o)| format!("{}/{p}/{o}", self.from))
-                .collect();
+        let stopped = || {
+            format!(
+                "the replay stopped at {}: run it again to go on from there",
+                stopped_at.join(", ")
+            )
+        };
+        if let Err(error) = read {
+            return Err(format!("{error}; {}", stopped()));
+        }
+        if !flushed || !deliveries.first_failed.is_empty() {
             return Err(format!(
-                "some dead letters could not be sent to {}; the replay stopped at the first of \
-                 them in each partition ({}): run it again to go on from there",
+                "some dead letters could not be sent to {}; {}",
                 self.to,
-                places.join(", ")
+                stopped()
             ));
         }
         Ok(())
@@ -279,6 +308,7 @@ impl Replayer<'_> {
             // between replays.
             self.handled.insert(partition, first);
             self.ends.insert(partition, high.max(first));
+            self.limits.insert(partition, high.max(first));
         }
         consumer.assign(&start).map_err(|e| e.to_string())
     }
@@ -306,6 +336,22 @@ impl Replayer<'_> {
                 let end = self.ends.get(&partition).copied().unwrap_or(0);
                 if matches!(offset, Offset::Offset(o) if o >= end) {
                     self.handled.insert(partition, end);
+                }
+            }
+            // A partition whose send failed stops where it got to: what follows is the next
+            // replay's, not sent twice.
+            let failed: Vec<i32> = producer
+                .context()
+                .deliveries()
+                .first_failed
+                .keys()
+                .copied()
+                .collect();
+            for partition in failed {
+                if let Some(&handled) = self.handled.get(&partition) {
+                    if self.ends.get(&partition) != Some(&handled) {
+                        self.stop(consumer, partition, handled);
+                    }
                 }
             }
             if self
@@ -343,15 +389,20 @@ impl Replayer<'_> {
             }
             if !self.handle(&message, producer)? {
                 // Not sent: this partition stops here, for the next replay to go on from.
-                let mut stopped = TopicPartitionList::new();
-                stopped.add_partition(from, partition);
-                let _ = consumer.pause(&stopped);
-                self.ends.insert(partition, message.offset());
+                self.stop(consumer, partition, message.offset());
                 continue;
             }
             self.handled.insert(partition, message.offset() + 1);
             progress_at = Instant::now();
         }
+    }
+
+    /// Reads no more of `partition`: it ends at `offset`.
+    fn stop(&mut self, consumer: &BaseConsumer, partition: i32, offset: i64) {
+        let mut stopped = TopicPartitionList::new();
+        stopped.add_partition(self.from, partition);
+        let _ = consumer.pause(&stopped);
+        self.ends.insert(partition, offset);
     }
 
     /// Sends one dead letter or leaves it out; false if the producer refused it.
@@ -402,26 +453,34 @@ impl Replayer<'_> {
         if let Timestamp::CreateTime(timestamp) = message.timestamp() {
             record = record.timestamp(timestamp);
         }
+        // On its way from before it is sent: its delivery report may come at once.
+        let (partition, offset) = (message.partition(), message.offset());
+        producer
+            .context()
+            .deliveries()
+            .pending
+            .entry(partition)
+            .or_default()
+            .insert(offset);
         loop {
             match producer.send(record) {
-                Ok(()) => {
-                    self.tally.replayed += 1;
-                    return Ok(true);
-                }
+                Ok(()) => return Ok(true),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    report(&format!(
-                        "the dead letter at {}/{}/{} was refused: {e}",
-                        self.from,
-                        message.partition(),
-                        message.offset()
-                    ));
-                    if let Ok(mut first) = producer.context().first_failed.lock() {
-                        first.entry(message.partition()).or_insert(message.offset());
+                    {
+                        let mut deliveries = producer.context().deliveries();
+                        if let Some(pending) = deliveries.pending.get_mut(&partition) {
+                            pending.remove(&offset);
+                        }
+                        deliveries.failed(partition, offset);
                     }
+                    report(&format!(
+                        "the dead letter at {}/{partition}/{offset} was refused: {e}",
+                        self.from
+                    ));
                     return Ok(false);
                 }
             }
@@ -452,11 +511,52 @@ fn committed_offsets(
         .collect())
 }
 
-/// Reports librdkafka's warnings and failed deliveries, and remembers, per partition of the
-/// dead-letter topic, the first dead letter whose delivery failed.
+/// Reports librdkafka's warnings and failed deliveries, and keeps track of the dead letters sent.
 #[derive(Default)]
 struct ReplayContext {
-    first_failed: Mutex<BTreeMap<i32, i64>>,
+    deliveries: Mutex<Deliveries>,
+}
+
+/// The dead letters sent, by partition of the dead-letter topic.
+#[derive(Debug, Default, Clone)]
+struct Deliveries {
+    /// Offsets of those sent and neither acknowledged nor failed yet.
+    pending: BTreeMap<i32, std::collections::BTreeSet<i64>>,
+    /// The first whose send failed.
+    first_failed: BTreeMap<i32, i64>,
+    acknowledged: u64,
+}
+
+impl Deliveries {
+    fn failed(&mut self, partition: i32, offset: i64) {
+        let first = self.first_failed.entry(partition).or_insert(offset);
+        *first = (*first).min(offset);
+    }
+
+    /// Where a partition may be committed, given what was handled: before the first dead letter
+    /// that failed or is still on its way.
+    fn commit_point(&self, partition: i32, handled: i64) -> i64 {
+        let pending = self
+            .pending
+            .get(&partition)
+            .and_then(|offsets| offsets.first().copied());
+        [
+            Some(handled),
+            self.first_failed.get(&partition).copied(),
+            pending,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(handled)
+    }
+}
+
+impl ReplayContext {
+    fn deliveries(&self) -> std::sync::MutexGuard<'_, Deliveries> {
+        // A panic elsewhere while holding it leaves the data as valid as before.
+        self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl ClientContext for ReplayContext {
@@ -475,15 +575,21 @@ impl ProducerContext for ReplayContext {
     type DeliveryOpaque = Box<(i32, i64)>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, place: Self::DeliveryOpaque) {
+        let (partition, offset) = *place;
+        {
+            let mut deliveries = self.deliveries();
+            if let Some(pending) = deliveries.pending.get_mut(&partition) {
+                pending.remove(&offset);
+            }
+            match result {
+                Ok(_) => deliveries.acknowledged += 1,
+                Err(_) => deliveries.failed(partition, offset),
+            }
+        }
         if let Err((error, _)) = result {
-            let (partition, offset) = *place;
             report(&format!(
                 "sending the dead letter at offset {offset} of partition {partition} failed: {error}"
             ));
-            if let Ok(mut first) = self.first_failed.lock() {
-                let entry = first.entry(partition).or_insert(offset);
-                *entry = (*entry).min(offset);
-            }
         }
     }
 }

@@ -73,8 +73,9 @@ pub enum DeadLettersCommand {
     ///
     /// Reads the dead-letter topic up to its end as the replay starts, from where this group's
     /// last replay stopped (or --from-beginning, required for a group's first replay). Once what
-    /// it sent is acknowledged, it commits each partition up to its first dead letter that could
-    /// not be sent, and then exits 1 if there was one: run again, it goes on from there. A dead
+    /// it sent is acknowledged, it commits each partition up to its first dead letter not sent,
+    /// whatever stopped it (a refused or failed send, the brokers silent for 60 s), and then
+    /// exits 1 if it stopped early: run again, it goes on from there. A dead
     /// letter whose value was cut to fit, or whose key and headers were left out, is not sent: the
     /// command prints where the whole message is in the input topic.
     Replay(DeadLettersReplayArgs),
