@@ -662,8 +662,9 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
         .commit_transaction(Duration::from_secs(30))
         .expect("committed");
 
-    let replay = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+    // `callstream dead-letters replay` from the test's dead-letter topic.
+    let run_replay = |input: &str, group: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
             .args([
                 "dead-letters",
                 "replay",
@@ -672,15 +673,18 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
             ])
             .args([
                 "--input-topic",
-                &t.input,
+                input,
                 "--dead-letter-topic",
                 &t.dead_letters,
             ])
-            .args(["--group-id", &format!("{}-replay", t.input)])
+            .args(["--group-id", &format!("{}-{group}", t.input)])
             .args(extra)
             .env_remove("CALLSTREAM_CONFIG")
             .output()
-            .expect("run dead-letters replay");
+            .expect("run dead-letters replay")
+    };
+    let replay = |extra: &[&str]| {
+        let out = run_replay(&t.input, "replay", extra);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -699,38 +703,11 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     };
 
     // A group that never replayed must be told to start at the beginning.
-    let never = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args([
-            "dead-letters",
-            "replay",
-            "--bootstrap-servers",
-            &bootstrap(),
-        ])
-        .args([
-            "--input-topic",
-            &t.input,
-            "--dead-letter-topic",
-            &t.dead_letters,
-        ])
-        .args(["--group-id", &format!("{}-never", t.input)])
-        .env_remove("CALLSTREAM_CONFIG")
-        .output()
-        .expect("run dead-letters replay");
+    let never = run_replay(&t.input, "never", &[]);
     assert_eq!(never.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&never.stderr).contains("--from-beginning"));
     // Nor can it replay into an input topic that is not there.
-    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args([
-            "dead-letters",
-            "replay",
-            "--bootstrap-servers",
-            &bootstrap(),
-        ])
-        .args(["--input-topic", "no-such-input", "--from-beginning"])
-        .args(["--dead-letter-topic", &t.dead_letters])
-        .env_remove("CALLSTREAM_CONFIG")
-        .output()
-        .expect("run dead-letters replay");
+    let missing = run_replay("no-such-input", "missing", &["--from-beginning"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("input topic no-such-input"));
 
@@ -738,23 +715,7 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let said = replay(&["--from-beginning", "--code", "wrong_type", "--dry-run"]);
     assert!(said.starts_with("would replay 1 dead letters"), "{said}");
     assert!(values().is_empty());
-    let after_dry_run = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args([
-            "dead-letters",
-            "replay",
-            "--bootstrap-servers",
-            &bootstrap(),
-        ])
-        .args([
-            "--input-topic",
-            &t.input,
-            "--dead-letter-topic",
-            &t.dead_letters,
-        ])
-        .args(["--group-id", &format!("{}-replay", t.input)])
-        .env_remove("CALLSTREAM_CONFIG")
-        .output()
-        .expect("run dead-letters replay");
+    let after_dry_run = run_replay(&t.input, "replay", &[]);
     assert_eq!(
         after_dry_run.status.code(),
         Some(1),
@@ -789,26 +750,7 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     // again goes on from it, without sending again what came before.
     let target = unique_topics("replay-target");
     create_topics(&target, 1);
-    let into = |extra: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
-            .args([
-                "dead-letters",
-                "replay",
-                "--bootstrap-servers",
-                &bootstrap(),
-            ])
-            .args([
-                "--input-topic",
-                &target.input,
-                "--dead-letter-topic",
-                &t.dead_letters,
-            ])
-            .args(["--group-id", &format!("{}-target", t.input)])
-            .args(extra)
-            .env_remove("CALLSTREAM_CONFIG")
-            .output()
-            .expect("run dead-letters replay")
-    };
+    let into = |extra: &[&str]| run_replay(&target.input, "target", extra);
     let failed = into(&["--from-beginning", "-X", "message.max.bytes=1000"]);
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     let stderr = String::from_utf8_lossy(&failed.stderr);

@@ -18,7 +18,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, Timestamp, TopicPartitionList};
 
-use super::generate::report;
+use super::generate::{report, report_librdkafka_log};
 use super::service::EXIT_CONFIG_ERROR;
 use super::DeadLettersReplayArgs;
 use crate::service::clients::copy_headers;
@@ -561,9 +561,7 @@ impl ReplayContext {
 
 impl ClientContext for ReplayContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
-            report(&format!("librdkafka {facility}: {message}"));
-        }
+        report_librdkafka_log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -181,13 +181,18 @@ struct ReportingContext {
 
 impl ClientContext for ReportingContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
-            report(&format!("librdkafka {facility}: {message}"));
-        }
+        report_librdkafka_log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         report(&format!("{error}: {reason}"));
+    }
+}
+
+/// librdkafka's warnings and errors, as `report`s (its level is set to Warning).
+pub(super) fn report_librdkafka_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+        report(&format!("librdkafka {facility}: {message}"));
     }
 }
 
