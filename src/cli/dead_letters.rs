@@ -18,9 +18,10 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, Timestamp, TopicPartitionList};
 
-use super::generate::{report, report_librdkafka_log};
-use super::service::EXIT_CONFIG_ERROR;
+use super::report::{report, report_librdkafka_log};
+use super::service::checked_settings;
 use super::DeadLettersReplayArgs;
+use crate::config::Settings;
 use crate::service::clients::copy_headers;
 use crate::service::dead_letters::{replay, Replay, ReplayFilter};
 
@@ -41,15 +42,14 @@ struct Tally {
 
 /// `callstream dead-letters replay`.
 pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
-    let settings = match args.connection.settings().and_then(|mut s| {
-        args.topics.apply(&mut s.topics);
-        s.validate_connection().map(|()| s)
-    }) {
+    let checked = checked_settings(
+        &args.connection,
+        &args.topics,
+        Settings::validate_connection,
+    );
+    let settings = match checked {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("callstream: {e}");
-            return ExitCode::from(EXIT_CONFIG_ERROR);
-        }
+        Err(code) => return code,
     };
     let properties = settings.librdkafka_properties();
     // `defaults` may be changed with -X or the file; `own` are what the replay's guarantees rest

@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::report::{report, report_librdkafka_log};
 use super::GenerateArgs;
 use crate::generate::{Generator, GeneratorConfig, MAX_LIVE_RATE};
 
@@ -186,22 +187,6 @@ impl ClientContext for ReportingContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         report(&format!("{error}: {reason}"));
-    }
-}
-
-/// librdkafka's warnings and errors, as `report`s (its level is set to Warning).
-pub(super) fn report_librdkafka_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
-        report(&format!("librdkafka {facility}: {message}"));
-    }
-}
-
-/// A warning: through the log of `demo`, which has one, else on standard error.
-pub(super) fn report(message: &str) {
-    if tracing::dispatcher::has_been_set() {
-        tracing::warn!("{message}");
-    } else {
-        eprintln!("callstream: {message}");
     }
 }
 

@@ -4,6 +4,7 @@ pub mod dead_letters;
 pub mod demo;
 pub mod generate;
 pub mod offline;
+pub mod report;
 pub mod service;
 
 use std::path::PathBuf;

@@ -11,12 +11,13 @@ use crate::http::{self, Endpoints, STALL_AFTER};
 use crate::metrics::Metrics;
 use crate::service::{self, admin, ServiceConfig};
 
-use super::{RunArgs, TopicsCreateArgs};
+use super::{ConnectionArgs, RunArgs, TopicArgs, TopicsCreateArgs};
+use crate::config::{ConfigError, Settings};
 
 /// Exit status when the service stops on an error.
 const EXIT_SERVICE_ERROR: u8 = 1;
 /// Exit status for an invalid configuration (like a usage error).
-pub(super) const EXIT_CONFIG_ERROR: u8 = 2;
+const EXIT_CONFIG_ERROR: u8 = 2;
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -165,18 +166,31 @@ pub async fn run_service(
     }
 }
 
+/// The settings of the file, environment and flags with these topic names, checked by `check`;
+/// or the exit status of a configuration error, which is printed.
+pub(super) fn checked_settings(
+    connection: &ConnectionArgs,
+    topics: &TopicArgs,
+    check: fn(&Settings) -> Result<(), ConfigError>,
+) -> Result<Settings, ExitCode> {
+    connection
+        .settings()
+        .and_then(|mut s| {
+            topics.apply(&mut s.topics);
+            check(&s).map(|()| s)
+        })
+        .map_err(|e| {
+            eprintln!("callstream: {e}");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        })
+}
+
 /// `callstream topics create`.
 pub fn topics_create(args: TopicsCreateArgs) -> ExitCode {
     crate::logging::init(crate::logging::LogFormat::Text, None);
-    let settings = match args.connection.settings().and_then(|mut s| {
-        args.topics.apply(&mut s.topics);
-        s.validate().map(|()| s)
-    }) {
+    let settings = match checked_settings(&args.connection, &args.topics, Settings::validate) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("callstream: {e}");
-            return ExitCode::from(EXIT_CONFIG_ERROR);
-        }
+        Err(code) => return code,
     };
     let names = &settings.topics;
     let mut wanted: Vec<&str> = Vec::new();

@@ -179,9 +179,8 @@ impl Processor {
         for (i, record) in records.iter().enumerate() {
             let (earlier, rest) = pending.split_at_mut(i);
             let this = &mut rest[0];
-            let emitted = |key: u64| {
-                earlier.iter().any(|p| p.emitted && p.state == key) || self.records.contains(key)
-            };
+            let emitted_here = |key: u64| earlier.iter().any(|p| p.emitted && p.state == key);
+            let emitted = |key: u64| emitted_here(key) || self.records.contains(key);
             let duplicate = match this.ordered {
                 // A state that can come back (a recording resumed after a pause) is compared with
                 // the latest one emitted under its id: redeliveries and late copies of older
@@ -204,7 +203,7 @@ impl Processor {
                             latest.repeated_by(ordered, this.state)
                         }
                         // None known: only the same state again in this notification repeats.
-                        None => earlier.iter().any(|p| p.emitted && p.state == this.state),
+                        None => emitted_here(this.state),
                     }
                 }
                 None => emitted(this.state) || record.superseded_by().is_some_and(emitted),
