@@ -1595,3 +1595,91 @@ fn the_seed_example_yields_one_party_record_keyed_by_its_extension() {
     assert_eq!(lines[0]["topic"], json!("telephony.sessions.parties"));
     assert_eq!(lines[0]["key"], json!("400144455008"));
 }
+
+#[test]
+fn what_one_notification_may_carry_is_bounded_and_said_where() {
+    use callstream::core::validate::{MAX_ID_BYTES, MAX_PARTIES, MAX_RECORDINGS};
+    let parties = |n: usize| {
+        (0..n)
+            .map(|i| minimal_party(&format!("p-{i}"), "Answered"))
+            .collect()
+    };
+    // At each limit the notification is accepted, one over it is not.
+    assert_eq!(
+        accept(&webhook("1", body(SESSION_ID, 5, parties(MAX_PARTIES)))).len(),
+        MAX_PARTIES
+    );
+    let rejection = assert_rejected(
+        &bytes(&webhook("1", body(SESSION_ID, 5, parties(MAX_PARTIES + 1)))),
+        Stage::Validate,
+        "over_limit",
+        Some("body.parties"),
+    );
+    assert!(
+        rejection
+            .reason
+            .contains("has 257 parties, over the limit of 256"),
+        "{rejection}"
+    );
+
+    let recordings = |from: usize, n: usize| -> Value {
+        (from..from + n)
+            .map(|i| json!({"id": i.to_string(), "active": true}))
+            .collect()
+    };
+    let mut two = parties(2);
+    two[0]["recordings"] = recordings(0, MAX_RECORDINGS - 1);
+    two[1]["recordings"] = recordings(MAX_RECORDINGS, 1);
+    let records = accept(&webhook("1", body(SESSION_ID, 5, two.clone())));
+    assert_eq!(
+        of_topic(&records, TopicKind::Recorded).len(),
+        MAX_RECORDINGS
+    );
+    two[1]["recordings"] = recordings(MAX_RECORDINGS, 2);
+    let rejection = assert_rejected(
+        &bytes(&webhook("1", body(SESSION_ID, 5, two))),
+        Stage::Validate,
+        "over_limit",
+        Some("body.parties[1].recordings"),
+    );
+    assert!(
+        rejection.reason.contains("recordings to 257"),
+        "{rejection}"
+    );
+
+    let long = "x".repeat(MAX_ID_BYTES + 1);
+    let at_limit = &long[1..];
+    accept(&webhook(
+        "1",
+        body(at_limit, 5, vec![minimal_party(at_limit, "Answered")]),
+    ));
+    assert_rejected(
+        &bytes(&webhook("1", body(&long, 5, parties(1)))),
+        Stage::Validate,
+        "over_limit",
+        Some("body.telephonySessionId"),
+    );
+    assert_rejected(
+        &bytes(&webhook(
+            "1",
+            body(SESSION_ID, 5, vec![minimal_party(&long, "Answered")]),
+        )),
+        Stage::Validate,
+        "over_limit",
+        Some("body.parties[0].id"),
+    );
+    let mut party = minimal_party("p", "Answered");
+    party["recordings"] = json!([{"id": "r-1"}, {"id": long}]);
+    let rejection = assert_rejected(
+        &bytes(&webhook("1", body(SESSION_ID, 5, vec![party]))),
+        Stage::Validate,
+        "over_limit",
+        Some("body.parties[0].recordings[1].id"),
+    );
+    assert!(
+        rejection
+            .reason
+            .contains("is 1025 bytes long, over the limit of 1024"),
+        "{rejection}"
+    );
+}

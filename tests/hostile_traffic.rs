@@ -31,7 +31,25 @@ fn hostile() -> Vec<(Option<Vec<u8>>, &'static str)> {
         binary.push((x & 0xff) as u8);
     }
     binary[0] = 0xff; // never valid UTF-8 at the start
+    let parties = |n: usize| {
+        (0..n)
+            .map(|i| format!("{{\"id\":\"p-{i}\",\"status\":{{\"code\":\"Answered\"}}}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let too_many_parties = format!(
+        "{{\"body\":{{\"telephonySessionId\":\"s\",\"parties\":[{}]}}}}",
+        parties(257)
+    );
+    // Within every limit, but each of its 256 party records repeats a 20 KB event filter.
+    let outgrowing = format!(
+        "{{\"event\":\"/restapi/v1.0/account/{}/telephony/sessions\",\"body\":{{\"telephonySessionId\":\"s\",\"parties\":[{}]}}}}",
+        "1".repeat(20_000),
+        parties(256)
+    );
     vec![
+        (Some(too_many_parties.into_bytes()), "over_limit"),
+        (Some(outgrowing.into_bytes()), "output_too_large"),
         (None, "empty"),
         (Some(Vec::new()), "empty"),
         (Some(b"   ".to_vec()), "empty"),
@@ -168,8 +186,9 @@ fn hostile_messages_become_dead_letters_and_everything_is_accounted_for() {
 /// With every limit at its default, an input message the broker accepts but whose dead letter
 /// would exceed the producer's record limit (`message.max.bytes`, 1,000,000 bytes) is cut to fit,
 /// not refused: refusing it would stop the service, and a restart would read it again. So are
-/// original headers too large to carry at all, and a reason that quotes a huge field. Everything
-/// around them is processed.
+/// original headers too large to carry at all, and a reason that quotes a huge field. A record
+/// too large for the producer only with its key is a dead letter too. Everything around them is
+/// processed.
 #[test]
 fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
     let t = unique_topics("cut-dlq");
@@ -217,13 +236,24 @@ fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
             .key("large-event")
             .payload(large_event.as_bytes()),
     );
+    // A record keyed by a 520 KB extension id, which its value carries too: librdkafka would
+    // refuse it (key and value over `message.max.bytes`), stopping the service at every restart.
+    let long_key = format!(
+        "{{\"body\":{{\"telephonySessionId\":\"s-long-key\",\"parties\":[{{\"id\":\"p\",\"extensionId\":\"{}\",\"status\":{{\"code\":\"Answered\"}}}}]}}}}",
+        "1".repeat(520_000)
+    );
+    send(
+        BaseRecord::to(&t.input)
+            .key("long-key")
+            .payload(long_key.as_bytes()),
+    );
     for line in rest {
         send(BaseRecord::to(&t.input).key("k").payload(line.as_bytes()));
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 
     let service = Service::start_logged(&t, "cut-dlq-group", &[]);
-    let want_dead = 3 + rejected_valid.len();
+    let want_dead = 4 + rejected_valid.len();
     let mut dead = Vec::new();
     wait_for("every dead letter", Duration::from_secs(120), || {
         dead = read_topic(&t.dead_letters);
@@ -287,6 +317,13 @@ fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
         quoted.headers[header::VALUE_TRUNCATED],
         large_event.len().to_string()
     );
+
+    let refused = dead
+        .iter()
+        .find(|l| l.key.as_deref() == Some("long-key"))
+        .expect("the long key's dead letter");
+    assert_eq!(refused.headers[header::CODE], "record_too_large");
+    assert_eq!(refused.value, long_key.as_bytes());
 }
 
 /// Sends one record whose header name is not UTF-8, which rust-rdkafka's API cannot express but

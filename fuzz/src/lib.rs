@@ -41,6 +41,7 @@ pub const CORE_CODES: &[&str] = &[
     "empty_field",
     "no_parties",
     "invalid_value",
+    "over_limit",
 ];
 
 /// Duplicate windows large enough that nothing a fuzz input yields is evicted, small enough that

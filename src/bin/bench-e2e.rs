@@ -335,7 +335,10 @@ fn passthrough_rate(
         // not knowing where the backlog ends, cannot do. Both wait out the linger.
         let deadline = Instant::now() + Duration::from_secs(60);
         while acks.load(Ordering::Relaxed) < sent {
-            assert!(Instant::now() < deadline, "passthrough records not acknowledged");
+            assert!(
+                Instant::now() < deadline,
+                "passthrough records not acknowledged"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         commit(&mut positions, &consumer);

@@ -110,6 +110,7 @@ impl From<ValidationError> for Rejection {
             ValidationError::Empty { .. } => "empty_field",
             ValidationError::NoParties { .. } => "no_parties",
             ValidationError::Invalid { .. } => "invalid_value",
+            ValidationError::OverLimit { .. } => "over_limit",
         };
         let path = Some(e.path().to_owned());
         Rejection::new(Stage::Validate, code, e.to_string(), path)

@@ -22,6 +22,13 @@ pub enum ValidationError {
     NoParties { path: String },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
+    /// More of something than one notification may carry (`MAX_PARTIES` and the like).
+    #[error("{path} {found}, over the limit of {limit}")]
+    OverLimit {
+        path: String,
+        found: String,
+        limit: usize,
+    },
 }
 
 impl ValidationError {
@@ -30,7 +37,8 @@ impl ValidationError {
             ValidationError::Missing { path }
             | ValidationError::Empty { path }
             | ValidationError::NoParties { path }
-            | ValidationError::Invalid { path, .. } => path,
+            | ValidationError::Invalid { path, .. }
+            | ValidationError::OverLimit { path, .. } => path,
         }
     }
 }
@@ -46,7 +54,17 @@ pub fn join_path(base: &str, field: &str) -> String {
     }
 }
 
-/// Checks the required fields of an unwrapped message.
+/// Most parties one notification may carry. Real ones carry a few (a conference some tens).
+pub const MAX_PARTIES: usize = 256;
+/// Most recordings, over all its parties, one notification may carry.
+pub const MAX_RECORDINGS: usize = 256;
+/// Longest id (telephony session, party, recording) in bytes; real ones are tens of bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// Checks the required fields of an unwrapped message, and that what it derives stays
+/// proportionate to it. Every record repeats its session's id and its party's, and duplicates
+/// are looked for among the records of one notification pair by pair: within the message size
+/// limit, hostile input could otherwise derive gigabytes, or take seconds of the core.
 pub fn validate(message: &Unwrapped<'_>) -> Result<(), ValidationError> {
     let base = message.body_path;
     let body = &message.body;
@@ -68,11 +86,37 @@ pub fn validate(message: &Unwrapped<'_>) -> Result<(), ValidationError> {
         }
         Some(parties) => parties,
     };
+    if parties.len() > MAX_PARTIES {
+        return Err(ValidationError::OverLimit {
+            path: join_path(base, "parties"),
+            found: format!("has {} parties", parties.len()),
+            limit: MAX_PARTIES,
+        });
+    }
+    id_within_limit(body.telephony_session_id.as_ref(), || {
+        join_path(base, "telephonySessionId")
+    })?;
+    let mut recordings = 0;
     for (i, party) in parties.iter().enumerate() {
         // Paths are built only on failure; the happy path allocates nothing here.
         let party_path = || join_path(base, &format!("parties[{i}]"));
         if id_is_blank(party.id.as_ref()) {
             return required_id(party.id.as_ref(), &party_path(), "id");
+        }
+        id_within_limit(party.id.as_ref(), || join_path(&party_path(), "id"))?;
+        let party_recordings = party.recordings.as_deref().unwrap_or_default();
+        recordings += party_recordings.len();
+        if recordings > MAX_RECORDINGS {
+            return Err(ValidationError::OverLimit {
+                path: join_path(&party_path(), "recordings"),
+                found: format!("brings the notification's recordings to {recordings}"),
+                limit: MAX_RECORDINGS,
+            });
+        }
+        for (j, recording) in party_recordings.iter().enumerate() {
+            id_within_limit(recording.id.as_ref(), || {
+                join_path(&party_path(), &format!("recordings[{j}].id"))
+            })?;
         }
         let code = party.status.as_ref().and_then(|s| s.code.as_ref());
         if str_is_blank(code) {
@@ -84,6 +128,20 @@ pub fn validate(message: &Unwrapped<'_>) -> Result<(), ValidationError> {
         }
     }
     Ok(())
+}
+
+fn id_within_limit(
+    id: Option<&Id<'_>>,
+    path: impl FnOnce() -> String,
+) -> Result<(), ValidationError> {
+    match id.map(|id| id.as_str().len()) {
+        Some(len) if len > MAX_ID_BYTES => Err(ValidationError::OverLimit {
+            path: path(),
+            found: format!("is {len} bytes long"),
+            limit: MAX_ID_BYTES,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn id_is_blank(id: Option<&Id<'_>>) -> bool {

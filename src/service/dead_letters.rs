@@ -85,7 +85,7 @@ pub fn headers(rejection: &Rejection, source: Source<'_>) -> Vec<(&'static str, 
 /// What librdkafka adds to a record's key, value and headers when it checks the record against
 /// `message.max.bytes` (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`: the varints of the record's framing at
 /// their longest, and its attributes byte).
-const RECORD_OVERHEAD: usize = 36;
+pub const RECORD_OVERHEAD: usize = 36;
 
 /// Bytes of `n` as a zig-zag varint, the way Kafka writes a header's name and value lengths.
 fn varint_len(n: usize) -> usize {

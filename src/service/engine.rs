@@ -1727,11 +1727,21 @@ pub fn run(
     let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 1);
     let (done_tx, done) = mpsc::sync_channel::<Batch>(BATCHES_AT_CORE);
     let processor = Processor::new(config.processor);
+    let max_record_bytes = producer_max_record_bytes(&config);
     let held_partitions = Arc::new(HeldPartitions::default());
     let durations = metrics.processing_duration.clone();
     let core_thread = std::thread::Builder::new()
         .name("callstream-core".into())
-        .spawn(move || pipeline::run_core(processor, value_format, durations, job_queue, done_tx))
+        .spawn(move || {
+            pipeline::run_core(
+                processor,
+                value_format,
+                max_record_bytes,
+                durations,
+                job_queue,
+                done_tx,
+            )
+        })
         .map_err(|e| ServiceError::Fatal(format!("starting the core thread: {e}")))?;
     let engine = Arc::new(Mutex::new(Engine {
         jobs,
@@ -1750,7 +1760,7 @@ pub fn run(
         held_partitions: held_partitions.clone(),
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
-        max_record_bytes: producer_max_record_bytes(&config),
+        max_record_bytes,
         finished: false,
         first_polled: BTreeMap::new(),
         config: Arc::new(config),

@@ -12,12 +12,23 @@ use prometheus::local::LocalHistogram;
 use prometheus::Histogram;
 use rdkafka::message::OwnedHeaders;
 
+use super::dead_letters::RECORD_OVERHEAD;
 use crate::core::encode::write_avro;
 use crate::core::framing::ValueFormat;
 use crate::core::{Outcome, Processor, Rejection, Stage, TopicKind};
 
-/// Derived records larger than this are refused at the encode stage rather than by the broker.
+/// Derived records larger than this (key, value and librdkafka's framing) are refused at the
+/// encode stage rather than by the broker, whose default limit per topic is about a megabyte.
+/// The producer's own limit (`message.max.bytes`) applies too, where it is lower: a record it
+/// refuses would stop the service, and the message would stop it again after each restart.
 pub const MAX_RECORD_BYTES: usize = 900_000;
+/// The records of one message may take this many times its own size, plus
+/// `OUTPUT_ALLOWANCE_BYTES`, encoded (keys included); more, and the message is a dead letter. Real
+/// notifications derive less than their own size; hostile ones within the limits of
+/// `core::validate` could repeat a long string in hundreds of records, and a batch holds the
+/// records of all its messages at once.
+pub const OUTPUT_PER_INPUT_BYTE: usize = 16;
+pub const OUTPUT_ALLOWANCE_BYTES: usize = 16 * 1024;
 /// A batch stops taking messages at this many.
 pub const MAX_BATCH_MESSAGES: usize = 512;
 /// A batch stops taking messages at this many payload bytes.
@@ -132,9 +143,11 @@ fn append(buffer: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
 pub fn process_batch(
     processor: &mut Processor,
     value_format: &ValueFormat,
+    max_record_bytes: usize,
     batch: &mut Batch,
     durations: Option<&LocalHistogram>,
 ) {
+    let max_record_bytes = max_record_bytes.min(MAX_RECORD_BYTES);
     let Batch {
         input,
         messages,
@@ -150,19 +163,35 @@ pub fn process_batch(
     let mut started = durations.map(|_| Instant::now());
     for message in messages.iter() {
         let (output_mark, records_mark) = (output.len(), records.len());
-        let result = processor.process(&input[message.payload.clone()], |record| {
+        let payload = &input[message.payload.clone()];
+        let output_budget = payload.len() * OUTPUT_PER_INPUT_BYTE + OUTPUT_ALLOWANCE_BYTES;
+        let result = processor.process(payload, |record| {
             let key = append(output, record.key().as_bytes());
             let value_start = output.len();
             output.extend_from_slice(value_format.prefix(record.topic()));
             write_avro(record, output);
-            let size = output.len() - value_start;
-            if size > MAX_RECORD_BYTES {
+            // Counted as librdkafka counts it against `message.max.bytes`.
+            let size = RECORD_OVERHEAD + key.len() + (output.len() - value_start);
+            if size > max_record_bytes {
                 return Err(Rejection::new(
                     Stage::Encode,
                     "record_too_large",
                     format!(
-                        "record {} is {size} bytes, over the limit of {MAX_RECORD_BYTES}",
+                        "record {} is {size} bytes with its key, over the limit of {max_record_bytes}",
                         record.record_id(),
+                    ),
+                    None,
+                ));
+            }
+            let message_output = output.len() - output_mark;
+            if message_output > output_budget {
+                return Err(Rejection::new(
+                    Stage::Encode,
+                    "output_too_large",
+                    format!(
+                        "its records take more than {output_budget} bytes by record {} ({message_output} bytes so far; the limit is {OUTPUT_PER_INPUT_BYTE} times the message's {} bytes, plus {OUTPUT_ALLOWANCE_BYTES})",
+                        record.record_id(),
+                        payload.len(),
                     ),
                     None,
                 ));
@@ -205,6 +234,7 @@ pub enum Job {
 pub fn run_core(
     mut processor: Processor,
     value_format: ValueFormat,
+    max_record_bytes: usize,
     durations: Histogram,
     jobs: Receiver<Job>,
     done: SyncSender<Batch>,
@@ -214,7 +244,13 @@ pub fn run_core(
     for job in jobs {
         match job {
             Job::Process(mut batch) => {
-                process_batch(&mut processor, &value_format, &mut batch, Some(&durations));
+                process_batch(
+                    &mut processor,
+                    &value_format,
+                    max_record_bytes,
+                    &mut batch,
+                    Some(&durations),
+                );
                 durations.flush();
                 if done.send(batch).is_err() {
                     return;
@@ -259,7 +295,7 @@ mod tests {
         let first = notification("1", "s-a");
         let second = notification("2", "s-b");
         let mut batch = batch_of(&[&first, "not json", &second, &first]);
-        process_batch(&mut processor, &format, &mut batch, None);
+        process_batch(&mut processor, &format, MAX_RECORD_BYTES, &mut batch, None);
 
         assert_eq!(batch.results.len(), 4);
         let ranges: Vec<Range<usize>> = batch
@@ -290,6 +326,97 @@ mod tests {
             let value = &batch.output[record.value.clone()];
             assert_eq!(&value[..2], &[0xc3, 0x01], "single-object framing");
         }
+    }
+
+    #[test]
+    fn a_message_whose_records_outgrow_it_is_refused_whole() {
+        // Every party record repeats the event filter: 256 parties of a message that is mostly
+        // a 20 KB event filter derive about 5 MB.
+        let parties: Vec<String> = (0..crate::core::validate::MAX_PARTIES)
+            .map(|i| format!(r#"{{"id":"p-{i}","status":{{"code":"Answered"}}}}"#))
+            .collect();
+        let event = format!(
+            "/restapi/v1.0/account/{}/telephony/sessions",
+            "1".repeat(20_000)
+        );
+        let hostile = format!(
+            r#"{{"uuid":"h","subscriptionId":"sub","event":"{event}","body":{{"telephonySessionId":"s-h","parties":[{}]}}}}"#,
+            parties.join(",")
+        );
+        // The same filter on a one-party message is within its allowance.
+        let single = format!(
+            r#"{{"uuid":"o","subscriptionId":"sub","event":"{event}","body":{{"telephonySessionId":"s-o","parties":[{}]}}}}"#,
+            parties[0]
+        );
+        let after = notification("2", "s-b");
+        let mut processor = Processor::new(ProcessorConfig::default());
+        let format = ValueFormat::single_object().unwrap();
+        let mut batch = batch_of(&[&hostile, &single, &after]);
+        process_batch(&mut processor, &format, MAX_RECORD_BYTES, &mut batch, None);
+
+        match &batch.results[0] {
+            Processed::Rejected(rejection) => {
+                assert_eq!(rejection.stage, Stage::Encode);
+                assert_eq!(rejection.code, "output_too_large");
+                let budget = hostile.len() * OUTPUT_PER_INPUT_BYTE + OUTPUT_ALLOWANCE_BYTES;
+                assert!(
+                    rejection
+                        .reason
+                        .contains(&format!("more than {budget} bytes")),
+                    "{rejection}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&batch.results[1], Processed::Accepted { records, .. } if *records == (0..1))
+        );
+        assert!(
+            matches!(&batch.results[2], Processed::Accepted { records, .. } if *records == (1..3))
+        );
+        // Nothing of the refused message stays in the batch: the output holds the other two's.
+        assert!(
+            batch.output.len() < 2 * event.len() + 1_000,
+            "{}",
+            batch.output.len()
+        );
+    }
+
+    #[test]
+    fn a_record_is_measured_with_its_key_against_the_lower_of_both_limits() {
+        // Keyed by a 520 KB extension id that its value carries too: about 1,040,000 bytes with
+        // the key, which librdkafka would refuse (`message.max.bytes`, 1,000,000 by default).
+        let extension = "1".repeat(520_000);
+        let long_key = format!(
+            r#"{{"uuid":"k","body":{{"telephonySessionId":"s-k","parties":[{{"id":"p","extensionId":"{extension}","status":{{"code":"Answered"}}}}]}}}}"#
+        );
+        let normal = notification("2", "s-b");
+        let format = ValueFormat::single_object().unwrap();
+        let outcome = |limit: usize, payloads: &[&str]| {
+            let mut processor = Processor::new(ProcessorConfig::default());
+            let mut batch = batch_of(payloads);
+            process_batch(&mut processor, &format, limit, &mut batch, None);
+            batch
+                .results
+                .iter()
+                .map(|r| match r {
+                    Processed::Accepted { records, .. } => Ok(records.len()),
+                    Processed::Rejected(rejection) => Err(rejection.to_string()),
+                })
+                .collect::<Vec<_>>()
+        };
+        let results = outcome(1_000_000, &[&long_key, &normal]);
+        let reason = results[0].as_ref().unwrap_err();
+        assert!(
+            reason.contains("with its key, over the limit of 900000"),
+            "{reason}"
+        );
+        assert_eq!(results[1], Ok(2));
+        // A producer limit below the built-in one is the limit.
+        let results = outcome(100, &[&normal]);
+        let reason = results[0].as_ref().unwrap_err();
+        assert!(reason.contains("over the limit of 100"), "{reason}");
+        assert_eq!(outcome(2_000, &[&normal]), [Ok(2)]);
     }
 
     #[test]
