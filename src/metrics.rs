@@ -150,7 +150,7 @@ impl Metrics {
         let in_flight_bytes = gauge(
             &registry,
             "callstream_in_flight_bytes",
-            "Bytes of the input messages in flight.",
+            "Bytes of the input messages in flight and of their records.",
         );
         let oldest_unacknowledged = gauge(
             &registry,

@@ -262,7 +262,7 @@ pub struct RunArgs {
     /// Most input messages awaiting acknowledgement before intake is held [default: 20000]
     #[arg(long, env = "CALLSTREAM_MAX_IN_FLIGHT_MESSAGES")]
     pub max_in_flight_messages: Option<usize>,
-    /// Most bytes of input awaiting acknowledgement before intake is held [default: 67108864]
+    /// Most bytes of input awaiting acknowledgement, with their records, before intake is held [default: 67108864]
     #[arg(long, env = "CALLSTREAM_MAX_IN_FLIGHT_BYTES")]
     pub max_in_flight_bytes: Option<usize>,
     /// Deadline for draining in-flight work on revoke and shutdown [default: 20000]

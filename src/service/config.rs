@@ -49,7 +49,7 @@ pub struct ServiceConfig {
     pub transactional_id: Option<String>,
     /// Upper bound on input messages whose records are not yet acknowledged.
     pub max_in_flight_messages: usize,
-    /// Upper bound on the bytes of those messages.
+    /// Upper bound on the bytes of those messages and their records.
     pub max_in_flight_bytes: usize,
     /// On revoke and shutdown, how long in-flight work may take to drain.
     pub drain_timeout: Duration,

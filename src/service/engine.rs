@@ -966,10 +966,16 @@ impl Engine {
         self.summary.messages += 1;
 
         let count = records.len() + usize::from(dead_letter.is_some());
-        let payload_bytes = message.payload.len();
+        // The message and its records, which the producer or the retries hold until they are
+        // acknowledged: a message may derive more bytes than it has (up to the core's bound).
+        let held_bytes = message.payload.len()
+            + records
+                .iter()
+                .map(|r| r.key.len() + r.value.len())
+                .sum::<usize>();
         let Some(input) = self
             .tracker
-            .track(partition, offset, count, payload_bytes, sent_at)
+            .track(partition, offset, count, held_bytes, sent_at)
         else {
             return Ok(());
         };
