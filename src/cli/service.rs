@@ -142,7 +142,6 @@ pub async fn run_service(
     health: Arc<Health>,
     stop: Arc<AtomicBool>,
 ) -> ExitCode {
-    abort_on_panic();
     let result =
         tokio::task::spawn_blocking(move || service::run(config, metrics, health, stop)).await;
     match result {
@@ -161,26 +160,10 @@ pub async fn run_service(
             ExitCode::from(EXIT_SERVICE_ERROR)
         }
         Err(e) => {
-            eprintln!("callstream: the service loop did not finish: {e}");
+            eprintln!("callstream: the service loop panicked: {e}");
             ExitCode::from(EXIT_SERVICE_ERROR)
         }
     }
-}
-
-/// Makes any panic end the process at once, after the usual report. A panic is a bug, and the
-/// service's state after one cannot be trusted: unwinding the loop would drop the consumer, whose
-/// revoke publishes and commits what is left, possibly offsets past messages a half-published
-/// batch never sent. Aborted, nothing is committed after the last acknowledged message, and the
-/// next start reads the rest again.
-fn abort_on_panic() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            report(info);
-            std::process::abort();
-        }));
-    });
 }
 
 /// The settings of the file, environment and flags with these topic names, checked by `check`;
