@@ -378,11 +378,40 @@ pub struct GroupContext {
     held_partitions: Arc<HeldPartitions>,
 }
 
-fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    // A panic while holding the lock ends the loop anyway; the state is still the best we have.
-    engine
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T: Poisonable>(engine: &Mutex<T>) -> MutexGuard<'_, T> {
+    engine.lock().unwrap_or_else(|poisoned| {
+        // A panic while the lock was held may have left a batch half-published: nothing more
+        // may be published or committed (`Engine::poisoned`); the loop then stops.
+        let mut engine = poisoned.into_inner();
+        engine.poison();
+        engine
+    })
+}
+
+/// State that a panic makes untrustworthy.
+trait Poisonable {
+    fn poison(&mut self);
+}
+
+impl Poisonable for Engine {
+    fn poison(&mut self) {
+        self.poisoned = true;
+    }
+}
+
+/// Poisons the engine if the loop's thread unwinds from a panic. The consumer, dropped after this
+/// guard, revokes its partitions as it closes, and that revoke would otherwise publish and commit
+/// what is left, possibly past messages of a batch the panic left half-published.
+struct PoisonOnPanic<T: Poisonable>(std::sync::Weak<Mutex<T>>);
+
+impl<T: Poisonable> Drop for PoisonOnPanic<T> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(engine) = self.0.upgrade() {
+                lock(&engine).poison();
+            }
+        }
+    }
 }
 
 impl ClientContext for GroupContext {
@@ -1798,6 +1827,8 @@ pub fn run(
             held_partitions,
         })
         .map_err(kafka("creating the consumer"))?;
+    // Declared after the consumer, so dropped before it.
+    let _poison_on_panic = PoisonOnPanic(Arc::downgrade(&engine));
 
     let described =
         describe(consumer.client(), &input_topic, REQUEST_TIMEOUT).map_err(start_up_request(
@@ -1959,6 +1990,45 @@ fn run_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Default)]
+    struct Flag(bool);
+
+    impl Poisonable for Flag {
+        fn poison(&mut self) {
+            self.0 = true;
+        }
+    }
+
+    #[test]
+    fn a_panic_poisons_the_engine_whether_or_not_it_held_the_lock() {
+        // Unwinding past the guard (the loop's thread, before its consumer is dropped).
+        let state = Arc::new(Mutex::new(Flag::default()));
+        let weak = Arc::downgrade(&state);
+        let unwound = std::thread::spawn(move || {
+            let _guard = PoisonOnPanic(weak);
+            panic!("a bug in the loop");
+        })
+        .join();
+        assert!(unwound.is_err());
+        assert!(lock(&state).0, "poisoned by the guard");
+
+        // A panic while holding the lock, on a thread without the guard.
+        let state = Arc::new(Mutex::new(Flag::default()));
+        let shared = state.clone();
+        let unwound = std::thread::spawn(move || {
+            let _held = shared.lock().unwrap();
+            panic!("a bug under the lock");
+        })
+        .join();
+        assert!(unwound.is_err());
+        assert!(lock(&state).0, "poisoned when the lock is taken again");
+
+        // No panic: nothing changes.
+        let state = Arc::new(Mutex::new(Flag::default()));
+        drop(PoisonOnPanic(Arc::downgrade(&state)));
+        assert!(!lock(&state).0);
+    }
 
     #[test]
     fn start_up_problems_say_what_to_check() {
