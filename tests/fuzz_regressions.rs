@@ -29,6 +29,7 @@ const CORE_CODES: &[&str] = &[
     "empty_field",
     "no_parties",
     "invalid_value",
+    "over_limit",
 ];
 
 /// What a message became: the outcome and the records emitted, as their topic and decoded JSON.

@@ -821,6 +821,39 @@ fn offline_process_turns_a_bad_line_into_a_dead_letter_and_processes_the_next() 
 }
 
 #[test]
+fn offline_process_refuses_what_the_service_refuses_for_its_size_and_prints_none_of_its_records() {
+    // Each of 256 party records repeats a 20 KB event filter: over the output budget.
+    let mut outgrowing = webhook(
+        "100000000000000009",
+        body(
+            "s-outgrowing",
+            5,
+            (0..256)
+                .map(|i| minimal_party(&format!("p-{i}"), "Answered"))
+                .collect(),
+        ),
+    );
+    outgrowing["event"] = json!(format!(
+        "/restapi/v1.0/account/{}/telephony/sessions",
+        "1".repeat(20_000)
+    ));
+    // A record too large only with its key (an extension id of 520 KB).
+    let long_key = webhook("100000000000000010", {
+        let mut body = one_party_body("Answered");
+        body["parties"][0]["extensionId"] = json!("1".repeat(520_000));
+        body
+    });
+    let input = [bytes(&outgrowing), bytes(&long_key), bytes(&good())].join(&b'\n');
+    let (totals, lines) = offline_process(input);
+    assert_eq!((totals.accepted, totals.rejected), (1, 2));
+    assert_eq!(totals.records, [1, 0, 0, 0], "only the good line's record");
+    assert_eq!(lines.len(), 3, "two dead letters and one record");
+    assert_eq!(lines[0]["error"]["code"], json!("output_too_large"));
+    assert_eq!(lines[1]["error"]["code"], json!("record_too_large"));
+    assert_eq!(lines[2]["topic"], json!("telephony.sessions.parties"));
+}
+
+#[test]
 fn offline_process_reports_the_path_of_a_dead_letter() {
     let (totals, lines) = offline_process(
         [

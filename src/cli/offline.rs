@@ -5,8 +5,10 @@ use std::io::{self, BufRead, Write};
 
 use serde_json::json;
 
-use crate::core::encode::to_json;
-use crate::core::{Outcome, Processor, ProcessorConfig, Rejection};
+use crate::core::budget::{OutputBudget, MAX_RECORD_BYTES};
+use crate::core::encode::{to_json, write_avro};
+use crate::core::framing::ValueFormat;
+use crate::core::{Outcome, OutputRecord, Processor, ProcessorConfig, Rejection, TopicKind};
 use crate::topics::TopicNames;
 
 /// A named source of JSON Lines (`-` is stdin).
@@ -102,6 +104,38 @@ fn for_each_line(
     }
 }
 
+/// Measures each record as the service encodes it (single-object framing, the default record
+/// limit), so that what the service refuses for its size is refused here too.
+struct Measure {
+    format: ValueFormat,
+    scratch: Vec<u8>,
+}
+
+impl Measure {
+    fn new() -> io::Result<Self> {
+        Ok(Self {
+            format: ValueFormat::single_object().map_err(io::Error::other)?,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn budget(line: &[u8]) -> OutputBudget {
+        OutputBudget::new(line.len(), MAX_RECORD_BYTES)
+    }
+
+    fn charge(
+        &mut self,
+        budget: &mut OutputBudget,
+        record: &OutputRecord<'_>,
+    ) -> Result<(), Rejection> {
+        self.scratch.clear();
+        self.scratch
+            .extend_from_slice(self.format.prefix(record.topic()));
+        write_avro(record, &mut self.scratch);
+        budget.charge(record.record_id(), record.key().len(), self.scratch.len())
+    }
+}
+
 fn error_json(rejection: &Rejection) -> serde_json::Value {
     json!({
         "stage": rejection.stage.as_str(),
@@ -119,31 +153,37 @@ pub fn process(
     topics: &TopicNames,
 ) -> io::Result<Totals> {
     let mut processor = Processor::new(config);
+    let mut measure = Measure::new()?;
     let mut totals = Totals::default();
+    // A line's records are printed once all of them are accepted: a line refused part-way (its
+    // records too large) prints only its dead letter, as the service publishes only that.
+    let mut accepted = Vec::new();
     for input in inputs.iter_mut() {
         totals.lines += for_each_line(input.reader.as_mut(), |_, line| {
-            let mut write_error = None;
+            accepted.clear();
+            let mut budget = Measure::budget(line);
             let result = processor.process(line, |record| {
+                measure.charge(&mut budget, record)?;
                 let topic = record.topic();
-                totals.records[topic.index()] += 1;
-                let value = json!({
-                    "topic": topics.of(topic),
-                    "key": record.key(),
-                    "value": to_json(record),
-                });
-                if let Err(e) = serde_json::to_writer(&mut *out, &value)
-                    .map_err(io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"))
-                {
-                    write_error = Some(e);
-                }
+                accepted.push((
+                    topic,
+                    json!({
+                        "topic": topics.of(topic),
+                        "key": record.key(),
+                        "value": to_json(record),
+                    }),
+                ));
                 Ok(())
             });
-            if let Some(e) = write_error {
-                return Err(e);
-            }
             match result {
-                Ok(outcome) => totals.count(&outcome),
+                Ok(outcome) => {
+                    for (topic, value) in &accepted {
+                        totals.records[topic.index()] += 1;
+                        serde_json::to_writer(&mut *out, value)?;
+                        out.write_all(b"\n")?;
+                    }
+                    totals.count(&outcome)
+                }
                 Err(rejection) => {
                     totals.rejected += 1;
                     let value = json!({
@@ -170,15 +210,24 @@ pub fn validate(
     config: ProcessorConfig,
 ) -> io::Result<Totals> {
     let mut processor = Processor::new(config);
+    let mut measure = Measure::new()?;
     let mut totals = Totals::default();
     for input in inputs.iter_mut() {
         let name = &input.name;
         totals.lines += for_each_line(input.reader.as_mut(), |number, line| {
+            let mut records = [0; TopicKind::ALL.len()];
+            let mut budget = Measure::budget(line);
             match processor.process(line, |record| {
-                totals.records[record.topic().index()] += 1;
+                measure.charge(&mut budget, record)?;
+                records[record.topic().index()] += 1;
                 Ok(())
             }) {
-                Ok(outcome) => totals.count(&outcome),
+                Ok(outcome) => {
+                    for (total, n) in totals.records.iter_mut().zip(records) {
+                        *total += n;
+                    }
+                    totals.count(&outcome)
+                }
                 Err(rejection) => {
                     totals.rejected += 1;
                     writeln!(out, "{name}:{number}: {rejection}")?;

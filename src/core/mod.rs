@@ -10,8 +10,11 @@
 //! ```
 //!
 //! `raw` is the input model (read by `reader`, or by serde when `reader` declines), `model` the normalized one, `records` the output contract, `dedup`
-//! the duplicate window and `processor` ties the stages together.
+//! the duplicate window and `processor` ties the stages together. `budget` bounds what one
+//! message's encoded records may take; the service and the offline commands apply it as they
+//! encode.
 
+pub mod budget;
 pub mod classify;
 pub mod decode;
 pub mod dedup;

@@ -6,6 +6,7 @@
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 use super::clients::OutgoingRecord;
+use crate::core::budget::RECORD_OVERHEAD;
 use crate::core::Rejection;
 
 /// Header names on dead-letter records.
@@ -81,11 +82,6 @@ pub fn headers(rejection: &Rejection, source: Source<'_>) -> Vec<(&'static str, 
     ]);
     headers
 }
-
-/// What librdkafka adds to a record's key, value and headers when it checks the record against
-/// `message.max.bytes` (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`: the varints of the record's framing at
-/// their longest, and its attributes byte).
-pub const RECORD_OVERHEAD: usize = 36;
 
 /// Bytes of `n` as a zig-zag varint, the way Kafka writes a header's name and value lengths.
 fn varint_len(n: usize) -> usize {

@@ -12,23 +12,11 @@ use prometheus::local::LocalHistogram;
 use prometheus::Histogram;
 use rdkafka::message::OwnedHeaders;
 
-use super::dead_letters::RECORD_OVERHEAD;
+use crate::core::budget::OutputBudget;
 use crate::core::encode::write_avro;
 use crate::core::framing::ValueFormat;
-use crate::core::{Outcome, Processor, Rejection, Stage, TopicKind};
+use crate::core::{Outcome, Processor, Rejection, TopicKind};
 
-/// Derived records larger than this (key, value and librdkafka's framing) are refused at the
-/// encode stage rather than by the broker, whose default limit per topic is about a megabyte.
-/// The producer's own limit (`message.max.bytes`) applies too, where it is lower: a record it
-/// refuses would stop the service, and the message would stop it again after each restart.
-pub const MAX_RECORD_BYTES: usize = 900_000;
-/// The records of one message may take this many times its own size, plus
-/// `OUTPUT_ALLOWANCE_BYTES`, encoded (keys included); more, and the message is a dead letter. Real
-/// notifications derive less than their own size; hostile ones within the limits of
-/// `core::validate` could repeat a long string in hundreds of records, and a batch holds the
-/// records of all its messages at once.
-pub const OUTPUT_PER_INPUT_BYTE: usize = 16;
-pub const OUTPUT_ALLOWANCE_BYTES: usize = 16 * 1024;
 /// A batch stops taking messages at this many.
 pub const MAX_BATCH_MESSAGES: usize = 512;
 /// A batch stops taking messages at this many payload bytes.
@@ -147,7 +135,6 @@ pub fn process_batch(
     batch: &mut Batch,
     durations: Option<&LocalHistogram>,
 ) {
-    let max_record_bytes = max_record_bytes.min(MAX_RECORD_BYTES);
     let Batch {
         input,
         messages,
@@ -164,38 +151,13 @@ pub fn process_batch(
     for message in messages.iter() {
         let (output_mark, records_mark) = (output.len(), records.len());
         let payload = &input[message.payload.clone()];
-        let output_budget = payload.len() * OUTPUT_PER_INPUT_BYTE + OUTPUT_ALLOWANCE_BYTES;
+        let mut budget = OutputBudget::new(payload.len(), max_record_bytes);
         let result = processor.process(payload, |record| {
             let key = append(output, record.key().as_bytes());
             let value_start = output.len();
             output.extend_from_slice(value_format.prefix(record.topic()));
             write_avro(record, output);
-            // Counted as librdkafka counts it against `message.max.bytes`.
-            let size = RECORD_OVERHEAD + key.len() + (output.len() - value_start);
-            if size > max_record_bytes {
-                return Err(Rejection::new(
-                    Stage::Encode,
-                    "record_too_large",
-                    format!(
-                        "record {} is {size} bytes with its key, over the limit of {max_record_bytes}",
-                        record.record_id(),
-                    ),
-                    None,
-                ));
-            }
-            let message_output = output.len() - output_mark;
-            if message_output > output_budget {
-                return Err(Rejection::new(
-                    Stage::Encode,
-                    "output_too_large",
-                    format!(
-                        "its records take more than {output_budget} bytes by record {} ({message_output} bytes so far; the limit is {OUTPUT_PER_INPUT_BYTE} times the message's {} bytes, plus {OUTPUT_ALLOWANCE_BYTES})",
-                        record.record_id(),
-                        payload.len(),
-                    ),
-                    None,
-                ));
-            }
+            budget.charge(record.record_id(), key.len(), output.len() - value_start)?;
             records.push(StagedRecord {
                 kind: record.topic(),
                 key,
@@ -264,7 +226,8 @@ pub fn run_core(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ProcessorConfig;
+    use crate::core::budget::{MAX_RECORD_BYTES, OUTPUT_ALLOWANCE_BYTES, OUTPUT_PER_INPUT_BYTE};
+    use crate::core::{ProcessorConfig, Stage};
 
     fn notification(uuid: &str, session: &str) -> String {
         format!(
