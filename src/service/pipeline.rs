@@ -314,8 +314,12 @@ mod tests {
         let after = notification("2", "s-b");
         let mut processor = Processor::new(ProcessorConfig::default());
         let format = ValueFormat::single_object().unwrap();
-        let mut batch = batch_of(&[&hostile, &single, &after]);
+        let mut batch = batch_of(&[&hostile, &single, &after, &hostile]);
         process_batch(&mut processor, &format, MAX_RECORD_BYTES, &mut batch, None);
+        // Refused, it is not remembered: delivered again, it is refused again, not suppressed.
+        assert!(
+            matches!(&batch.results[3], Processed::Rejected(r) if r.code == "output_too_large")
+        );
 
         match &batch.results[0] {
             Processed::Rejected(rejection) => {
