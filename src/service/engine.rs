@@ -380,22 +380,24 @@ pub struct GroupContext {
 
 fn lock<T: Poisonable>(engine: &Mutex<T>) -> MutexGuard<'_, T> {
     engine.lock().unwrap_or_else(|poisoned| {
-        // A panic while the lock was held may have left a batch half-published: nothing more
-        // may be published or committed (`Engine::poisoned`); the loop then stops.
+        // A panic while the lock was held may have left a batch half-published.
         let mut engine = poisoned.into_inner();
-        engine.poison();
+        engine.poison("a panic while the service loop's state was being changed");
         engine
     })
 }
 
 /// State that a panic makes untrustworthy.
 trait Poisonable {
-    fn poison(&mut self);
+    /// Nothing more may be published or committed, and the loop stops with `why`.
+    fn poison(&mut self, why: &str);
 }
 
 impl Poisonable for Engine {
-    fn poison(&mut self) {
+    fn poison(&mut self, why: &str) {
         self.poisoned = true;
+        self.fatal
+            .get_or_insert_with(|| ServiceError::Fatal(format!("a bug: {why}")));
     }
 }
 
@@ -408,9 +410,27 @@ impl<T: Poisonable> Drop for PoisonOnPanic<T> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             if let Some(engine) = self.0.upgrade() {
-                lock(&engine).poison();
+                lock(&engine).poison("a panic on the service loop's thread");
             }
         }
+    }
+}
+
+/// Runs a rebalance callback's work. A panic in it poisons the engine, which stops the loop,
+/// instead of unwinding out of `poll`: rdkafka would then not acknowledge the rebalance to
+/// librdkafka, and closing the consumer could wait for it for ever.
+fn contain_panic<T: Poisonable>(engine: &Mutex<T>, callback: &str, work: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // Not through `lock`, whose own reason would come first when the panic held the lock.
+        engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .poison(&format!("a panic in the {callback} callback: {message}"));
     }
 }
 
@@ -432,6 +452,35 @@ impl ClientContext for GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        contain_panic(&self.engine, "rebalance", || {
+            self.before_rebalance(consumer, rebalance)
+        });
+    }
+
+    /// Every consumer offset commit: the periodic auto-commits of at-least-once and the
+    /// synchronous ones on revoke and shutdown.
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        let metrics = &self.metrics;
+        match result {
+            Ok(()) => metrics.offset_commits.with_label_values(&["ok"]).inc(),
+            // Nothing new to commit is not a failure.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                metrics.offset_commits.with_label_values(&["error"]).inc();
+                tracing::warn!(%error, "offset commit failed; the offsets will be committed later or read again");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        contain_panic(&self.engine, "rebalance", || {
+            self.after_rebalance(consumer, rebalance)
+        });
+    }
+}
+
+impl GroupContext {
+    fn before_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut engine = lock(&self.engine);
         match rebalance {
             Rebalance::Assign(tpl) => engine.on_assign(&partitions_of(tpl)),
@@ -453,22 +502,7 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    /// Every consumer offset commit: the periodic auto-commits of at-least-once and the
-    /// synchronous ones on revoke and shutdown.
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
-        let metrics = &self.metrics;
-        match result {
-            Ok(()) => metrics.offset_commits.with_label_values(&["ok"]).inc(),
-            // Nothing new to commit is not a failure.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => {
-                metrics.offset_commits.with_label_values(&["error"]).inc();
-                tracing::warn!(%error, "offset commit failed; the offsets will be committed later or read again");
-            }
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn after_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let engine = lock(&self.engine);
         // Assigned partitions take the current pause state. Paused: the incremental assignment
         // starts them fetching, and the next change of the pause would be the first to see them.
@@ -1913,6 +1947,13 @@ fn run_loop(
             if let Some(fatal) = e.fatal.take() {
                 return Err(fatal);
             }
+            if e.poisoned {
+                // Set with a fatal error wherever it is set; checked on its own as well, for
+                // nothing may be published after it.
+                return Err(ServiceError::Fatal(
+                    "stopped: a publish failed part-way".into(),
+                ));
+            }
             e.pump_reports();
             e.send_forget()?;
             e.replace_stuck_producer()?;
@@ -1992,11 +2033,11 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Flag(bool);
+    struct Flag(Option<String>);
 
     impl Poisonable for Flag {
-        fn poison(&mut self) {
-            self.0 = true;
+        fn poison(&mut self, why: &str) {
+            self.0.get_or_insert_with(|| why.to_owned());
         }
     }
 
@@ -2011,7 +2052,10 @@ mod tests {
         })
         .join();
         assert!(unwound.is_err());
-        assert!(lock(&state).0, "poisoned by the guard");
+        assert_eq!(
+            lock(&state).0.as_deref(),
+            Some("a panic on the service loop's thread")
+        );
 
         // A panic while holding the lock, on a thread without the guard.
         let state = Arc::new(Mutex::new(Flag::default()));
@@ -2022,12 +2066,31 @@ mod tests {
         })
         .join();
         assert!(unwound.is_err());
-        assert!(lock(&state).0, "poisoned when the lock is taken again");
+        assert!(
+            lock(&state).0.is_some(),
+            "poisoned when the lock is taken again"
+        );
 
         // No panic: nothing changes.
         let state = Arc::new(Mutex::new(Flag::default()));
         drop(PoisonOnPanic(Arc::downgrade(&state)));
-        assert!(!lock(&state).0);
+        assert_eq!(lock(&state).0, None);
+    }
+
+    #[test]
+    fn a_panic_in_a_rebalance_callback_is_contained_and_poisons_the_engine() {
+        let state = Mutex::new(Flag::default());
+        contain_panic(&state, "rebalance", || {
+            let _held = lock(&state);
+            panic!("a bug in on_revoke");
+        });
+        assert_eq!(
+            lock(&state).0.as_deref(),
+            Some("a panic in the rebalance callback: a bug in on_revoke")
+        );
+        let state = Mutex::new(Flag::default());
+        contain_panic(&state, "rebalance", || {});
+        assert_eq!(lock(&state).0, None);
     }
 
     #[test]
