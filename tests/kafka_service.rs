@@ -382,11 +382,12 @@ fn run_warns_at_start_up_about_a_missing_output_topic() {
     }
 }
 
-/// A record the producer refuses for good stops the process part-way through a batch: here the
-/// party record of a valid notification over the client's `message.max.bytes`. (A dead letter
-/// is cut to fit instead.) Nothing read after the refused message may be published or committed,
-/// or a restart would skip it; a restart with the limit lifted then publishes everything.
-fn a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_committed(
+/// A record over the producer's `message.max.bytes` (here the party record of a valid
+/// notification with a 3,000-byte caller name, against a limit of 2,000) is measured before it is
+/// sent, and its message becomes a dead letter (`record_too_large`) with nothing of it published.
+/// Before, librdkafka refused the record, which stopped the process, and every restart met the
+/// same message again. Everything after it is published, and the group commits past it.
+fn a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
     guarantee: &str,
     test: &str,
 ) {
@@ -399,7 +400,6 @@ fn a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_commi
     .take(300)
     .collect();
     let (before, after) = generated.split_at(150);
-    // A caller name of 3,000 bytes, which the party record carries.
     let oversized = Generator::new(GeneratorConfig {
         seed: 52,
         ..Default::default()
@@ -420,75 +420,62 @@ fn a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_commi
     produce(&t.input, &lines);
     let group = format!("{test}-group");
     let txn_id = format!("{test}-txn");
-    let settings = ["--guarantee", guarantee, "--transactional-id", &txn_id];
-    let limited: Vec<&str> = settings
-        .iter()
-        .copied()
-        .chain(["-X", "message.max.bytes=2000"])
-        .collect();
+    let settings = [
+        "--guarantee",
+        guarantee,
+        "--transactional-id",
+        &txn_id,
+        "-X",
+        "message.max.bytes=2000",
+    ];
 
-    let mut service = Service::start_logged(&t, &group, &limited);
-    assert_eq!(
-        service.exit_within(TIMEOUT).code(),
-        Some(1),
-        "a refused record is fatal: exit status 1"
-    );
-    // Stopped by the refusal, not by anything else that exits 1.
-    assert!(
-        service.log().contains("MessageSizeTooLarge"),
-        "no size refusal in the log:\n{}",
-        service.log()
-    );
-    let refused_at = before.len() as i64;
-    let mut committed = -1;
-    wait_for("the group's committed offset", TIMEOUT, || {
-        committed = committed_total(&group, &t.input, 1);
-        committed >= 0
-    });
-    assert!(
-        committed <= refused_at,
-        "committed {committed}, past the refused message at offset {refused_at}"
-    );
-    let (want_before, _) = expected(before);
+    let service = Service::start_logged(&t, &group, &settings);
     let (want_all, _) = expected(&lines);
-    let only_after: Vec<&String> = want_all[&TopicKind::Parties]
-        .iter()
-        .filter(|id| !want_before[&TopicKind::Parties].contains(id))
+    let (oversized_records, _) = expected(std::slice::from_ref(&oversized));
+    let oversized_parties = &oversized_records[&TopicKind::Parties];
+    assert!(!oversized_parties.is_empty());
+    let want: Vec<String> = dedup(&want_all[&TopicKind::Parties])
+        .into_iter()
+        .filter(|id| !oversized_parties.contains(id))
         .collect();
-    assert!(!only_after.is_empty());
-    let parties = &published(&t)[&TopicKind::Parties];
-    assert!(
-        only_after.iter().all(|id| !parties.contains(id)),
-        "a record of a message after the refused one was published"
-    );
-
-    let service = Service::start(&t, &group, &settings);
-    let want = dedup(&want_all[&TopicKind::Parties]);
-    wait_for("every party record after the restart", TIMEOUT, || {
+    wait_for("every other party record", TIMEOUT, || {
         dedup(&published(&t)[&TopicKind::Parties]) == want
     });
-    let (oversized_records, _) = expected(std::slice::from_ref(&oversized));
-    assert!(
-        !oversized_records[&TopicKind::Parties].is_empty()
-            && oversized_records[&TopicKind::Parties]
-                .iter()
-                .all(|id| want.contains(id)),
-        "the oversized message's party record is published after the restart"
+    let dead = read_topic(&t.dead_letters);
+    let refused: Vec<_> = dead
+        .iter()
+        .filter(|l| l.headers[header::CODE] == "record_too_large")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one dead letter for the oversized message"
     );
-    assert!(service.stop(Duration::from_secs(30)).success());
+    assert_eq!(
+        refused[0].headers[header::SOURCE_OFFSET],
+        before.len().to_string()
+    );
+    assert!(refused[0].headers[header::REASON].contains("over the limit of 2000"));
+    wait_for("the group's offset past everything", TIMEOUT, || {
+        committed_total(&group, &t.input, 1) == lines.len() as i64
+    });
+    assert!(
+        service.stop(Duration::from_secs(30)).success(),
+        "the service kept running and stopped cleanly"
+    );
 }
 
 #[test]
-fn at_least_once_a_refused_record_stops_the_process_before_anything_after_it() {
-    a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_committed(
+fn at_least_once_a_record_over_the_producer_limit_is_a_dead_letter() {
+    a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
         "at-least-once",
         "alo-refused",
     );
 }
 
 #[test]
-fn exactly_once_a_refused_record_stops_the_process_before_anything_after_it() {
-    a_refused_record_stops_the_process_and_nothing_after_it_is_published_or_committed(
+fn exactly_once_a_record_over_the_producer_limit_is_a_dead_letter() {
+    a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
         "exactly-once",
         "eos-refused",
     );
