@@ -380,10 +380,12 @@ pub struct GroupContext {
 
 fn lock<T: Poisonable>(engine: &Mutex<T>) -> MutexGuard<'_, T> {
     engine.lock().unwrap_or_else(|poisoned| {
-        // A panic while the lock was held may have left a batch half-published.
-        let mut engine = poisoned.into_inner();
-        engine.poison("a panic while the service loop's state was being changed");
-        engine
+        // A panic while the lock was held may have left a batch half-published. Recorded once:
+        // `Engine::poisoned` remembers it from now on.
+        let mut state = poisoned.into_inner();
+        state.poison("a panic while the service loop's state was being changed");
+        engine.clear_poison();
+        state
     })
 }
 
@@ -452,7 +454,7 @@ impl ClientContext for GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        contain_panic(&self.engine, "rebalance", || {
+        contain_panic(&self.engine, "pre_rebalance", || {
             self.before_rebalance(consumer, rebalance)
         });
     }
@@ -473,7 +475,7 @@ impl ConsumerContext for GroupContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        contain_panic(&self.engine, "rebalance", || {
+        contain_panic(&self.engine, "post_rebalance", || {
             self.after_rebalance(consumer, rebalance)
         });
     }
@@ -1948,10 +1950,11 @@ fn run_loop(
                 return Err(fatal);
             }
             if e.poisoned {
-                // Set with a fatal error wherever it is set; checked on its own as well, for
-                // nothing may be published after it.
+                // Its fatal error, if it came with one, was taken above; nothing may be published
+                // after it in any case.
                 return Err(ServiceError::Fatal(
-                    "stopped: a publish failed part-way".into(),
+                    "stopped: the service loop's state is poisoned (a failed publish or a panic)"
+                        .into(),
                 ));
             }
             e.pump_reports();
@@ -2080,16 +2083,16 @@ mod tests {
     #[test]
     fn a_panic_in_a_rebalance_callback_is_contained_and_poisons_the_engine() {
         let state = Mutex::new(Flag::default());
-        contain_panic(&state, "rebalance", || {
+        contain_panic(&state, "pre_rebalance", || {
             let _held = lock(&state);
             panic!("a bug in on_revoke");
         });
         assert_eq!(
             lock(&state).0.as_deref(),
-            Some("a panic in the rebalance callback: a bug in on_revoke")
+            Some("a panic in the pre_rebalance callback: a bug in on_revoke")
         );
         let state = Mutex::new(Flag::default());
-        contain_panic(&state, "rebalance", || {});
+        contain_panic(&state, "pre_rebalance", || {});
         assert_eq!(lock(&state).0, None);
     }
 

@@ -121,7 +121,8 @@ impl OffsetTracker {
         at: Instant,
     ) -> Option<InputRef> {
         let tracked_ms = self.millis_since_epoch(at);
-        // A Kafka message is under 2 GiB, and its records number a few.
+        // A Kafka message is under 2 GiB, its records are bounded by the core (hundreds at most,
+        // 16 times its size at most): both fit, and saturate if not.
         let records = u32::try_from(records).unwrap_or(u32::MAX);
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         let state = self.partitions.get_mut(&partition)?;
