@@ -1,8 +1,8 @@
 //! What both fuzz targets check about one message run through the core.
 //!
 //! `run` feeds bytes to a fresh `Processor` whose `emit` encodes every record as the service does
-//! (single-object prefix + `write_avro`), reads it back with `framing::decode_value`, and compares
-//! the decoded Avro datum with the record's plain-JSON form (`encode::to_json`): the two sinks walk
+//! (`ValueFormat::write_value`, single-object framing), reads it back with
+//! `framing::decode_value`, and compares the decoded Avro datum with the record's plain-JSON form (`encode::to_json`): the two sinks walk
 //! one field list and must agree field by field, in schema order. It then checks the invariants
 //! that hold for any input:
 //!
@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use apache_avro::types::Value as Avro;
-use callstream::core::encode::{to_json, write_avro};
+use callstream::core::encode::to_json;
 use callstream::core::raw::RawMessage;
 use callstream::core::reader;
 use callstream::core::framing::{decode_value, ValueFormat};
@@ -79,8 +79,8 @@ pub struct Run {
 /// Encodes, frames and decodes one record back, asserting it reads back as written.
 pub fn round_trip(record: &OutputRecord<'_>) -> Emitted {
     let topic = record.topic();
-    let mut bytes = format().prefix(topic).to_vec();
-    write_avro(record, &mut bytes);
+    let mut bytes = Vec::new();
+    format().write_value(record, &mut bytes);
     let decoded = decode_value(topic, &bytes).unwrap_or_else(|e| {
         panic!(
             "record {:?} of topic {topic:?} does not decode: {e}",

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callstream::core::encode::write_avro;
 use callstream::core::framing::ValueFormat;
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
 use callstream::generate::{Generator, GeneratorConfig};
@@ -308,8 +307,7 @@ fn passthrough_rate(
                 processor
                     .process(payload, |record| {
                         value.clear();
-                        value.extend_from_slice(value_format.prefix(record.topic()));
-                        write_avro(record, &mut value);
+                        value_format.write_value(record, &mut value);
                         let key = record.key();
                         let to = &record_topics[record.topic().index()];
                         send_until_queued(&producer, to, Some(key.as_bytes()), &value);

@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 use serde_json::json;
 
 use crate::core::budget::{OutputBudget, MAX_RECORD_BYTES};
-use crate::core::encode::{to_json, write_avro};
+use crate::core::encode::to_json;
 use crate::core::framing::ValueFormat;
 use crate::core::{Outcome, OutputRecord, Processor, ProcessorConfig, Rejection, TopicKind};
 use crate::topics::TopicNames;
@@ -129,9 +129,7 @@ impl Measure {
         record: &OutputRecord<'_>,
     ) -> Result<(), Rejection> {
         self.scratch.clear();
-        self.scratch
-            .extend_from_slice(self.format.prefix(record.topic()));
-        write_avro(record, &mut self.scratch);
+        self.format.write_value(record, &mut self.scratch);
         budget.charge(record.record_id(), record.key().len(), self.scratch.len())
     }
 }

@@ -11,8 +11,8 @@ use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
 use apache_avro::types::Value;
 use thiserror::Error;
 
-use super::encode::schema;
-use super::records::TopicKind;
+use super::encode::{schema, write_avro};
+use super::records::{OutputRecord, TopicKind};
 
 /// The prefix written before every datum, per derived topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,12 @@ impl ValueFormat {
     pub fn prefix(&self, topic: TopicKind) -> &[u8] {
         &self.prefixes[topic.index()]
     }
+
+    /// Appends a record's value as its topic carries it: the prefix, then the Avro datum.
+    pub fn write_value(&self, record: &OutputRecord<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.prefix(record.topic()));
+        write_avro(record, out);
+    }
 }
 
 /// Reads a framed value of a derived topic (either framing) back into an Avro value.
@@ -135,8 +141,8 @@ mod tests {
         assert_eq!(records.len(), 4, "one record of each topic");
         for record in &records {
             let kind = record.topic();
-            let mut value = format.prefix(kind).to_vec();
-            crate::core::encode::write_avro(record, &mut value);
+            let mut value = Vec::new();
+            format.write_value(record, &mut value);
             let reader =
                 apache_avro::GenericSingleObjectReader::new(schema(kind).unwrap().clone()).unwrap();
             let read = reader.read_value(&mut value.as_slice()).unwrap();

@@ -13,7 +13,6 @@ use prometheus::Histogram;
 use rdkafka::message::OwnedHeaders;
 
 use crate::core::budget::OutputBudget;
-use crate::core::encode::write_avro;
 use crate::core::framing::ValueFormat;
 use crate::core::{Outcome, Processor, Rejection, TopicKind};
 
@@ -155,8 +154,7 @@ pub fn process_batch(
         let result = processor.process(payload, |record| {
             let key = append(output, record.key().as_bytes());
             let value_start = output.len();
-            output.extend_from_slice(value_format.prefix(record.topic()));
-            write_avro(record, output);
+            value_format.write_value(record, output);
             budget.charge(record.record_id(), key.len(), output.len() - value_start)?;
             records.push(StagedRecord {
                 kind: record.topic(),
