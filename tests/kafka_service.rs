@@ -382,17 +382,38 @@ fn run_warns_at_start_up_about_a_missing_output_topic() {
     }
 }
 
-/// A record over the producer's `message.max.bytes` (here the party record of a valid
-/// notification with a 3,000-byte caller name, against a limit of 2,000) is measured before it is
-/// sent, and its message becomes a dead letter (`record_too_large`) with nothing of it published.
-/// Before, librdkafka refused the record, which stopped the process, and every restart met the
-/// same message again. Everything after it is published, and the group commits past it.
-fn a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
+/// Where the record size limit of `a_record_over_the_limit_is_a_dead_letter_and_nothing_stops`
+/// comes from.
+#[derive(Clone, Copy)]
+enum Limit {
+    /// The producer's `message.max.bytes` (`-X`).
+    Producer,
+    /// The parties topic's `max.message.bytes`, which callstream reads at start-up.
+    Topic,
+}
+
+/// A record over the limit (here the party record of a valid notification with a 3,000-byte
+/// caller name, against a limit of 2,000) is measured before it is sent, and its message becomes a
+/// dead letter (`record_too_large`) with nothing of it published. Before, librdkafka (a lower
+/// `message.max.bytes`) or the broker (a lower topic `max.message.bytes`) refused the record,
+/// which stopped the process, and every restart met the same message again. Everything after it
+/// is published, and the group commits past it.
+fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
     guarantee: &str,
+    limit: Limit,
     test: &str,
 ) {
     let t = unique_topics(test);
     create_topics(&t, 1);
+    // The topic's limit applies to whole record batches, whose 61-byte header leaves 1,939 bytes
+    // for the record.
+    let expected_limit = match limit {
+        Limit::Producer => 2000,
+        Limit::Topic => {
+            set_topic_config(&t.parties, "max.message.bytes", "2000");
+            1939
+        }
+    };
     let generated: Vec<String> = Generator::new(GeneratorConfig {
         seed: 51,
         ..Default::default()
@@ -420,14 +441,10 @@ fn a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
     produce(&t.input, &lines);
     let group = format!("{test}-group");
     let txn_id = format!("{test}-txn");
-    let settings = [
-        "--guarantee",
-        guarantee,
-        "--transactional-id",
-        &txn_id,
-        "-X",
-        "message.max.bytes=2000",
-    ];
+    let mut settings = vec!["--guarantee", guarantee, "--transactional-id", &txn_id];
+    if let Limit::Producer = limit {
+        settings.extend(["-X", "message.max.bytes=2000"]);
+    }
 
     let service = Service::start_logged(&t, &group, &settings);
     let (want_all, _) = expected(&lines);
@@ -459,7 +476,11 @@ fn a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
         refused[0].headers[header::SOURCE_OFFSET],
         before.len().to_string()
     );
-    assert!(refused[0].headers[header::REASON].contains("over the limit of 2000"));
+    let reason = &refused[0].headers[header::REASON];
+    assert!(
+        reason.contains(&format!("over the limit of {expected_limit}")),
+        "{reason}"
+    );
     assert!(
         service.stop(Duration::from_secs(30)).success(),
         "the service kept running and stopped cleanly"
@@ -468,17 +489,37 @@ fn a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
 
 #[test]
 fn at_least_once_a_record_over_the_producer_limit_is_a_dead_letter() {
-    a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
+    a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
         "at-least-once",
+        Limit::Producer,
         "alo-refused",
     );
 }
 
 #[test]
 fn exactly_once_a_record_over_the_producer_limit_is_a_dead_letter() {
-    a_record_over_the_producer_limit_is_a_dead_letter_and_nothing_stops(
+    a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
         "exactly-once",
+        Limit::Producer,
         "eos-refused",
+    );
+}
+
+#[test]
+fn at_least_once_a_record_over_its_topics_limit_is_a_dead_letter() {
+    a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
+        "at-least-once",
+        Limit::Topic,
+        "alo-topic-limit",
+    );
+}
+
+#[test]
+fn exactly_once_a_record_over_its_topics_limit_is_a_dead_letter() {
+    a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
+        "exactly-once",
+        Limit::Topic,
+        "eos-topic-limit",
     );
 }
 

@@ -145,7 +145,9 @@ fn start_with(config: ServiceConfig) -> Running {
 }
 
 /// `start_with`, also returning the service's health (its assigned partitions).
-fn start_watched(config: ServiceConfig) -> (Running, Arc<Health>) {
+fn start_watched(mut config: ServiceConfig) -> (Running, Arc<Health>) {
+    // The mock cluster does not describe topic configurations.
+    config.read_topic_limits = false;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -78,7 +78,9 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let config = ServiceConfig::new(&bootstrap, "callstream-demo");
+    let mut config = ServiceConfig::new(&bootstrap, "callstream-demo");
+    // The mock cluster does not describe topic configurations: asking would wait out a timeout.
+    config.read_topic_limits = false;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

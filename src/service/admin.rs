@@ -1,8 +1,13 @@
-//! `callstream topics create`: the output and dead-letter topics, created if missing.
+//! Administrative requests: `callstream topics create` (the output and dead-letter topics, created
+//! if missing), and the output topics' record size limits, which `run` reads at start-up.
 
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -40,4 +45,67 @@ pub async fn create_topics(
         }
     }
     Ok(created)
+}
+
+/// The header of a Kafka record batch (magic 2). A topic's `max.message.bytes` limits whole
+/// batches, this header included.
+pub const RECORD_BATCH_OVERHEAD: usize = 61;
+
+/// A topic's `max.message.bytes` (`None`: no such topic), or why it could not be read.
+pub type TopicLimit = Result<Option<usize>, String>;
+
+/// Each topic's `max.message.bytes` as the brokers report it (`None`: no such topic), or why it
+/// could not be read (a principal not allowed to describe its configuration, for one). An error
+/// for the whole request (brokers unreachable within `timeout`) is returned as such.
+pub fn max_message_bytes(
+    client: &ClientConfig,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<(String, TopicLimit)>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let resources: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    let results = wait(admin.describe_configs(&resources, &options))?;
+    Ok(topics
+        .iter()
+        .zip(results)
+        .map(|(topic, result)| {
+            let limit = match result {
+                Ok(resource) => match resource.get("max.message.bytes") {
+                    Some(entry) => entry
+                        .value
+                        .as_deref()
+                        .and_then(|v| v.trim().parse().ok())
+                        .map(Some)
+                        .ok_or_else(|| format!("max.message.bytes is {:?}", entry.value)),
+                    // How the brokers describe a topic that does not exist.
+                    None => Ok(None),
+                },
+                Err(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
+                Err(code) => Err(code.to_string()),
+            };
+            (topic.to_string(), limit)
+        })
+        .collect())
+}
+
+/// Runs a future to completion on this thread. rdkafka's admin futures are completed by the admin
+/// client's own thread, so they need no runtime; `run` works on a plain thread.
+fn wait<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
 }

@@ -178,6 +178,16 @@ pub fn transaction_timeout(config: &ServiceConfig) -> Duration {
     config.message_timeout.max(Duration::from_secs(60))
 }
 
+/// Settings of the admin client that reads the output topics' configuration: the producer's
+/// connection (brokers, security, the `-X` passthrough).
+pub fn admin_config(config: &ServiceConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.bootstrap_servers)
+        .set("client.id", "callstream");
+    apply_overrides(&mut c, config);
+    c
+}
+
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 

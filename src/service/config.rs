@@ -61,6 +61,10 @@ pub struct ServiceConfig {
     pub schema_registry: Option<RegistryConfig>,
     /// Raw librdkafka properties applied to every client, last (they win).
     pub librdkafka: BTreeMap<String, String>,
+    /// At start-up, read the output topics' `max.message.bytes` and keep records within it. Off
+    /// only against librdkafka's mock cluster, which does not answer that request (it would wait
+    /// out a timeout).
+    pub read_topic_limits: bool,
 }
 
 impl ServiceConfig {
@@ -81,6 +85,7 @@ impl ServiceConfig {
             processor: ProcessorConfig::default(),
             schema_registry: None,
             librdkafka: BTreeMap::new(),
+            read_topic_limits: true,
         }
     }
 }

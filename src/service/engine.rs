@@ -34,10 +34,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
+use super::admin;
 use super::clients::{
-    consumer_config, copy_headers, export_consumer_statistics, is_fatal, log_librdkafka,
-    producer_config, producer_max_record_bytes, transaction_timeout, Delivery, DeliveryContext,
-    HeldPartitions, LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
+    admin_config, consumer_config, copy_headers, export_consumer_statistics, is_fatal,
+    log_librdkafka, producer_config, producer_max_record_bytes, transaction_timeout, Delivery,
+    DeliveryContext, HeldPartitions, LeaderlessPartitions, OutgoingRecord, RecordParts, Sent,
+    STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -304,8 +306,12 @@ impl HotMetrics {
 pub struct Engine {
     /// Shared so that records can borrow a topic name while the engine sends.
     config: Arc<ServiceConfig>,
-    /// The producer's `message.max.bytes`: dead letters are cut to fit it.
+    /// The producer's `message.max.bytes` (lowered to fit the output topics, once they are read):
+    /// dead letters are cut to fit it.
     max_record_bytes: usize,
+    /// The output topics' limits, read at start-up while the group is joined (`record_limit`):
+    /// applied before the first batch goes to the core thread (`apply_topic_limits`).
+    pending_record_limit: Option<Receiver<usize>>,
     /// `finish` ran: shutdown has drained what it could.
     finished: bool,
     /// Exactly-once: per assigned partition, the offset of the first message polled since it was
@@ -886,6 +892,9 @@ impl Engine {
         if !due || self.collecting.is_empty() {
             return Ok(());
         }
+        if let Some(pending) = self.pending_record_limit.take() {
+            self.apply_topic_limits(&pending)?;
+        }
         let mut batch = self.spares.pop().unwrap_or_default();
         batch.clear();
         std::mem::swap(&mut batch, &mut self.collecting);
@@ -893,6 +902,40 @@ impl Engine {
             .send(Job::Process(batch))
             .map_err(|_| core_thread_stopped())?;
         self.at_core += 1;
+        Ok(())
+    }
+
+    /// Lowers the record limit to fit the output topics, if they accept less than the producer
+    /// (`record_limit`, whose answer this waits for; it is bounded by its own timeout). Nothing has
+    /// been sent yet: the producer is replaced by one whose `message.max.bytes` (which also caps
+    /// its batches) fits too, and the core thread measures records against the new limit.
+    fn apply_topic_limits(&mut self, pending: &Receiver<usize>) -> Result<(), ServiceError> {
+        let limit = pending.recv().unwrap_or(self.max_record_bytes);
+        if limit >= self.max_record_bytes {
+            return Ok(());
+        }
+        self.max_record_bytes = limit;
+        self.jobs
+            .send(Job::RecordLimit(limit))
+            .map_err(|_| core_thread_stopped())?;
+        let producer = self.new_producer()?;
+        if self.exactly_once() {
+            // Takes over the transactional id from the first producer, whose open transaction
+            // holds nothing.
+            producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
+                if is_fatal(&e) {
+                    fatal_transaction_error(e)
+                } else {
+                    kafka("initializing transactions")(e)
+                }
+            })?;
+        }
+        let old = std::mem::replace(&mut self.producer, producer);
+        old.context().retire();
+        drop(old);
+        if self.transaction.is_some() {
+            self.begin_transaction()?;
+        }
         Ok(())
     }
 
@@ -1492,6 +1535,7 @@ impl Engine {
         create_producer(
             &self.config,
             self.transactional_id.as_deref(),
+            self.max_record_bytes,
             &self.reports_tx,
             &self.metrics,
         )
@@ -1630,20 +1674,94 @@ impl Engine {
     }
 }
 
-/// The producer, reporting deliveries to `reports`.
+/// The producer, reporting deliveries to `reports`, its `message.max.bytes` lowered to
+/// `max_record_bytes` where that is lower (`record_limit`).
 fn create_producer(
     config: &ServiceConfig,
     transactional_id: Option<&str>,
+    max_record_bytes: usize,
     reports: &mpsc::Sender<Delivery>,
     metrics: &Arc<Metrics>,
 ) -> Result<ThreadedProducer<DeliveryContext>, ServiceError> {
-    producer_config(config, transactional_id)
+    let mut settings = producer_config(config, transactional_id);
+    if max_record_bytes < producer_max_record_bytes(config) {
+        // The producer's own limit, not the consumer's (the `-X` passthrough sets both): it also
+        // caps the producer's batches, which the topics' limits apply to.
+        settings.set("message.max.bytes", max_record_bytes.to_string());
+    }
+    settings
         .create_with_context(DeliveryContext {
             reports: reports.clone(),
             metrics: metrics.clone(),
             retired: AtomicBool::new(false),
         })
         .map_err(kafka("creating the producer"))
+}
+
+/// The largest record (key, value, headers and librdkafka's framing) the producer may send: its
+/// `message.max.bytes`, lowered where an output topic's `max.message.bytes` is lower. A record the
+/// producer refuses would stop the service, and so would a record a topic refuses (a permanent
+/// error), at every restart: measured against this limit before it is sent, such a record is a
+/// dead letter instead. The topics' limits are read once, at start-up, on a thread of its own
+/// while the group is joined; if they cannot be read, the producer's limit applies alone.
+fn record_limit(config: &ServiceConfig) -> usize {
+    let producer_limit = producer_max_record_bytes(config);
+    let mut topics: Vec<&str> = config.topics.outputs().to_vec();
+    topics.sort_unstable();
+    topics.dedup();
+    let limits = match admin::max_message_bytes(
+        &admin_config(config),
+        &topics,
+        OUTPUT_CHECK_TIMEOUT,
+    ) {
+        Ok(limits) => limits,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the output topics' max.message.bytes; records are measured against the producer's message.max.bytes only");
+            return producer_limit;
+        }
+    };
+    for (topic, limit) in &limits {
+        if let Err(why) = limit {
+            tracing::warn!(topic, why, "could not read an output topic's max.message.bytes; records are measured against the producer's message.max.bytes only");
+        }
+    }
+    // A missing topic is left out here: the start-up check of the output topics warns of it.
+    let readable = limits.iter().filter_map(|(topic, limit)| match limit {
+        Ok(Some(bytes)) => Some((topic.as_str(), *bytes)),
+        _ => None,
+    });
+    match fit_to_topics(producer_limit, readable) {
+        Some((topic, topic_limit, fitted)) => {
+            tracing::warn!(
+                topic,
+                topic_max_message_bytes = topic_limit,
+                producer_message_max_bytes = producer_limit,
+                record_limit = fitted,
+                "an output topic accepts less than the producer's message.max.bytes: records are limited to fit it, larger ones are dead letters (record_too_large)"
+            );
+            fitted
+        }
+        None => producer_limit,
+    }
+}
+
+/// The lowest `message.max.bytes` librdkafka accepts.
+const LOWEST_MESSAGE_MAX_BYTES: usize = 1_000;
+
+/// The record limit that fits every topic's `max.message.bytes` (the broker compares it with whole
+/// record batches, `RECORD_BATCH_OVERHEAD` bytes of header included), when the producer's own is
+/// higher: the topic that sets it, its limit, and the fitted limit.
+fn fit_to_topics<'t>(
+    producer_limit: usize,
+    topic_limits: impl Iterator<Item = (&'t str, usize)>,
+) -> Option<(&'t str, usize, usize)> {
+    let (topic, topic_limit) = topic_limits.min_by_key(|&(_, bytes)| bytes)?;
+    // librdkafka takes no `message.max.bytes` below 1,000; a topic limit that low is refused by
+    // the broker record by record, as before.
+    let fitted = topic_limit
+        .saturating_sub(admin::RECORD_BATCH_OVERHEAD)
+        .max(LOWEST_MESSAGE_MAX_BYTES);
+    (fitted < producer_limit).then_some((topic, topic_limit, fitted))
 }
 
 /// How intake goes on, under the in-flight bounds and over them.
@@ -1772,7 +1890,25 @@ pub fn run(
     let (reports_tx, reports) = mpsc::channel::<Delivery>();
     let transactional = config.guarantee == Guarantee::ExactlyOnce;
     let txn_id = transactional.then(|| transactional_id(&config));
-    let producer = create_producer(&config, txn_id.as_deref(), &reports_tx, &metrics)?;
+    let max_record_bytes = producer_max_record_bytes(&config);
+    let pending_record_limit = config.read_topic_limits.then(|| {
+        let (limit_tx, limit) = mpsc::channel();
+        let settings = config.clone();
+        let span = tracing::Span::current();
+        std::thread::spawn(move || {
+            let _span = span.entered();
+            // The receiver is gone only when the service stopped before its first batch.
+            let _ = limit_tx.send(record_limit(&settings));
+        });
+        limit
+    });
+    let producer = create_producer(
+        &config,
+        txn_id.as_deref(),
+        max_record_bytes,
+        &reports_tx,
+        &metrics,
+    )?;
     if transactional {
         producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
             if is_fatal(&e) {
@@ -1798,7 +1934,6 @@ pub fn run(
     let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 1);
     let (done_tx, done) = mpsc::sync_channel::<Batch>(BATCHES_AT_CORE);
     let processor = Processor::new(config.processor);
-    let max_record_bytes = producer_max_record_bytes(&config);
     let held_partitions = Arc::new(HeldPartitions::default());
     let durations = metrics.processing_duration.clone();
     let core_thread = std::thread::Builder::new()
@@ -1832,6 +1967,7 @@ pub fn run(
         hot: HotMetrics::new(&metrics),
         offsets_stored_at: Instant::now(),
         max_record_bytes,
+        pending_record_limit,
         finished: false,
         first_polled: BTreeMap::new(),
         config: Arc::new(config),
@@ -2189,5 +2325,27 @@ mod tests {
         // Paused, it stays paused while over the bounds, and resumes under them.
         assert_eq!(intake(Some(after(900)), true, after(900)), Intake::Pause);
         assert_eq!(intake(None, true, after(1000)), Intake::Read);
+    }
+
+    #[test]
+    fn records_are_fitted_to_the_lowest_topic_limit_below_the_producers() {
+        // Kafka's defaults: every topic takes more than the producer sends.
+        let defaults = [("parties", 1_048_588), ("dlq", 1_048_588)];
+        assert_eq!(fit_to_topics(1_000_000, defaults.into_iter()), None);
+        // One topic takes less: its limit, less a batch header, for every record.
+        let lowered = [("parties", 1_048_588), ("missed", 2_000), ("dlq", 5_000)];
+        assert_eq!(
+            fit_to_topics(1_000_000, lowered.into_iter()),
+            Some(("missed", 2_000, 1_939))
+        );
+        // A producer limit already below the fitted one stays.
+        assert_eq!(fit_to_topics(1_500, lowered.into_iter()), None);
+        // Nothing read: nothing to fit.
+        assert_eq!(fit_to_topics(1_000_000, std::iter::empty()), None);
+        // librdkafka's floor.
+        assert_eq!(
+            fit_to_topics(1_000_000, [("tiny", 10)].into_iter()),
+            Some(("tiny", 10, 1_000))
+        );
     }
 }

@@ -188,13 +188,16 @@ pub enum Job {
     /// Forget the duplicate windows: what was emitted since was never published (an aborted
     /// transaction). Sent when no batch is at the core thread.
     Forget,
+    /// From now on, records must fit this limit (`producer_max_record_bytes`, lowered to fit the
+    /// output topics, which are read at start-up). Sent before the first batch.
+    RecordLimit(usize),
 }
 
 /// The core thread's loop: until the job channel closes.
 pub fn run_core(
     mut processor: Processor,
     value_format: ValueFormat,
-    max_record_bytes: usize,
+    mut max_record_bytes: usize,
     durations: Histogram,
     jobs: Receiver<Job>,
     done: SyncSender<Batch>,
@@ -217,6 +220,7 @@ pub fn run_core(
                 }
             }
             Job::Forget => processor.forget_emitted(),
+            Job::RecordLimit(limit) => max_record_bytes = limit,
         }
     }
 }

@@ -81,6 +81,28 @@ pub fn create_topics(t: &TopicNames, partitions: i32) {
     assert!(status.success(), "topics create failed");
 }
 
+/// Sets one configuration property of a topic (replacing its other overrides, of which the topics
+/// created here have none).
+pub fn set_topic_config(topic: &str, key: &str, value: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value);
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let results = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(admin.alter_configs([&change], &options))
+        .expect("alter configs");
+    for result in results {
+        result.unwrap_or_else(|(_, code)| panic!("setting {key} of {topic}: {code}"));
+    }
+}
+
 /// A realistic corpus: generated calls plus lines the core rejects.
 pub fn corpus(count: usize, seed: u64) -> Vec<String> {
     let mut lines: Vec<String> = Generator::new(GeneratorConfig {
