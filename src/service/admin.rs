@@ -79,8 +79,10 @@ pub fn max_message_bytes(
                         .and_then(|v| v.trim().parse().ok())
                         .map(Some)
                         .ok_or_else(|| format!("max.message.bytes is {:?}", entry.value)),
-                    // How the brokers describe a topic that does not exist.
-                    None => Ok(None),
+                    // rust-rdkafka does not pass on a resource's own error: a topic that does not
+                    // exist and one this principal may not describe both come back without
+                    // entries. The metadata tells them apart.
+                    None => undescribed(&admin, topic, timeout),
                 },
                 Err(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
                 Err(code) => Err(code.to_string()),
@@ -88,6 +90,28 @@ pub fn max_message_bytes(
             (topic.to_string(), limit)
         })
         .collect())
+}
+
+/// A topic described without its configuration: `None` if it does not exist, otherwise why not.
+fn undescribed(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> TopicLimit {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("not described, and its metadata could not be read: {e}"))?;
+    let missing = metadata.topics().iter().any(|t| {
+        t.name() == topic
+            && t.error().map(RDKafkaErrorCode::from)
+                == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    });
+    if missing {
+        Ok(None)
+    } else {
+        Err("its configuration was not described: is DescribeConfigs on the topic allowed to this principal?".into())
+    }
 }
 
 /// Runs a future to completion on this thread. rdkafka's admin futures are completed by the admin

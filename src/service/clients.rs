@@ -183,7 +183,9 @@ pub fn transaction_timeout(config: &ServiceConfig) -> Duration {
 pub fn admin_config(config: &ServiceConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.bootstrap_servers)
-        .set("client.id", "callstream");
+        .set("client.id", "callstream")
+        // Looking a topic up must not create it.
+        .set("allow.auto.create.topics", "false");
     apply_overrides(&mut c, config);
     c
 }

@@ -920,15 +920,8 @@ impl Engine {
             .map_err(|_| core_thread_stopped())?;
         let producer = self.new_producer()?;
         if self.exactly_once() {
-            // Takes over the transactional id from the first producer, whose open transaction
-            // holds nothing.
-            producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
-                if is_fatal(&e) {
-                    fatal_transaction_error(e)
-                } else {
-                    kafka("initializing transactions")(e)
-                }
-            })?;
+            // The first producer's open transaction holds nothing.
+            self.init_replacement(&producer)?;
         }
         let old = std::mem::replace(&mut self.producer, producer);
         old.context().retire();
@@ -1504,10 +1497,27 @@ impl Engine {
             .with_label_values(&[reason])
             .inc();
         let producer = self.new_producer()?;
+        self.init_replacement(&producer)?;
+        let old = std::mem::replace(&mut self.producer, producer);
+        old.context().retire();
+        // Its records belong to the aborted transaction. Purged now rather than when its last
+        // handle goes, which an abandoned call may hold for long.
+        old.purge(PurgeConfig::default().queue().inflight());
+        drop(old);
+        tracing::info!("producer replaced; its open transaction was aborted");
+        Ok(())
+    }
+
+    /// Exactly-once: initializes transactions on a replacement producer (taking the transactional
+    /// id over from the current one), retrying until it succeeds, a fatal error, or a stop.
+    fn init_replacement(
+        &self,
+        producer: &ThreadedProducer<DeliveryContext>,
+    ) -> Result<(), ServiceError> {
         let mut backoff = Backoff::new();
         loop {
             match producer.init_transactions(REQUEST_TIMEOUT) {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) if is_fatal(&e) => return Err(fatal_transaction_error(e)),
                 Err(error) if self.stop.load(Ordering::Relaxed) => {
                     return Err(ServiceError::Fatal(format!(
@@ -1520,14 +1530,6 @@ impl Engine {
                 }
             }
         }
-        let old = std::mem::replace(&mut self.producer, producer);
-        old.context().retire();
-        // Its records belong to the aborted transaction. Purged now rather than when its last
-        // handle goes, which an abandoned call may hold for long.
-        old.purge(PurgeConfig::default().queue().inflight());
-        drop(old);
-        tracing::info!("producer replaced; its open transaction was aborted");
-        Ok(())
     }
 
     /// A producer like the first one, reporting to the same channel.
