@@ -332,6 +332,37 @@ fn injected_produce_errors_are_retried_without_loss() {
     );
 }
 
+/// A record the broker refuses for good (here: not authorized) stops the service with an error
+/// that says so, and no offset is committed past its message: the group reads it again once the
+/// cause is fixed. The first produce request is refused, so nothing may be committed at all.
+#[test]
+fn a_record_refused_for_good_stops_the_service_and_no_offset_passes_it() {
+    let setup = setup(200);
+    setup.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 5],
+    );
+    let (metrics, _stop, handle) = start(&setup, Duration::from_secs(30));
+    wait_for("the service to stop", Duration::from_secs(60), || {
+        handle.is_finished()
+    });
+    let error = handle
+        .join()
+        .expect("join")
+        .expect_err("a refused record must stop the service");
+    let said = error.to_string();
+    assert!(
+        said.contains("delivery to") && said.to_lowercase().contains("authoriz"),
+        "{said}"
+    );
+    assert!(metrics.delivery_failures.get() > 0);
+    assert_eq!(
+        committed(&setup).unwrap_or(0),
+        0,
+        "an offset was committed past a refused record"
+    );
+}
+
 /// Messages acknowledged behind one record that keeps failing are held by the offset tracker
 /// until that record is delivered. Few are in flight then, so the in-flight limit does not stop
 /// intake; the bound on held messages (4 times `max_in_flight_messages`) must, and intake must
