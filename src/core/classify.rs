@@ -19,7 +19,7 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
     // documented), and a disconnect without answer is not enough: routing legs end that way.
     if party.missed_call == Some(true) {
         out.push(OutputRecord::Missed(MissedCall {
-            call: derived(record_id(session_id, &party.id, &["missed"])),
+            call: derived(record_id(session_id, &party.id, "missed", "")),
             reached_voicemail: reached_voicemail(event),
         }));
     }
@@ -28,11 +28,7 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
     for recording in &party.recordings {
         if let Some(recording_id) = recording.id.as_deref() {
             out.push(OutputRecord::Recorded(RecordedCall {
-                call: derived(record_id(
-                    session_id,
-                    &party.id,
-                    &["recording:", recording_id],
-                )),
+                call: derived(record_id(session_id, &party.id, "recording:", recording_id)),
                 recording_id,
                 active: recording.active,
             }));
@@ -41,7 +37,7 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
 
     if let Some(transfer_type) = transfer_type(event) {
         out.push(OutputRecord::Transfer(Transfer {
-            call: derived(record_id(session_id, &party.id, &["transfer"])),
+            call: derived(record_id(session_id, &party.id, "transfer", "")),
             transfer_type,
         }));
     }

@@ -29,7 +29,7 @@ fn party_event_id(
     sequence: Option<i64>,
     event_time_ms: Option<i64>,
 ) -> String {
-    let mut id = record_id(telephony_session_id, party_id, &[]);
+    let mut id = record_id(telephony_session_id, party_id, "", "");
     match (sequence, event_time_ms) {
         (Some(seq), _) => push_decimal(&mut id, seq),
         (None, Some(ms)) => {
@@ -41,22 +41,44 @@ fn party_event_id(
     id
 }
 
-/// `{telephony session id}:{party id}:` followed by `suffix`: the shape of every record id. Built
-/// with one allocation and without the formatting machinery, which costs more than the rest of
-/// the id (this runs for every record).
-pub(super) fn record_id(telephony_session_id: &str, party_id: &str, suffix: &[&str]) -> String {
-    let suffix_len: usize = suffix.iter().map(|s| s.len()).sum();
+/// `{telephony session id}:{party id}:{kind}{item}`: the shape of every record id, `kind` a
+/// literal (`missed`, `recording:`), the ids and `item` escaped (`push_id`), so that two different
+/// facts never share an id however their ids are spelled. Built with one allocation and without
+/// the formatting machinery, which costs more than the rest of the id (this runs for every
+/// record).
+pub(super) fn record_id(
+    telephony_session_id: &str,
+    party_id: &str,
+    kind: &str,
+    item: &str,
+) -> String {
     // Two colons, and up to 20 bytes of sequence number.
-    let mut id =
-        String::with_capacity(telephony_session_id.len() + party_id.len() + suffix_len + 22);
-    id.push_str(telephony_session_id);
+    let mut id = String::with_capacity(
+        telephony_session_id.len() + party_id.len() + kind.len() + item.len() + 22,
+    );
+    push_id(&mut id, telephony_session_id);
     id.push(':');
-    id.push_str(party_id);
+    push_id(&mut id, party_id);
     id.push(':');
-    for part in suffix {
-        id.push_str(part);
-    }
+    id.push_str(kind);
+    push_id(&mut id, item);
     id
+}
+
+/// Appends an id with `%` and `:` percent-encoded (`%25`, `%3A`): `:` separates an id's parts.
+/// Real ids contain neither, and are appended as they are.
+fn push_id(out: &mut String, id: &str) {
+    if !id.bytes().any(|b| b == b':' || b == b'%') {
+        out.push_str(id);
+        return;
+    }
+    for c in id.chars() {
+        match c {
+            ':' => out.push_str("%3A"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Appends the decimal form of `n`, as `format!("{n}")` would.
@@ -97,8 +119,29 @@ mod tests {
             assert_eq!(party_event_id("s", "p", Some(n), None), format!("s:p:{n}"));
         }
         assert_eq!(
-            record_id("s", "p", &["recording:", "r-1"]),
+            record_id("s", "p", "recording:", "r-1"),
             "s:p:recording:r-1"
         );
+    }
+
+    #[test]
+    fn ids_spelled_with_separators_do_not_share_a_record_id() {
+        // Unescaped, both were `a:b:c:1`, and the second fact was suppressed as a duplicate.
+        let first = party_event_id("a:b", "c", Some(1), None);
+        let second = party_event_id("a", "b:c", Some(1), None);
+        assert_eq!(first, "a%3Ab:c:1");
+        assert_eq!(second, "a:b%3Ac:1");
+        assert_ne!(first, second);
+        // `%` is escaped too, so an escape cannot be spelled out by hand.
+        assert_ne!(
+            party_event_id("a%3Ab", "c", Some(1), None),
+            party_event_id("a:b", "c", Some(1), None)
+        );
+        assert_eq!(
+            record_id("s", "p", "recording:", "r:1%"),
+            "s:p:recording:r%3A1%25"
+        );
+        // Other characters, multi-byte ones included, are kept.
+        assert_eq!(record_id("s-é", "p", "missed", ""), "s-é:p:missed");
     }
 }
