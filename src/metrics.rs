@@ -26,6 +26,7 @@ pub struct Metrics {
     pub producer_queue: IntGauge,
     pub in_flight_messages: IntGauge,
     pub in_flight_bytes: IntGauge,
+    pub record_limit: IntGauge,
     /// Seconds the oldest input message with unacknowledged records has waited.
     pub oldest_unacknowledged: IntGauge,
     /// 1 while intake is held (not read, then paused) to bound memory (see
@@ -152,6 +153,11 @@ impl Metrics {
             "callstream_in_flight_bytes",
             "Bytes of the input messages in flight and of their records.",
         );
+        let record_limit = gauge(
+            &registry,
+            "callstream_record_limit_bytes",
+            "The largest record sent (key, value and librdkafka's framing): the producer's message.max.bytes, at most 900,000, lowered at start-up to fit the output topics' max.message.bytes. Larger records are dead letters (record_too_large).",
+        );
         let oldest_unacknowledged = gauge(
             &registry,
             "callstream_oldest_unacknowledged_seconds",
@@ -232,6 +238,7 @@ impl Metrics {
             producer_queue,
             in_flight_messages,
             in_flight_bytes,
+            record_limit,
             oldest_unacknowledged,
             intake_paused,
             rebalances,

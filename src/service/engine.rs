@@ -47,6 +47,7 @@ use super::offsets::{InputRef, OffsetTracker};
 use super::pipeline::{self, Batch, Incoming, Job, Polled, Processed};
 use super::registry;
 use super::retries::{Refusal, RetryQueue};
+use crate::core::budget::MAX_RECORD_BYTES;
 use crate::core::framing::ValueFormat;
 use crate::core::{Processor, Rejection, TopicKind};
 use crate::health::Health;
@@ -915,6 +916,9 @@ impl Engine {
             return Ok(());
         }
         self.max_record_bytes = limit;
+        self.metrics
+            .record_limit
+            .set(limit.min(MAX_RECORD_BYTES) as i64);
         self.jobs
             .send(Job::RecordLimit(limit))
             .map_err(|_| core_thread_stopped())?;
@@ -1893,6 +1897,9 @@ pub fn run(
     let transactional = config.guarantee == Guarantee::ExactlyOnce;
     let txn_id = transactional.then(|| transactional_id(&config));
     let max_record_bytes = producer_max_record_bytes(&config);
+    metrics
+        .record_limit
+        .set(max_record_bytes.min(MAX_RECORD_BYTES) as i64);
     let pending_record_limit = config.read_topic_limits.then(|| {
         let (limit_tx, limit) = mpsc::channel();
         let settings = config.clone();
