@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use callstream::core::encode::write_avro;
 use callstream::core::framing::ValueFormat;
 use callstream::core::{Processor, ProcessorConfig, TopicKind};
 use callstream::generate::{Generator, GeneratorConfig};
@@ -299,6 +298,12 @@ fn a_broker_outage_is_retried_and_no_offset_passes_an_unacknowledged_record() {
         committed(&setup).unwrap_or(0) == 0,
         "an offset was committed past unacknowledged records: {:?}",
         committed(&setup)
+    );
+    // Everything is held, and counted against the in-flight bound: the messages and their records.
+    wait_for(
+        "the in-flight bytes to count every message and record",
+        Duration::from_secs(10),
+        || metrics.in_flight_bytes.get() == held_bytes(&setup.lines),
     );
 
     setup.cluster.broker_up(OUTPUT_BROKER).expect("broker up");
@@ -623,6 +628,26 @@ fn a_partition_revoked_while_paused_and_assigned_again_later_is_read() {
     handle.join().expect("join").expect("clean stop");
 }
 
+/// What the service holds for `lines` until their records are acknowledged: each message and its
+/// records (keys and values as they are sent).
+fn held_bytes(lines: &[String]) -> i64 {
+    let format = ValueFormat::single_object().expect("schemas");
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let mut bytes = 0;
+    for line in lines {
+        bytes += line.len();
+        processor
+            .process(line.as_bytes(), |r| {
+                let mut value = Vec::new();
+                format.write_value(r, &mut value);
+                bytes += r.key().len() + value.len();
+                Ok(())
+            })
+            .expect("generated traffic is valid");
+    }
+    bytes as i64
+}
+
 /// Every distinct party record value the model core makes of `lines`, in the wire format.
 fn expected_party_values(lines: &[String]) -> HashSet<Vec<u8>> {
     let format = ValueFormat::single_object().expect("schemas");
@@ -632,8 +657,8 @@ fn expected_party_values(lines: &[String]) -> HashSet<Vec<u8>> {
         processor
             .process(line.as_bytes(), |r| {
                 if r.topic() == TopicKind::Parties {
-                    let mut value = format.prefix(TopicKind::Parties).to_vec();
-                    write_avro(r, &mut value);
+                    let mut value = Vec::new();
+                    format.write_value(r, &mut value);
                     values.insert(value);
                 }
                 Ok(())
