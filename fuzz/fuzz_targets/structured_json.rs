@@ -107,7 +107,9 @@ fn check_expected(
     message: &Value,
 ) {
     let context = || format!("{message}\n{expect:#?}");
-    let tsid = &expect.telephony_session_id;
+    // Ids inside a record id are escaped: `%` first, then `:`.
+    let esc = |id: &str| id.replace('%', "%25").replace(':', "%3A");
+    let tsid = esc(&expect.telephony_session_id);
     let sequence = match (expect.sequence, expect.event_time) {
         (Some(s), _) => s.to_string(),
         (None, Some(ms)) => format!("-@{ms}"),
@@ -115,18 +117,19 @@ fn check_expected(
     };
     let mut want: Vec<(TopicKind, String)> = Vec::new();
     for p in &expect.parties {
-        want.push((TopicKind::Parties, format!("{tsid}:{}:{sequence}", p.id)));
+        let pid = esc(&p.id);
+        want.push((TopicKind::Parties, format!("{tsid}:{pid}:{sequence}")));
         if p.missed == Some(true) {
-            want.push((TopicKind::Missed, format!("{tsid}:{}:missed", p.id)));
+            want.push((TopicKind::Missed, format!("{tsid}:{pid}:missed")));
         }
         for (rid, _) in &p.recordings {
             want.push((
                 TopicKind::Recorded,
-                format!("{tsid}:{}:recording:{rid}", p.id),
+                format!("{tsid}:{pid}:recording:{}", esc(rid)),
             ));
         }
         if p.transfer.is_some() {
-            want.push((TopicKind::Transfers, format!("{tsid}:{}:transfer", p.id)));
+            want.push((TopicKind::Transfers, format!("{tsid}:{pid}:transfer")));
         }
     }
     let got: Vec<(TopicKind, String)> = derived
