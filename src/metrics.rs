@@ -156,7 +156,7 @@ impl Metrics {
         let record_limit = gauge(
             &registry,
             "callstream_record_limit_bytes",
-            "The largest record sent (key, value and librdkafka's framing): the producer's message.max.bytes, at most 900,000, lowered at start-up to fit the output topics' max.message.bytes. Larger records are dead letters (record_too_large).",
+            "The largest derived record sent (key, value and librdkafka's framing): the producer's message.max.bytes, at most 900,000, lowered to fit the output topics' max.message.bytes (read at start-up, applied before the first input is processed). Larger records are dead letters (record_too_large); dead letters may take the producer's whole message.max.bytes.",
         );
         let oldest_unacknowledged = gauge(
             &registry,

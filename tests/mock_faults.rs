@@ -355,11 +355,9 @@ fn a_record_refused_for_good_stops_the_service_and_no_offset_passes_it() {
         .join()
         .expect("join")
         .expect_err("a refused record must stop the service");
+    // Said by the failed delivery, or by a send that librdkafka refused at once after it.
     let said = error.to_string();
-    assert!(
-        said.contains("delivery to") && said.to_lowercase().contains("authoriz"),
-        "{said}"
-    );
+    assert!(said.to_lowercase().contains("authoriz"), "{said}");
     assert!(metrics.delivery_failures.get() > 0);
     assert_eq!(
         committed(&setup).unwrap_or(0),
@@ -635,15 +633,19 @@ fn held_bytes(lines: &[String]) -> i64 {
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut bytes = 0;
     for line in lines {
-        bytes += line.len();
+        let mut derived = 0;
         processor
             .process(line.as_bytes(), |r| {
                 let mut value = Vec::new();
                 format.write_value(r, &mut value);
-                bytes += r.key().len() + value.len();
+                derived += r.key().len() + value.len();
                 Ok(())
             })
             .expect("generated traffic is valid");
+        // A message without records (all of them duplicates) is not held.
+        if derived > 0 {
+            bytes += line.len() + derived;
+        }
     }
     bytes as i64
 }

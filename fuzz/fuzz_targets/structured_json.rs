@@ -109,7 +109,8 @@ fn check_expected(
     let context = || format!("{message}\n{expect:#?}");
     // Ids inside a record id are escaped: `%` first, then `:`.
     let esc = |id: &str| id.replace('%', "%25").replace(':', "%3A");
-    let tsid = esc(&expect.telephony_session_id);
+    let raw_tsid = expect.telephony_session_id.as_str();
+    let tsid = esc(raw_tsid);
     let sequence = match (expect.sequence, expect.event_time) {
         (Some(s), _) => s.to_string(),
         (None, Some(ms)) => format!("-@{ms}"),
@@ -143,7 +144,7 @@ fn check_expected(
         let (_, party) = records.next().expect("a party record");
         let ctx = || format!("party {p:#?} got {party:#}\n{}", context());
         assert_eq!(party["party_id"], json!(p.id), "{}", ctx());
-        assert_eq!(party["telephony_session_id"], json!(tsid), "{}", ctx());
+        assert_eq!(party["telephony_session_id"], json!(raw_tsid), "{}", ctx());
         assert_eq!(party["sequence"], json!(expect.sequence), "{}", ctx());
         assert_eq!(party["status_code"], json!(p.status_symbol), "{}", ctx());
         assert_eq!(party["status_code_raw"], json!(p.status_raw), "{}", ctx());
@@ -179,7 +180,7 @@ fn check_expected(
 
     // Keys: the party's extension (checked above for every party record), else the session.
     for e in emitted {
-        let want = e.value["extension_id"].as_str().unwrap_or(tsid);
+        let want = e.value["extension_id"].as_str().unwrap_or(raw_tsid);
         assert_eq!(e.key, want, "key of {}\n{}", e.value, context());
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -56,7 +56,9 @@ pub type TopicLimit = Result<Option<usize>, String>;
 
 /// Each topic's `max.message.bytes` as the brokers report it (`None`: no such topic), or why it
 /// could not be read (a principal not allowed to describe its configuration, for one). An error
-/// for the whole request (brokers unreachable within `timeout`) is returned as such.
+/// for the whole request (brokers unreachable within `timeout`) is returned as such. Takes at
+/// most about `timeout` for the request and `timeout` for the metadata of topics described
+/// without their configuration.
 pub fn max_message_bytes(
     client: &ClientConfig,
     topics: &[&str],
@@ -67,6 +69,7 @@ pub fn max_message_bytes(
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let options = AdminOptions::new().request_timeout(Some(timeout));
     let results = wait(admin.describe_configs(&resources, &options))?;
+    let metadata_deadline = Instant::now() + timeout;
     Ok(topics
         .iter()
         .zip(results)
@@ -82,7 +85,11 @@ pub fn max_message_bytes(
                     // rust-rdkafka does not pass on a resource's own error: a topic that does not
                     // exist and one this principal may not describe both come back without
                     // entries. The metadata tells them apart.
-                    None => undescribed(&admin, topic, timeout),
+                    None => undescribed(
+                        &admin,
+                        topic,
+                        metadata_deadline.saturating_duration_since(Instant::now()),
+                    ),
                 },
                 Err(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
                 Err(code) => Err(code.to_string()),
@@ -110,7 +117,7 @@ fn undescribed(
     if missing {
         Ok(None)
     } else {
-        Err("its configuration was not described: is DescribeConfigs on the topic allowed to this principal?".into())
+        Err("its configuration was not described (is DescribeConfigs on the topic allowed to this principal? or was the topic created just now?)".into())
     }
 }
 

@@ -907,7 +907,7 @@ impl Engine {
     }
 
     /// Lowers the record limit to fit the output topics, if they accept less than the producer
-    /// (`record_limit`, whose answer this waits for; it is bounded by its own timeout). Nothing has
+    /// (`record_limit`, whose answer this waits for; its requests are bounded by their timeouts). Nothing has
     /// been sent yet: the producer is replaced by one whose `message.max.bytes` (which also caps
     /// its batches) fits too, and the core thread measures records against the new limit.
     fn apply_topic_limits(&mut self, pending: &Receiver<usize>) -> Result<(), ServiceError> {
