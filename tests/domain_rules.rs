@@ -1133,6 +1133,31 @@ fn the_same_uuid_on_another_subscription_is_not_a_transport_duplicate() {
     assert!(records.is_empty());
 }
 
+/// Ids are opaque strings: two different parties whose ids, joined with `:`, spell the same
+/// text are two facts. Before record ids escaped the ids they join, both were `a:b:c:7`, and the
+/// second party's record was suppressed as a duplicate of the first.
+#[test]
+fn ids_that_spell_the_same_joined_text_are_not_duplicates() {
+    let mut processor = Processor::new(ProcessorConfig::default());
+    let first = webhook(
+        "1",
+        body("a:b", 7, vec![party("c", EXTENSION_ID, "Answered")]),
+    );
+    let second = webhook(
+        "2",
+        body("a", 7, vec![party("b:c", EXTENSION_ID, "Answered")]),
+    );
+    let (_, first_records) = run(&mut processor, &bytes(&first)).unwrap();
+    let (outcome, second_records) = run(&mut processor, &bytes(&second)).unwrap();
+    assert_eq!(outcome.suppressed, 0);
+    let ids: Vec<_> = first_records
+        .iter()
+        .chain(&second_records)
+        .map(|r| r.str("record_id").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids, ["a%3Ab:c:7", "a:b%3Ac:7"]);
+}
+
 #[test]
 fn the_same_record_and_state_from_another_uuid_is_suppressed() {
     let mut processor = Processor::new(ProcessorConfig::default());
