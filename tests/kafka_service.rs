@@ -523,6 +523,63 @@ fn exactly_once_a_record_over_its_topics_limit_is_a_dead_letter() {
     );
 }
 
+/// An output topic that refuses old timestamps (`message.timestamp.before.max.ms`, KIP-937)
+/// meets a backlog whose input timestamps are two days old. Callstream keeps the input's timestamp
+/// on its records, so the topic refuses them (`INVALID_TIMESTAMP`, for good): before, they were
+/// sent again for ever and the partition never moved. Now the topic's records are sent stamped
+/// with the time they are sent at, everything is published, and the group commits past it.
+fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str) {
+    let t = unique_topics(test);
+    create_topics(&t, 1);
+    set_topic_config(&t.parties, "message.timestamp.before.max.ms", "3600000");
+    let lines: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 61,
+        ..Default::default()
+    })
+    .take(200)
+    .collect();
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 2 * 24 * 3600 * 1000;
+    produce_at(&t.input, &lines, two_days_ago);
+    let group = format!("{test}-group");
+    let txn_id = format!("{test}-txn");
+    let service = Service::start_logged(
+        &t,
+        &group,
+        &["--guarantee", guarantee, "--transactional-id", &txn_id],
+    );
+    let (want, _) = expected(&lines);
+    wait_for_or_explain(
+        "every party record",
+        TIMEOUT,
+        || dedup(&published(&t)[&TopicKind::Parties]) == dedup(&want[&TopicKind::Parties]),
+        || service.log(),
+    );
+    wait_for("the group's offset past everything", TIMEOUT, || {
+        committed_total(&group, &t.input, 1) == lines.len() as i64
+    });
+    // The other topics took the input's timestamps.
+    let missed = read_topic(&t.missed);
+    assert!(!missed.is_empty());
+    assert!(missed.iter().all(|r| r.timestamp == Some(two_days_ago)));
+    let log = service.log();
+    assert!(log.contains("taken as refusing its timestamp"), "{log}");
+    assert!(service.stop(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn at_least_once_a_topic_refusing_old_timestamps_gets_every_record() {
+    a_topic_refusing_old_timestamps_gets_every_record("at-least-once", "alo-old-timestamps");
+}
+
+#[test]
+fn exactly_once_a_topic_refusing_old_timestamps_gets_every_record() {
+    a_topic_refusing_old_timestamps_gets_every_record("exactly-once", "eos-old-timestamps");
+}
+
 #[test]
 fn a_fenced_producer_stops_the_process_with_a_clear_error() {
     let t = unique_topics("fenced");

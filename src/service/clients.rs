@@ -65,13 +65,17 @@ impl From<RecordParts<'_>> for OutgoingRecord {
 }
 
 /// What travels with a record through the producer: the input message it came from, how many
-/// times it timed out before this attempt, and its place in the order in which records were first
-/// handed to the producer (a record sent again keeps it).
+/// times it timed out before this attempt, its place in the order in which records were first
+/// handed to the producer (a record sent again keeps it), its timestamp as callstream set it
+/// (librdkafka reports none for a record that failed, and a record sent again keeps it), and
+/// whether this attempt carried that timestamp.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
     pub input: InputRef,
     pub timeouts: u32,
     pub seq: u64,
+    pub timestamp: Option<i64>,
+    pub stamped: bool,
 }
 
 /// What the producer reports for one record.
@@ -79,13 +83,18 @@ pub struct Sent {
 pub enum Delivery {
     Acknowledged(InputRef),
     /// The record was not delivered within `message.timeout.ms` (or was refused); it is handed
-    /// back so that it can be sent again.
-    Failed {
-        /// Its input, and the times it has timed out, this failure included.
-        sent: Sent,
-        error: KafkaError,
-        record: OutgoingRecord,
-    },
+    /// back so that it can be sent again. Boxed: acknowledgements, by far the most reports, stay
+    /// small on their way through the channel.
+    Failed(Box<FailedDelivery>),
+}
+
+/// A record that was not delivered, and why.
+#[derive(Debug)]
+pub struct FailedDelivery {
+    /// Its input, and the times it has timed out, this failure included.
+    pub sent: Sent,
+    pub error: KafkaError,
+    pub record: OutgoingRecord,
 }
 
 /// Full metadata refresh every 30 s instead of librdkafka's 5 minutes. A KRaft broker that was
@@ -478,7 +487,7 @@ impl ProducerContext for DeliveryContext {
                 self.metrics.delivery_failures.inc();
                 let timed_out =
                     error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
-                Delivery::Failed {
+                Delivery::Failed(Box::new(FailedDelivery {
                     sent: Sent {
                         timeouts: sent.timeouts + u32::from(timed_out),
                         ..*sent
@@ -489,9 +498,9 @@ impl ProducerContext for DeliveryContext {
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         headers: message.headers().map(|h| h.detach()),
-                        timestamp: message.timestamp().to_millis(),
+                        timestamp: sent.timestamp,
                     },
-                }
+                }))
             }
         };
         // The receiver is gone only when the service is shutting down; nothing to report to then.

@@ -38,8 +38,8 @@ use super::admin;
 use super::clients::{
     admin_config, consumer_config, copy_headers, export_consumer_statistics, is_fatal,
     log_librdkafka, producer_config, producer_max_record_bytes, transaction_timeout, Delivery,
-    DeliveryContext, HeldPartitions, LeaderlessPartitions, OutgoingRecord, RecordParts, Sent,
-    STATISTICS_INTERVAL,
+    DeliveryContext, FailedDelivery, HeldPartitions, LeaderlessPartitions, OutgoingRecord,
+    RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -341,6 +341,11 @@ pub struct Engine {
     send_deadline: Option<Instant>,
     /// The duplicate window must be cleared (`forget_emitted`).
     forget_requested: bool,
+    /// Topics that refused a record's timestamp (`INVALID_TIMESTAMP`: the topic's
+    /// `message.timestamp.before.max.ms` or `after.max.ms`, for one, against a backlog's old
+    /// input): their records are sent without the input's timestamp from then on, stamped by the
+    /// producer when sent, rather than refused for good.
+    timestamps_refused: Vec<String>,
     /// `send` waited for room in the producer queue: the clock reading `publish` measures lag
     /// against is stale.
     waited_for_queue: bool,
@@ -688,11 +693,30 @@ impl Engine {
             Delivery::Acknowledged(input) => {
                 self.tracker.ack(input);
             }
-            Delivery::Failed {
-                sent,
-                error,
-                record,
-            } => {
+            Delivery::Failed(failed) => {
+                let FailedDelivery {
+                    sent,
+                    error,
+                    record,
+                } = *failed;
+                // A topic that refuses a record's timestamp answers INVALID_TIMESTAMP, or (Kafka
+                // 4) INVALID_RECORD, which also covers other refusals: a refusal of a record sent
+                // with its timestamp is taken as the timestamp's, and the topic's records are sent
+                // without one from then on, this one again. A record refused without its
+                // timestamp is refused for what `is_fatal` says.
+                let timestamp_refused = sent.stamped
+                    && matches!(
+                        error.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::InvalidTimestamp | RDKafkaErrorCode::InvalidRecord)
+                    );
+                if timestamp_refused && !self.timestamps_refused.contains(&record.topic) {
+                    tracing::warn!(
+                        topic = record.topic,
+                        %error,
+                        "the topic refused a record, taken as refusing its timestamp (the topic's message.timestamp.*.max.ms against old input, for one): its records are sent stamped with the time they are sent at from now on"
+                    );
+                    self.timestamps_refused.push(record.topic.clone());
+                }
                 let input = sent.input;
                 let current = self.tracker.generation(input.partition) == Some(input.generation);
                 if let Some(txn) = &mut self.transaction {
@@ -707,7 +731,7 @@ impl Engine {
                     }
                     txn.failed = true;
                     self.tracker.ack(input);
-                } else if is_fatal(&error) {
+                } else if is_fatal(&error) && !timestamp_refused {
                     self.fatal.get_or_insert(ServiceError::Fatal(format!(
                         "delivery to {} failed: {error}",
                         record.topic
@@ -771,7 +795,12 @@ impl Engine {
         }
     }
 
-    fn try_send(&self, record: &RecordParts<'_>, sent: Sent) -> Result<(), KafkaError> {
+    fn try_send(&self, record: &RecordParts<'_>, mut sent: Sent) -> Result<(), KafkaError> {
+        let timestamp = record.timestamp.filter(|_| {
+            self.timestamps_refused.is_empty()
+                || !self.timestamps_refused.iter().any(|t| t == record.topic)
+        });
+        sent.stamped = timestamp.is_some();
         let mut base: BaseRecord<'_, [u8], [u8], Box<Sent>> =
             BaseRecord::with_opaque_to(record.topic, Box::new(sent)).payload(record.value);
         if let Some(key) = record.key {
@@ -780,7 +809,7 @@ impl Engine {
         if let Some(headers) = record.headers {
             base = base.headers(headers.clone());
         }
-        if let Some(ts) = record.timestamp {
+        if let Some(ts) = timestamp {
             base = base.timestamp(ts);
         }
         self.producer.send(base).map_err(|(error, _)| error)
@@ -793,6 +822,8 @@ impl Engine {
             input,
             timeouts: 0,
             seq: self.next_seq,
+            timestamp: record.timestamp,
+            stamped: false,
         };
         self.next_seq += 1;
         loop {
@@ -1967,6 +1998,7 @@ pub fn run(
         poisoned: false,
         send_deadline: None,
         forget_requested: false,
+        timestamps_refused: Vec::new(),
         waited_for_queue: false,
         producer_stuck: false,
         producer_replaced_at: None,

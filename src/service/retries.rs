@@ -202,6 +202,8 @@ mod tests {
             },
             timeouts: 0,
             seq,
+            timestamp: None,
+            stamped: false,
         };
         let record = OutgoingRecord {
             topic: topic.to_owned(),

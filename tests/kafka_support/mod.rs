@@ -157,6 +157,15 @@ pub fn produce(topic: &str, lines: &[String]) {
     producer.finish();
 }
 
+/// `produce`, every record with this timestamp (epoch milliseconds).
+pub fn produce_at(topic: &str, lines: &[String], timestamp_ms: i64) {
+    let producer = InputProducer::new();
+    for (i, line) in lines.iter().enumerate() {
+        producer.send_at(topic, i, line, Some(timestamp_ms));
+    }
+    producer.finish();
+}
+
 /// Produces `lines` as a steady stream, `PACED_CHUNK` every `PACED_TICK` (up to 2,000 a second),
 /// until `stop` is set or the lines run out, and returns the lines produced. Load that lasts while
 /// a test does something else.
@@ -222,10 +231,18 @@ impl InputProducer {
 
     /// Sends the `i`th line, waiting while the producer's queue is full.
     fn send(&self, topic: &str, i: usize, line: &str) {
+        self.send_at(topic, i, line, None);
+    }
+
+    /// `send`, with this timestamp (default: the time it is sent).
+    fn send_at(&self, topic: &str, i: usize, line: &str, timestamp_ms: Option<i64>) {
         let key = format!("k{}", i % 17);
         let mut record = BaseRecord::to(topic)
             .payload(line.as_bytes())
             .key(key.as_bytes());
+        if let Some(ms) = timestamp_ms {
+            record = record.timestamp(ms);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
@@ -260,6 +277,7 @@ pub struct ReadRecord {
     pub key: Option<String>,
     pub value: Vec<u8>,
     pub headers: BTreeMap<String, String>,
+    pub timestamp: Option<i64>,
 }
 
 /// Reads a whole topic with `read_committed`, from the beginning to the current end.
@@ -340,6 +358,7 @@ pub fn read_topic(topic: &str) -> Vec<ReadRecord> {
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     value: m.payload().unwrap_or_default().to_vec(),
                     headers,
+                    timestamp: m.timestamp().to_millis(),
                 });
             }
             _ => idle_polls += 1,
