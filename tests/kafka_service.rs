@@ -525,9 +525,10 @@ fn exactly_once_a_record_over_its_topics_limit_is_a_dead_letter() {
 
 /// An output topic that refuses old timestamps (`message.timestamp.before.max.ms`, KIP-937)
 /// meets a backlog whose input timestamps are two days old. Callstream keeps the input's timestamp
-/// on its records, so the topic refuses them (`INVALID_TIMESTAMP`, for good): before, they were
-/// sent again for ever and the partition never moved. Now the topic's records are sent stamped
-/// with the time they are sent at, everything is published, and the group commits past it.
+/// on its records, so the topic refuses them for good (`INVALID_TIMESTAMP`, reported by librdkafka
+/// as `INVALID_RECORD` for a batch of several): before, at-least-once stopped at every restart and
+/// exactly-once aborted and read the same input again for ever. Now the topic's records are
+/// stamped by the producer, everything is published, and the group commits past it.
 fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str) {
     let t = unique_topics(test);
     create_topics(&t, 1);
@@ -538,11 +539,11 @@ fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str
     })
     .take(200)
     .collect();
-    let two_days_ago = std::time::SystemTime::now()
+    let started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_millis() as i64
-        - 2 * 24 * 3600 * 1000;
+        .as_millis() as i64;
+    let two_days_ago = started_ms - 2 * 24 * 3600 * 1000;
     produce_at(&t.input, &lines, two_days_ago);
     let group = format!("{test}-group");
     let txn_id = format!("{test}-txn");
@@ -561,7 +562,12 @@ fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str
     wait_for("the group's offset past everything", TIMEOUT, || {
         committed_total(&group, &t.input, 1) == lines.len() as i64
     });
-    // The other topics took the input's timestamps.
+    // The parties topic's records were stamped by the producer; the other topics took the input's
+    // timestamps.
+    let parties = read_topic(&t.parties);
+    assert!(parties
+        .iter()
+        .all(|r| r.timestamp.is_some_and(|ts| ts >= started_ms)));
     let missed = read_topic(&t.missed);
     assert!(!missed.is_empty());
     assert!(missed.iter().all(|r| r.timestamp == Some(two_days_ago)));

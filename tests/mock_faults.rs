@@ -39,13 +39,7 @@ struct Setup {
 /// Three mock brokers: input and group coordination on broker 1, every output topic on broker 2,
 /// so that output can fail while input keeps flowing; `count` generated notifications as input.
 fn setup(count: usize) -> Setup {
-    let lines: Vec<String> = Generator::new(GeneratorConfig {
-        seed: 5,
-        ..Default::default()
-    })
-    .take(count)
-    .collect();
-    setup_with(lines)
+    setup_with_seed(count, 5)
 }
 
 /// The cluster of `setup`, its input topic with `input_partitions` partitions, no input yet.
@@ -88,6 +82,18 @@ fn generate(mix: &str, seed: u64, count: usize) -> Vec<String> {
     })
     .take(count)
     .collect()
+}
+
+/// `setup` with other generated traffic.
+fn setup_with_seed(count: usize, seed: u64) -> Setup {
+    setup_with(
+        Generator::new(GeneratorConfig {
+            seed,
+            ..Default::default()
+        })
+        .take(count)
+        .collect(),
+    )
 }
 
 /// `setup` with these lines as input.
@@ -364,6 +370,46 @@ fn a_record_refused_for_good_stops_the_service_and_no_offset_passes_it() {
         0,
         "an offset was committed past a refused record"
     );
+}
+
+/// INVALID_RECORD for a record sent with its input timestamp is taken as the topic refusing the
+/// timestamp: the record is sent again without it, once. Refused again, it stops the service.
+#[test]
+fn a_record_refused_once_is_sent_again_without_its_timestamp_and_twice_stops() {
+    // Once: every record is published, and the group commits past everything.
+    let setup = setup(100);
+    setup.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    let (metrics, stop, handle) = start(&setup, Duration::from_secs(30));
+    wait_for("every offset committed", Duration::from_secs(60), || {
+        committed(&setup) == Some(setup.lines.len() as i64)
+    });
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("join").expect("clean stop");
+    assert!(metrics.delivery_failures.get() > 0);
+    assert_eq!(
+        output_count(&setup, &setup.topics.parties),
+        setup.expected_parties as i64
+    );
+
+    // Refused again without the timestamp: the service stops, and commits nothing past it.
+    let setup = setup_with_seed(100, 6);
+    setup.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 10],
+    );
+    let (_, _stop, handle) = start(&setup, Duration::from_secs(30));
+    wait_for("the service to stop", Duration::from_secs(60), || {
+        handle.is_finished()
+    });
+    let error = handle
+        .join()
+        .expect("join")
+        .expect_err("a record refused without its timestamp must stop the service");
+    assert!(error.to_string().contains("InvalidRecord"), "{error}");
+    assert_eq!(committed(&setup).unwrap_or(0), 0);
 }
 
 /// Messages acknowledged behind one record that keeps failing are held by the offset tracker

@@ -68,14 +68,14 @@ impl From<RecordParts<'_>> for OutgoingRecord {
 /// times it timed out before this attempt, its place in the order in which records were first
 /// handed to the producer (a record sent again keeps it), its timestamp as callstream set it
 /// (librdkafka reports none for a record that failed, and a record sent again keeps it), and
-/// whether this attempt carried that timestamp.
+/// whether this attempt carried that timestamp (`false`: librdkafka stamped it).
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
     pub input: InputRef,
     pub timeouts: u32,
     pub seq: u64,
     pub timestamp: Option<i64>,
-    pub stamped: bool,
+    pub carried_timestamp: bool,
 }
 
 /// What the producer reports for one record.

@@ -341,7 +341,7 @@ pub struct Engine {
     send_deadline: Option<Instant>,
     /// The duplicate window must be cleared (`forget_emitted`).
     forget_requested: bool,
-    /// Topics that refused a record's timestamp (`INVALID_TIMESTAMP`: the topic's
+    /// Topics that refused a record's timestamp (`INVALID_TIMESTAMP` or `INVALID_RECORD`: the topic's
     /// `message.timestamp.before.max.ms` or `after.max.ms`, for one, against a backlog's old
     /// input): their records are sent without the input's timestamp from then on, stamped by the
     /// producer when sent, rather than refused for good.
@@ -699,12 +699,13 @@ impl Engine {
                     error,
                     record,
                 } = *failed;
-                // A topic that refuses a record's timestamp answers INVALID_TIMESTAMP, or (Kafka
-                // 4) INVALID_RECORD, which also covers other refusals: a refusal of a record sent
-                // with its timestamp is taken as the timestamp's, and the topic's records are sent
-                // without one from then on, this one again. A record refused without its
-                // timestamp is refused for what `is_fatal` says.
-                let timestamp_refused = sent.stamped
+                // A topic that refuses a record's timestamp answers INVALID_TIMESTAMP, which
+                // librdkafka reports as INVALID_RECORD when several records of a batch were
+                // refused (and INVALID_RECORD covers other refusals too): a refusal of a record
+                // sent with its input timestamp is taken as the timestamp's, and the topic's
+                // records are sent without one from then on, this one again. A record refused
+                // without its input timestamp is refused for what `is_fatal` says.
+                let timestamp_refused = sent.carried_timestamp
                     && matches!(
                         error.rdkafka_error_code(),
                         Some(RDKafkaErrorCode::InvalidTimestamp | RDKafkaErrorCode::InvalidRecord)
@@ -713,7 +714,7 @@ impl Engine {
                     tracing::warn!(
                         topic = record.topic,
                         %error,
-                        "the topic refused a record, taken as refusing its timestamp (the topic's message.timestamp.*.max.ms against old input, for one): its records are sent stamped with the time they are sent at from now on"
+                        "the topic refused a record, taken as refusing its timestamp (the topic's message.timestamp.*.max.ms against old input, for one): its records are stamped by the producer from now on"
                     );
                     self.timestamps_refused.push(record.topic.clone());
                 }
@@ -800,7 +801,7 @@ impl Engine {
             self.timestamps_refused.is_empty()
                 || !self.timestamps_refused.iter().any(|t| t == record.topic)
         });
-        sent.stamped = timestamp.is_some();
+        sent.carried_timestamp = timestamp.is_some();
         let mut base: BaseRecord<'_, [u8], [u8], Box<Sent>> =
             BaseRecord::with_opaque_to(record.topic, Box::new(sent)).payload(record.value);
         if let Some(key) = record.key {
@@ -823,7 +824,7 @@ impl Engine {
             timeouts: 0,
             seq: self.next_seq,
             timestamp: record.timestamp,
-            stamped: false,
+            carried_timestamp: false,
         };
         self.next_seq += 1;
         loop {

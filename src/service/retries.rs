@@ -203,7 +203,7 @@ mod tests {
             timeouts: 0,
             seq,
             timestamp: None,
-            stamped: false,
+            carried_timestamp: false,
         };
         let record = OutgoingRecord {
             topic: topic.to_owned(),
