@@ -273,6 +273,18 @@ fn wait_until_paused_on(partitions: usize, health: &Health, metrics: &Metrics) {
     );
 }
 
+/// Waits for the service to stop on its own, and returns the error it stopped on (`why` if it
+/// stopped cleanly).
+fn stopped_on_error(
+    handle: JoinHandle<Result<RunSummary, ServiceError>>,
+    why: &str,
+) -> ServiceError {
+    wait_for("the service to stop", Duration::from_secs(60), || {
+        handle.is_finished()
+    });
+    handle.join().expect("join").expect_err(why)
+}
+
 fn consumed(metrics: &Metrics) -> u64 {
     ["processed", "rejected", "duplicate"]
         .iter()
@@ -354,13 +366,7 @@ fn a_record_refused_for_good_stops_the_service_and_no_offset_passes_it() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 5],
     );
     let (metrics, _stop, handle) = start(&setup, Duration::from_secs(30));
-    wait_for("the service to stop", Duration::from_secs(60), || {
-        handle.is_finished()
-    });
-    let error = handle
-        .join()
-        .expect("join")
-        .expect_err("a refused record must stop the service");
+    let error = stopped_on_error(handle, "a refused record must stop the service");
     // Said by the failed delivery, or by a send that librdkafka refused at once after it.
     let said = error.to_string();
     assert!(said.to_lowercase().contains("authoriz"), "{said}");
@@ -401,13 +407,10 @@ fn a_record_refused_once_is_sent_again_without_its_timestamp_and_twice_stops() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD; 10],
     );
     let (_, _stop, handle) = start(&setup, Duration::from_secs(30));
-    wait_for("the service to stop", Duration::from_secs(60), || {
-        handle.is_finished()
-    });
-    let error = handle
-        .join()
-        .expect("join")
-        .expect_err("a record refused without its timestamp must stop the service");
+    let error = stopped_on_error(
+        handle,
+        "a record refused without its timestamp must stop the service",
+    );
     assert!(error.to_string().contains("InvalidRecord"), "{error}");
     assert_eq!(committed(&setup).unwrap_or(0), 0);
 }

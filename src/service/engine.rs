@@ -797,10 +797,9 @@ impl Engine {
     }
 
     fn try_send(&self, record: &RecordParts<'_>, mut sent: Sent) -> Result<(), KafkaError> {
-        let timestamp = record.timestamp.filter(|_| {
-            self.timestamps_refused.is_empty()
-                || !self.timestamps_refused.iter().any(|t| t == record.topic)
-        });
+        let timestamp = record
+            .timestamp
+            .filter(|_| !self.timestamps_refused.iter().any(|t| t == record.topic));
         sent.carried_timestamp = timestamp.is_some();
         let mut base: BaseRecord<'_, [u8], [u8], Box<Sent>> =
             BaseRecord::with_opaque_to(record.topic, Box::new(sent)).payload(record.value);
