@@ -143,6 +143,7 @@ fn publishes_every_record_and_dead_letters_then_shuts_down_gracefully() {
             header::SOURCE_TOPIC,
             header::SOURCE_PARTITION,
             header::SOURCE_OFFSET,
+            header::SOURCE_TIMESTAMP,
             header::VERSION,
         ] {
             assert!(
@@ -533,12 +534,18 @@ fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str
     let t = unique_topics(test);
     create_topics(&t, 1);
     set_topic_config(&t.parties, "message.timestamp.before.max.ms", "3600000");
-    let lines: Vec<String> = Generator::new(GeneratorConfig {
+    set_topic_config(
+        &t.dead_letters,
+        "message.timestamp.before.max.ms",
+        "3600000",
+    );
+    let mut lines: Vec<String> = Generator::new(GeneratorConfig {
         seed: 61,
         ..Default::default()
     })
     .take(200)
     .collect();
+    lines.insert(100, "{not a notification".to_owned());
     let started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -571,6 +578,15 @@ fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str
     let missed = read_topic(&t.missed);
     assert!(!missed.is_empty());
     assert!(missed.iter().all(|r| r.timestamp == Some(two_days_ago)));
+    // The dead letter too was stamped by the producer, and keeps the input's time in a header,
+    // from which `dead-letters replay` restores it.
+    let dead = read_topic(&t.dead_letters);
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].timestamp.is_some_and(|ts| ts >= started_ms));
+    assert_eq!(
+        dead[0].headers[header::SOURCE_TIMESTAMP],
+        two_days_ago.to_string()
+    );
     let log = service.log();
     assert!(log.contains("taken as refusing its timestamp"), "{log}");
     assert!(service.stop(Duration::from_secs(30)).success());
@@ -731,7 +747,13 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
             .expect("queued");
     };
     letter("k1", "v1", "wrong_type", &[]);
-    letter("k2", "v2", "syntax", &[]);
+    // Its original time in a header: the dead letter's own is the producer's.
+    letter(
+        "k2",
+        "v2",
+        "syntax",
+        &[(header::SOURCE_TIMESTAMP, "1600000000000")],
+    );
     letter(
         "k3",
         "v3",
@@ -837,6 +859,13 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let said = replay(&["--from-beginning", "--stage", "decode", "--code", "syntax"]);
     assert!(said.starts_with("replayed 1 dead letters"), "{said}");
     assert_eq!(values(), ["v1", "v2"]);
+    // Each at its original time: the dead letter's own, or the one its header names.
+    let times: BTreeMap<String, Option<i64>> = read_topic(&t.input)
+        .into_iter()
+        .map(|r| (String::from_utf8_lossy(&r.value).into_owned(), r.timestamp))
+        .collect();
+    assert_eq!(times["v1"], Some(1_700_000_000_000));
+    assert_eq!(times["v2"], Some(1_600_000_000_000));
 
     // A dead letter the producer refuses stops the replay there: it commits up to it, and run
     // again goes on from it, without sending again what came before.

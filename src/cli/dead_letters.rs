@@ -414,8 +414,8 @@ impl Replayer<'_> {
         // Copied with checked names: rust-rdkafka's own reader panics on a name not in UTF-8.
         let copied = copy_headers(message).unwrap_or_default();
         let headers: Vec<(&str, Option<&[u8]>)> = copied.iter().map(|h| (h.key, h.value)).collect();
-        let headers = match replay(&headers, &self.filter) {
-            Replay::Send { headers } => headers,
+        let (headers, source_timestamp) = match replay(&headers, &self.filter) {
+            Replay::Send { headers, timestamp } => (headers, timestamp),
             Replay::Filtered => {
                 self.tally.filtered += 1;
                 return Ok(true);
@@ -448,9 +448,13 @@ impl Replayer<'_> {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        // The original time is the record's create time; a topic that stamps log append times
-        // no longer has it.
-        if let Timestamp::CreateTime(timestamp) = message.timestamp() {
+        // The original time: the dead letter's header says it; a dead letter written before that
+        // header has it as its create time (a topic that stamps log append times lost it).
+        let created = match message.timestamp() {
+            Timestamp::CreateTime(timestamp) => Some(timestamp),
+            _ => None,
+        };
+        if let Some(timestamp) = source_timestamp.or(created) {
             record = record.timestamp(timestamp);
         }
         // On its way from before it is sent: its delivery report may come at once.

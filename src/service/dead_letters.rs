@@ -18,6 +18,10 @@ pub mod header {
     pub const SOURCE_TOPIC: &str = "callstream.source.topic";
     pub const SOURCE_PARTITION: &str = "callstream.source.partition";
     pub const SOURCE_OFFSET: &str = "callstream.source.offset";
+    /// The rejected message's timestamp (milliseconds since the epoch), when it had one. The dead
+    /// letter's own timestamp is the same, except where the dead-letter topic would not take it
+    /// (an old backlog against `message.timestamp.before.max.ms`) or stamps its append time.
+    pub const SOURCE_TIMESTAMP: &str = "callstream.source.timestamp";
     pub const VERSION: &str = "callstream.version";
     /// Present when the value was cut to fit the producer's record size limit: the original
     /// value's length in bytes.
@@ -26,7 +30,7 @@ pub mod header {
     /// bytes.
     pub const ORIGINAL_DROPPED: &str = "callstream.original.dropped";
     /// Every header callstream adds.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         STAGE,
         CODE,
         REASON,
@@ -34,6 +38,7 @@ pub mod header {
         SOURCE_TOPIC,
         SOURCE_PARTITION,
         SOURCE_OFFSET,
+        SOURCE_TIMESTAMP,
         VERSION,
         VALUE_TRUNCATED,
         ORIGINAL_DROPPED,
@@ -64,8 +69,13 @@ fn capped(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// The headers callstream adds to a dead letter, after the message's own headers.
-pub fn headers(rejection: &Rejection, source: Source<'_>) -> Vec<(&'static str, String)> {
+/// The headers callstream adds to a dead letter, after the message's own headers; `timestamp` is
+/// the rejected message's.
+pub fn headers(
+    rejection: &Rejection,
+    source: Source<'_>,
+    timestamp: Option<i64>,
+) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (header::STAGE, rejection.stage.as_str().to_owned()),
         (header::CODE, rejection.code.to_owned()),
@@ -78,8 +88,11 @@ pub fn headers(rejection: &Rejection, source: Source<'_>) -> Vec<(&'static str, 
         (header::SOURCE_TOPIC, source.topic.to_owned()),
         (header::SOURCE_PARTITION, source.partition.to_string()),
         (header::SOURCE_OFFSET, source.offset.to_string()),
-        (header::VERSION, env!("CARGO_PKG_VERSION").to_owned()),
     ]);
+    if let Some(timestamp) = timestamp {
+        headers.push((header::SOURCE_TIMESTAMP, timestamp.to_string()));
+    }
+    headers.push((header::VERSION, env!("CARGO_PKG_VERSION").to_owned()));
     headers
 }
 
@@ -181,7 +194,7 @@ pub fn dead_letter(
     source: Source<'_>,
     max_record_bytes: usize,
 ) -> (OutgoingRecord, Fit) {
-    let own = headers(rejection, source);
+    let own = headers(rejection, source, message.timestamp);
     let original_bytes = message.key.map_or(0, <[u8]>::len)
         + message.headers.map_or(0, |headers| {
             header_bytes(
@@ -237,9 +250,10 @@ pub struct ReplayFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay<'a> {
     /// Sent back to the input topic, with the message's own headers (those of callstream's names
-    /// removed).
+    /// removed), and its original timestamp where the dead letter says (`SOURCE_TIMESTAMP`).
     Send {
         headers: Vec<(&'a str, Option<&'a [u8]>)>,
+        timestamp: Option<i64>,
     },
     /// Its stage or code is not asked for.
     Filtered,
@@ -290,6 +304,7 @@ pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter
             .filter(|(i, _)| !added.contains(i))
             .map(|(_, h)| *h)
             .collect(),
+        timestamp: text(header::SOURCE_TIMESTAMP).and_then(|t| t.parse().ok()),
     }
 }
 
@@ -461,6 +476,7 @@ mod tests {
                 partition: 2,
                 offset: 41,
             },
+            Some(1_600_000_000_000),
         );
         let get = |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         assert_eq!(get(header::STAGE), Some("validate"));
@@ -469,7 +485,10 @@ mod tests {
         assert_eq!(get(header::SOURCE_TOPIC), Some("in"));
         assert_eq!(get(header::SOURCE_PARTITION), Some("2"));
         assert_eq!(get(header::SOURCE_OFFSET), Some("41"));
+        assert_eq!(get(header::SOURCE_TIMESTAMP), Some("1600000000000"));
         assert_eq!(get(header::VERSION), Some(env!("CARGO_PKG_VERSION")));
+        let without = headers(&rejection, SOURCE, None);
+        assert!(without.iter().all(|(n, _)| *n != header::SOURCE_TIMESTAMP));
     }
 
     fn letter_headers(
@@ -500,9 +519,29 @@ mod tests {
                     ("callstream.tenant", Some(b"t1".as_slice())),
                     ("trace-id", Some(b"abc".as_slice())),
                     ("empty", None)
-                ]
+                ],
+                timestamp: None,
             }
         );
+    }
+
+    #[test]
+    fn a_replayed_dead_letter_takes_its_original_timestamp_from_its_header() {
+        let letter = letter_headers(&[(header::SOURCE_TIMESTAMP, "1600000000000")]);
+        let Replay::Send { headers, timestamp } = replay(&letter, &ReplayFilter::default()) else {
+            panic!("sent");
+        };
+        assert_eq!(timestamp, Some(1_600_000_000_000));
+        assert!(headers.iter().all(|(n, _)| *n != header::SOURCE_TIMESTAMP));
+        // Unreadable, it is left out: the dead letter's own create time applies.
+        let letter = letter_headers(&[(header::SOURCE_TIMESTAMP, "yesterday")]);
+        assert!(matches!(
+            replay(&letter, &ReplayFilter::default()),
+            Replay::Send {
+                timestamp: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -521,7 +560,8 @@ mod tests {
                     (header::CODE, Some(b"syntax".as_slice())),
                     ("trace-id", Some(b"abc".as_slice())),
                     ("empty", None)
-                ]
+                ],
+                timestamp: None,
             }
         );
     }
