@@ -415,6 +415,16 @@ fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
             1939
         }
     };
+    // Under the topics' limit, the dead-letter topic's is the lowest: 1,239 bytes for every
+    // record, too few for a dead letter with a reason of 1 KiB, which is cut further to fit.
+    // Before, librdkafka refused that dead letter, which stopped the service.
+    let expected_limit = match limit {
+        Limit::Producer => expected_limit,
+        Limit::Topic => {
+            set_topic_config(&t.dead_letters, "max.message.bytes", "1300");
+            1239
+        }
+    };
     let generated: Vec<String> = Generator::new(GeneratorConfig {
         seed: 51,
         ..Default::default()
@@ -433,10 +443,25 @@ fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
         &format!("\"name\":\"{}", "x".repeat(3_000)),
         1,
     );
+    // A notification whose rejection quotes a long `event`.
+    let enveloped = Generator::new(GeneratorConfig {
+        seed: 53,
+        ..Default::default()
+    })
+    .find(|line| line.contains("\"event\":\""))
+    .expect("a notification in an envelope");
+    let event_at = enveloped.find("\"event\":\"").expect("event") + "\"event\":\"".len();
+    let event_end = event_at + enveloped[event_at..].find('"').expect("event's end");
+    let long_reason = format!(
+        "{}{}{}",
+        &enveloped[..event_at],
+        "e".repeat(3_000),
+        &enveloped[event_end..]
+    );
     let lines: Vec<String> = before
         .iter()
         .cloned()
-        .chain([oversized.clone()])
+        .chain([oversized.clone(), long_reason])
         .chain(after.iter().cloned())
         .collect();
     produce(&t.input, &lines);
@@ -482,6 +507,13 @@ fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
         reason.contains(&format!("over the limit of {expected_limit}")),
         "{reason}"
     );
+    let quoted: Vec<_> = dead
+        .iter()
+        .filter(|l| l.headers[header::CODE] == "wrong_event")
+        .collect();
+    assert_eq!(quoted.len(), 1, "one dead letter for the long event");
+    let reason = &quoted[0].headers[header::REASON];
+    assert!(reason.ends_with('…') && reason.len() <= 1024, "{reason}");
     assert!(
         service.stop(Duration::from_secs(30)).success(),
         "the service kept running and stopped cleanly"

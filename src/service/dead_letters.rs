@@ -57,12 +57,15 @@ pub struct Source<'a> {
 /// `event` value, say), which would otherwise make the headers alone too large to send.
 pub const MAX_TEXT_BYTES: usize = 1024;
 
-/// `text`, cut at a character boundary to at most `MAX_TEXT_BYTES`, marked with `…` when cut.
-fn capped(text: &str) -> String {
-    if text.len() <= MAX_TEXT_BYTES {
+/// `text`, cut at a character boundary to at most `cap` bytes, marked with `…` when cut (empty
+/// when not even that fits).
+fn capped(text: &str, cap: usize) -> String {
+    if text.len() <= cap {
         return text.to_owned();
     }
-    let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
+    let Some(mut end) = cap.checked_sub('…'.len_utf8()) else {
+        return String::new();
+    };
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -70,19 +73,20 @@ fn capped(text: &str) -> String {
 }
 
 /// The headers callstream adds to a dead letter, after the message's own headers; `timestamp` is
-/// the rejected message's.
+/// the rejected message's, and the reason and path are cut to `text_cap` bytes each.
 pub fn headers(
     rejection: &Rejection,
     source: Source<'_>,
     timestamp: Option<i64>,
+    text_cap: usize,
 ) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (header::STAGE, rejection.stage.as_str().to_owned()),
         (header::CODE, rejection.code.to_owned()),
-        (header::REASON, capped(&rejection.reason)),
+        (header::REASON, capped(&rejection.reason, text_cap)),
     ];
     if let Some(path) = &rejection.path {
-        headers.push((header::PATH, capped(path)));
+        headers.push((header::PATH, capped(path, text_cap)));
     }
     headers.extend([
         (header::SOURCE_TOPIC, source.topic.to_owned()),
@@ -137,8 +141,7 @@ pub struct Fit {
 /// Fits a dead letter into `max_record_bytes`, counting as librdkafka does: the value is cut
 /// first; if the original key and headers (`original_bytes`, as `header_bytes` counts them) leave
 /// no room even for the note that says so, they are left out instead. `own_header_bytes` are the
-/// headers callstream adds (`headers`), which always go: bounded by `MAX_TEXT_BYTES`, they fit
-/// any limit above a few kilobytes.
+/// headers callstream adds (`headers`), which always go: `dead_letter` cuts their texts to fit.
 pub fn fit(
     value_len: usize,
     original_bytes: usize,
@@ -194,7 +197,6 @@ pub fn dead_letter(
     source: Source<'_>,
     max_record_bytes: usize,
 ) -> (OutgoingRecord, Fit) {
-    let own = headers(rejection, source, message.timestamp);
     let original_bytes = message.key.map_or(0, <[u8]>::len)
         + message.headers.map_or(0, |headers| {
             header_bytes(
@@ -203,10 +205,26 @@ pub fn dead_letter(
                     .map(|h| (h.key.len(), h.value.map_or(0, <[u8]>::len))),
             )
         });
+    let own_bytes = |own: &[(&str, String)]| {
+        header_bytes(own.iter().map(|(name, value)| (name.len(), value.len())))
+    };
+    // Besides callstream's headers, a dead letter may need both notes, and nothing else.
+    let notes = note_bytes(header::VALUE_TRUNCATED, message.value.len())
+        + note_bytes(header::ORIGINAL_DROPPED, original_bytes);
+    let mut own = headers(rejection, source, message.timestamp, MAX_TEXT_BYTES);
+    if RECORD_OVERHEAD + own_bytes(&own) + notes > max_record_bytes {
+        // A record limit of a few kilobytes: the reason and path are cut further, so that the
+        // dead letter still fits (refused, it would stop the service on bad input). Each text's
+        // length takes up to 2 more bytes than an empty one's.
+        let texts = 1 + usize::from(rejection.path.is_some());
+        let bare = own_bytes(&headers(rejection, source, message.timestamp, 0)) + 2 * texts;
+        let room = max_record_bytes.saturating_sub(RECORD_OVERHEAD + bare + notes);
+        own = headers(rejection, source, message.timestamp, room / texts);
+    }
     let fit = fit(
         message.value.len(),
         original_bytes,
-        header_bytes(own.iter().map(|(name, value)| (name.len(), value.len()))),
+        own_bytes(&own),
         max_record_bytes,
     );
     let (mut record_headers, key) = match fit.original_dropped {
@@ -333,9 +351,13 @@ mod tests {
     /// Whether librdkafka itself accepts `record` under `message.max.bytes = LIMIT`: it checks
     /// the size when the record is sent, before any broker is involved.
     fn librdkafka_accepts(record: &OutgoingRecord) -> bool {
+        librdkafka_accepts_within(record, LIMIT)
+    }
+
+    fn librdkafka_accepts_within(record: &OutgoingRecord, limit: usize) -> bool {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:9")
-            .set("message.max.bytes", LIMIT.to_string())
+            .set("message.max.bytes", limit.to_string())
             .set("message.timeout.ms", "1000")
             .create()
             .expect("producer");
@@ -452,6 +474,67 @@ mod tests {
     }
 
     #[test]
+    fn under_the_lowest_record_limit_a_dead_letter_still_fits() {
+        // librdkafka's lowest `message.max.bytes`; the longest topic name Kafka allows; a long
+        // reason and path, upstream headers and a value, each too large for the limit alone.
+        const LOWEST: usize = 1_000;
+        let topic = "t".repeat(249);
+        let source = Source {
+            topic: &topic,
+            partition: i32::MAX,
+            offset: i64::MAX,
+        };
+        let rejection = Rejection::new(
+            Stage::Validate,
+            "invalid_value",
+            "é".repeat(3_000),
+            Some("p".repeat(3_000)),
+        );
+        let value = vec![b'x'; 5_000];
+        let headers = upstream_headers(5_000);
+        let message = Rejected {
+            value: &value,
+            key: Some(b"key"),
+            headers: Some(&headers),
+            timestamp: Some(i64::MAX),
+        };
+        let (record, fit) = dead_letter("dlq", message, &rejection, source, LOWEST);
+        assert!(librdkafka_accepts_within(&record, LOWEST));
+        assert_eq!(fit.truncated_from, Some(5_000));
+        assert!(fit.original_dropped.is_some());
+        let text = |name| {
+            record
+                .headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .find(|h| h.key == name)
+                .and_then(|h| std::str::from_utf8(h.value?).ok())
+                .map(str::to_owned)
+        };
+        // Cut, but still saying what and where.
+        for name in [header::REASON, header::PATH] {
+            let cut = text(name).expect("present");
+            assert!(
+                cut.len() > 100 && cut.len() < 500,
+                "{name}: {} bytes",
+                cut.len()
+            );
+            assert!(cut.ends_with('…'));
+        }
+        assert_eq!(text(header::SOURCE_TOPIC), Some(topic.clone()));
+        // With a roomier limit, only MAX_TEXT_BYTES applies.
+        let (roomy, _) = dead_letter("dlq", message, &rejection, source, LIMIT * 10);
+        let reason = roomy
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .find(|h| h.key == header::REASON)
+            .and_then(|h| h.value)
+            .expect("reason");
+        assert!(reason.len() > MAX_TEXT_BYTES - 3 && reason.len() <= MAX_TEXT_BYTES);
+    }
+
+    #[test]
     fn varints_are_counted_as_kafka_writes_them() {
         // Zig-zag: 63 is 126, one byte; 64 is 128, two.
         assert_eq!(varint_len(0), 1);
@@ -477,6 +560,7 @@ mod tests {
                 offset: 41,
             },
             Some(1_600_000_000_000),
+            MAX_TEXT_BYTES,
         );
         let get = |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         assert_eq!(get(header::STAGE), Some("validate"));
@@ -487,7 +571,7 @@ mod tests {
         assert_eq!(get(header::SOURCE_OFFSET), Some("41"));
         assert_eq!(get(header::SOURCE_TIMESTAMP), Some("1600000000000"));
         assert_eq!(get(header::VERSION), Some(env!("CARGO_PKG_VERSION")));
-        let without = headers(&rejection, SOURCE, None);
+        let without = headers(&rejection, SOURCE, None, MAX_TEXT_BYTES);
         assert!(without.iter().all(|(n, _)| *n != header::SOURCE_TIMESTAMP));
     }
 
