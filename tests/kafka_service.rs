@@ -391,14 +391,19 @@ enum Limit {
     Producer,
     /// The parties topic's `max.message.bytes`, which callstream reads at start-up.
     Topic,
+    /// The dead-letter topic's, lower still (1,300 bytes): too few for a dead letter with a
+    /// reason of 1 KiB, which is cut further to fit. Before, librdkafka refused that dead letter,
+    /// which stopped the service.
+    DeadLetterTopic,
 }
 
 /// A record over the limit (here the party record of a valid notification with a 3,000-byte
-/// caller name, against a limit of 2,000) is measured before it is sent, and its message becomes a
-/// dead letter (`record_too_large`) with nothing of it published. Before, librdkafka (a lower
-/// `message.max.bytes`) or the broker (a lower topic `max.message.bytes`) refused the record,
-/// which stopped the process, and every restart met the same message again. Everything after it
-/// is published, and the group commits past it.
+/// caller name, against a limit of 2,000 or less) is measured before it is sent, and its message
+/// becomes a dead letter (`record_too_large`) with nothing of it published. Before, librdkafka (a
+/// lower `message.max.bytes`) or the broker (a lower topic `max.message.bytes`) refused the
+/// record, which stopped the process, and every restart met the same message again. Everything
+/// after it is published, and the group commits past it. A message whose rejection quotes 3 KB
+/// is a dead letter too, its reason cut to fit.
 fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
     guarantee: &str,
     limit: Limit,
@@ -414,13 +419,9 @@ fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
             set_topic_config(&t.parties, "max.message.bytes", "2000");
             1939
         }
-    };
-    // Under the topics' limit, the dead-letter topic's is the lowest: 1,239 bytes for every
-    // record, too few for a dead letter with a reason of 1 KiB, which is cut further to fit.
-    // Before, librdkafka refused that dead letter, which stopped the service.
-    let expected_limit = match limit {
-        Limit::Producer => expected_limit,
-        Limit::Topic => {
+        Limit::DeadLetterTopic => {
+            // The lowest of the topics' limits applies to every record.
+            set_topic_config(&t.parties, "max.message.bytes", "2000");
             set_topic_config(&t.dead_letters, "max.message.bytes", "1300");
             1239
         }
@@ -513,7 +514,15 @@ fn a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
         .collect();
     assert_eq!(quoted.len(), 1, "one dead letter for the long event");
     let reason = &quoted[0].headers[header::REASON];
-    assert!(reason.ends_with('…') && reason.len() <= 1024, "{reason}");
+    let longest = match limit {
+        Limit::DeadLetterTopic => 900,
+        _ => 1024,
+    };
+    assert!(
+        reason.ends_with('…') && reason.len() <= longest,
+        "{} bytes: {reason}",
+        reason.len()
+    );
     assert!(
         service.stop(Duration::from_secs(30)).success(),
         "the service kept running and stopped cleanly"
@@ -553,6 +562,24 @@ fn exactly_once_a_record_over_its_topics_limit_is_a_dead_letter() {
         "exactly-once",
         Limit::Topic,
         "eos-topic-limit",
+    );
+}
+
+#[test]
+fn at_least_once_a_dead_letter_fits_its_topics_low_limit() {
+    a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
+        "at-least-once",
+        Limit::DeadLetterTopic,
+        "alo-dead-letter-limit",
+    );
+}
+
+#[test]
+fn exactly_once_a_dead_letter_fits_its_topics_low_limit() {
+    a_record_over_the_limit_is_a_dead_letter_and_nothing_stops(
+        "exactly-once",
+        Limit::DeadLetterTopic,
+        "eos-dead-letter-limit",
     );
 }
 

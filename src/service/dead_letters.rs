@@ -57,6 +57,37 @@ pub struct Source<'a> {
 /// `event` value, say), which would otherwise make the headers alone too large to send.
 pub const MAX_TEXT_BYTES: usize = 1024;
 
+/// How far the reason and the path give way, under a record limit of a few kilobytes, before
+/// the rejected message itself is cut: a dead letter that holds the whole message can be replayed.
+const MIN_TEXT_BYTES: usize = 256;
+
+/// How many bytes of the reason and of the path a dead letter carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextCaps {
+    pub reason: usize,
+    pub path: usize,
+}
+
+impl TextCaps {
+    pub const FULL: TextCaps = TextCaps {
+        reason: MAX_TEXT_BYTES,
+        path: MAX_TEXT_BYTES,
+    };
+    const NONE: TextCaps = TextCaps { reason: 0, path: 0 };
+
+    /// `room` bytes shared by texts of these lengths: each keeps what it has, up to
+    /// `MAX_TEXT_BYTES`; short of room, the path gets up to half and the reason the rest.
+    fn within(room: usize, reason_len: usize, path_len: usize) -> TextCaps {
+        let reason_wanted = reason_len.min(MAX_TEXT_BYTES);
+        let path_wanted = path_len.min(MAX_TEXT_BYTES);
+        let path = path_wanted.min((room / 2).max(room.saturating_sub(reason_wanted)));
+        TextCaps {
+            reason: reason_wanted.min(room - path),
+            path,
+        }
+    }
+}
+
 /// `text`, cut at a character boundary to at most `cap` bytes, marked with `…` when cut (empty
 /// when not even that fits).
 fn capped(text: &str, cap: usize) -> String {
@@ -72,21 +103,21 @@ fn capped(text: &str, cap: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// The headers callstream adds to a dead letter, after the message's own headers; `timestamp` is
-/// the rejected message's, and the reason and path are cut to `text_cap` bytes each.
+/// The headers callstream adds to a dead letter, after the message's own headers (`STAGE`
+/// first); `timestamp` is the rejected message's.
 pub fn headers(
     rejection: &Rejection,
     source: Source<'_>,
     timestamp: Option<i64>,
-    text_cap: usize,
+    caps: TextCaps,
 ) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (header::STAGE, rejection.stage.as_str().to_owned()),
         (header::CODE, rejection.code.to_owned()),
-        (header::REASON, capped(&rejection.reason, text_cap)),
+        (header::REASON, capped(&rejection.reason, caps.reason)),
     ];
     if let Some(path) = &rejection.path {
-        headers.push((header::PATH, capped(path, text_cap)));
+        headers.push((header::PATH, capped(path, caps.path)));
     }
     headers.extend([
         (header::SOURCE_TOPIC, source.topic.to_owned()),
@@ -211,16 +242,30 @@ pub fn dead_letter(
     // Besides callstream's headers, a dead letter may need both notes, and nothing else.
     let notes = note_bytes(header::VALUE_TRUNCATED, message.value.len())
         + note_bytes(header::ORIGINAL_DROPPED, original_bytes);
-    let mut own = headers(rejection, source, message.timestamp, MAX_TEXT_BYTES);
-    if RECORD_OVERHEAD + own_bytes(&own) + notes > max_record_bytes {
-        // A record limit of a few kilobytes: the reason and path are cut further, so that the
-        // dead letter still fits (refused, it would stop the service on bad input). Each text's
-        // length takes up to 2 more bytes than an empty one's.
-        let texts = 1 + usize::from(rejection.path.is_some());
-        let bare = own_bytes(&headers(rejection, source, message.timestamp, 0)) + 2 * texts;
-        let room = max_record_bytes.saturating_sub(RECORD_OVERHEAD + bare + notes);
-        own = headers(rejection, source, message.timestamp, room / texts);
-    }
+    // What callstream's headers take with both texts empty: a text of up to 8,191 bytes takes one
+    // byte of length more than an empty one.
+    let (reason_len, path_len) = (
+        rejection.reason.len(),
+        rejection.path.as_ref().map_or(0, String::len),
+    );
+    let texts = 1 + usize::from(rejection.path.is_some());
+    let bare = own_bytes(&headers(
+        rejection,
+        source,
+        message.timestamp,
+        TextCaps::NONE,
+    )) + texts;
+    let room = max_record_bytes.saturating_sub(RECORD_OVERHEAD + bare);
+    // Under a small record limit the texts give way first, down to MIN_TEXT_BYTES, so that the
+    // whole message fits; failing that, they keep what the message's cut value and both notes
+    // leave (refused, a dead letter would stop the service on bad input).
+    let caps = match room.checked_sub(original_bytes + message.value.len()) {
+        Some(left) if left >= reason_len.min(MIN_TEXT_BYTES) + path_len.min(MIN_TEXT_BYTES) => {
+            TextCaps::within(left, reason_len, path_len)
+        }
+        _ => TextCaps::within(room.saturating_sub(notes), reason_len, path_len),
+    };
+    let own = headers(rejection, source, message.timestamp, caps);
     let fit = fit(
         message.value.len(),
         original_bytes,
@@ -284,10 +329,14 @@ pub enum Replay<'a> {
 
 /// Decides what to do with a record of the dead-letter topic, from its headers.
 pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter) -> Replay<'a> {
-    // callstream's headers come after the message's own: the last of a name is callstream's.
+    // callstream's headers come after the message's own, `STAGE` first: those from the last
+    // `STAGE` on are callstream's, whatever names the message's own headers have.
+    let Some(own_from) = headers.iter().rposition(|(key, _)| *key == header::STAGE) else {
+        return Replay::Foreign;
+    };
+    let (original, own) = headers.split_at(own_from);
     let text = |name: &str| {
-        headers
-            .iter()
+        own.iter()
             .rev()
             .find(|(key, _)| *key == name)
             .and_then(|(_, value)| std::str::from_utf8((*value)?).ok())
@@ -309,20 +358,12 @@ pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter
         );
         return Replay::Incomplete { source };
     }
-    // Removed: the last header of each of callstream's names, which callstream added; the
-    // message's own headers stay, whatever their names.
-    let added: Vec<usize> = header::ALL
-        .iter()
-        .filter_map(|name| headers.iter().rposition(|(key, _)| key == name))
-        .collect();
     Replay::Send {
-        headers: headers
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !added.contains(i))
-            .map(|(_, h)| *h)
-            .collect(),
-        timestamp: text(header::SOURCE_TIMESTAMP).and_then(|t| t.parse().ok()),
+        headers: original.to_vec(),
+        // librdkafka takes 0 as "now", and Kafka has no times before the epoch.
+        timestamp: text(header::SOURCE_TIMESTAMP)
+            .and_then(|t| t.parse().ok())
+            .filter(|&t: &i64| t > 0),
     }
 }
 
@@ -560,7 +601,7 @@ mod tests {
                 offset: 41,
             },
             Some(1_600_000_000_000),
-            MAX_TEXT_BYTES,
+            TextCaps::FULL,
         );
         let get = |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         assert_eq!(get(header::STAGE), Some("validate"));
@@ -571,7 +612,7 @@ mod tests {
         assert_eq!(get(header::SOURCE_OFFSET), Some("41"));
         assert_eq!(get(header::SOURCE_TIMESTAMP), Some("1600000000000"));
         assert_eq!(get(header::VERSION), Some(env!("CARGO_PKG_VERSION")));
-        let without = headers(&rejection, SOURCE, None, MAX_TEXT_BYTES);
+        let without = headers(&rejection, SOURCE, None, TextCaps::FULL);
         assert!(without.iter().all(|(n, _)| *n != header::SOURCE_TIMESTAMP));
     }
 
@@ -626,6 +667,87 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn only_callstreams_own_headers_say_where_and_when() {
+        // A message that carried callstream's names itself (forwarded from another dead-letter
+        // topic), in a dead letter without a timestamp of callstream's.
+        let mut letter = letter_headers(&[]);
+        letter.insert(
+            0,
+            (header::SOURCE_TIMESTAMP, Some(b"1500000000000".as_slice())),
+        );
+        letter.insert(0, (header::VALUE_TRUNCATED, Some(b"99".as_slice())));
+        assert_eq!(
+            replay(&letter, &ReplayFilter::default()),
+            Replay::Send {
+                headers: vec![
+                    (header::VALUE_TRUNCATED, Some(b"99".as_slice())),
+                    (header::SOURCE_TIMESTAMP, Some(b"1500000000000".as_slice())),
+                    ("trace-id", Some(b"abc".as_slice())),
+                    ("empty", None)
+                ],
+                timestamp: None,
+            }
+        );
+        // Times librdkafka would take as "now", or that Kafka does not have, are left out.
+        for time in ["0", "-1", "+", ""] {
+            let letter = letter_headers(&[(header::SOURCE_TIMESTAMP, time)]);
+            assert!(
+                matches!(
+                    replay(&letter, &ReplayFilter::default()),
+                    Replay::Send {
+                        timestamp: None,
+                        ..
+                    }
+                ),
+                "{time:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_texts_share_what_room_there_is() {
+        let within = TextCaps::within;
+        let caps = |reason, path| TextCaps { reason, path };
+        // Room enough: each keeps what it has, up to MAX_TEXT_BYTES.
+        assert_eq!(within(5_000, 30, 10), caps(30, 10));
+        assert_eq!(within(5_000, 3_000, 3_000), TextCaps::FULL);
+        // Short of room: a short path keeps all of it, a long one half the room.
+        assert_eq!(within(400, 3_000, 5), caps(395, 5));
+        assert_eq!(within(400, 3_000, 3_000), caps(200, 200));
+        assert_eq!(within(400, 50, 3_000), caps(50, 350));
+        assert_eq!(within(0, 50, 50), caps(0, 0));
+    }
+
+    #[test]
+    fn under_a_small_limit_the_reason_gives_way_before_the_message() {
+        // 300 bytes of value and 200 of upstream headers, with a reason of 800 bytes: under a
+        // limit of 1,239 bytes, the reason is cut so that the whole message can be replayed.
+        const SMALL: usize = 1_239;
+        let value = vec![b'x'; 300];
+        let headers = upstream_headers(190);
+        let message = Rejected {
+            value: &value,
+            key: Some(b"key"),
+            headers: Some(&headers),
+            timestamp: Some(1_600_000_000_000),
+        };
+        let rejection = Rejection::new(Stage::Envelope, "wrong_event", "r".repeat(800), None);
+        let (record, fit) = dead_letter("dlq", message, &rejection, SOURCE, SMALL);
+        assert_eq!(fit.truncated_from, None);
+        assert_eq!(fit.original_dropped, None);
+        assert_eq!(record.value, value);
+        let reason = record
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .find(|h| h.key == header::REASON)
+            .and_then(|h| h.value)
+            .expect("reason");
+        assert!(reason.len() >= MIN_TEXT_BYTES && reason.len() < 800);
+        assert!(librdkafka_accepts_within(&record, SMALL));
     }
 
     #[test]
