@@ -956,4 +956,31 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
         .collect();
     sent.sort();
     assert_eq!(sent, ["v1", "v2", large.as_str(), "v6"]);
+
+    // An input topic that refuses times older than an hour gets them with the current time,
+    // instead of refusing each and stopping the replay there for good.
+    let strict = unique_topics("replay-strict");
+    create_topics(&strict, 1);
+    set_topic_config(&strict.input, "message.timestamp.before.max.ms", "3600000");
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let out = run_replay(&strict.input, "strict", &["--from-beginning"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("replayed 4 dead letters"), "{stdout}");
+    assert!(
+        stdout.contains("4 of them with the current time"),
+        "{stdout}"
+    );
+    let restamped = read_topic(&strict.input);
+    assert_eq!(restamped.len(), 4);
+    assert!(restamped
+        .iter()
+        .all(|r| r.timestamp.is_some_and(|ts| ts >= started_ms)));
 }

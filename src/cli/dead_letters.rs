@@ -22,8 +22,9 @@ use super::report::{report, report_librdkafka_log};
 use super::service::checked_settings;
 use super::DeadLettersReplayArgs;
 use crate::config::Settings;
+use crate::service::admin;
 use crate::service::clients::copy_headers;
-use crate::service::dead_letters::{replay, Replay, ReplayFilter};
+use crate::service::dead_letters::{replay, Replay, ReplayFilter, TimestampWindow};
 
 /// How long reading may make no progress before the replay gives up: the ends were measured when
 /// it started, so only a broker in trouble keeps it waiting this long.
@@ -38,6 +39,8 @@ struct Tally {
     foreign: u64,
     /// Where the whole messages of incomplete dead letters are.
     incomplete: Vec<String>,
+    /// Sent with the current time: the input topic would refuse their original one.
+    restamped: u64,
 }
 
 /// `callstream dead-letters replay`.
@@ -78,6 +81,8 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
             codes: args.code.clone(),
         },
         args: &args,
+        message_timeout: Duration::from_millis(settings.kafka.message_timeout_ms),
+        window: None,
         tally: Tally::default(),
         handled: BTreeMap::new(),
         ends: BTreeMap::new(),
@@ -130,6 +135,12 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
     for source in &tally.incomplete {
         println!("incomplete: the whole message is at {source} (topic/partition/offset)");
     }
+    if tally.restamped > 0 {
+        println!(
+            "{} of them with the current time: {} refuses their original time              (message.timestamp.before.max.ms or after.max.ms)",
+            tally.restamped, replayer.to
+        );
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -145,6 +156,10 @@ struct Replayer<'a> {
     to: &'a str,
     filter: ReplayFilter,
     args: &'a DeadLettersReplayArgs,
+    /// The producer's delivery time-out: a record may be appended that much after it is sent.
+    message_timeout: Duration,
+    /// The timestamps the input topic accepts, if its configuration could be read.
+    window: Option<TimestampWindow>,
     tally: Tally,
     /// Per partition, the offset after the last dead letter handled (sent, or left out).
     handled: BTreeMap<i32, i64>,
@@ -167,6 +182,7 @@ impl Replayer<'_> {
             .create_with_context(ReplayContext::default())
             .map_err(|e| e.to_string())?;
         self.start(&consumer, &producer)?;
+        self.window = self.input_timestamp_window(&producer_config);
 
         let read = self.read(&consumer, &producer);
         if self.args.dry_run {
@@ -313,6 +329,28 @@ impl Replayer<'_> {
         consumer.assign(&start).map_err(|e| e.to_string())
     }
 
+    /// The timestamps the input topic accepts; `None`, with a warning, if that cannot be read.
+    fn input_timestamp_window(&self, client: &ClientConfig) -> Option<TimestampWindow> {
+        let configs = admin::topic_configs(client, &[self.to], CLIENT_TIMEOUT);
+        let config = match configs.map(|mut c| c.pop().map(|(_, config)| config)) {
+            Ok(Some(Ok(Some(config)))) => Ok(config),
+            Ok(Some(Ok(None))) => Err("no such topic".to_owned()),
+            Ok(Some(Err(reason))) => Err(reason),
+            Ok(None) => Err("not described".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match config {
+            Ok(config) => Some(TimestampWindow::from_config(&config)),
+            Err(reason) => {
+                report(&format!(
+                    "the timestamp limits of {} could not be read ({reason}): dead letters are                      sent with their original time, and one the topic refuses stops the replay                      there",
+                    self.to
+                ));
+                None
+            }
+        }
+    }
+
     /// Reads up to the ends, sending what the filter lets through.
     fn read(
         &mut self,
@@ -429,6 +467,26 @@ impl Replayer<'_> {
                 return Ok(true);
             }
         };
+        // The original time: the dead letter's header says it; a dead letter written before that
+        // header has it as its create time (a topic that stamps log append times lost it). One
+        // the input topic would refuse is left to the producer, which stamps the current time.
+        let created = match message.timestamp() {
+            Timestamp::CreateTime(timestamp) => Some(timestamp),
+            _ => None,
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let margin_ms = self.message_timeout.as_millis() as i64;
+        let timestamp = source_timestamp.or(created).filter(|&timestamp| {
+            let accepted = self
+                .window
+                .is_none_or(|w| w.accepts(timestamp, now_ms, margin_ms));
+            if !accepted {
+                self.tally.restamped += 1;
+            }
+            accepted
+        });
         if self.args.dry_run {
             self.tally.replayed += 1;
             return Ok(true);
@@ -448,13 +506,7 @@ impl Replayer<'_> {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        // The original time: the dead letter's header says it; a dead letter written before that
-        // header has it as its create time (a topic that stamps log append times lost it).
-        let created = match message.timestamp() {
-            Timestamp::CreateTime(timestamp) => Some(timestamp),
-            _ => None,
-        };
-        if let Some(timestamp) = source_timestamp.or(created) {
+        if let Some(timestamp) = timestamp {
             record = record.timestamp(timestamp);
         }
         // On its way from before it is sent: its delivery report may come at once.

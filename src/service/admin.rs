@@ -1,6 +1,8 @@
 //! Administrative requests: `callstream topics create` (the output and dead-letter topics, created
-//! if missing), and the output topics' record size limits, which `run` reads at start-up.
+//! if missing), and topics' configurations: the output topics' record size limits, which `run`
+//! reads at start-up, and the input topic's timestamp limits, which `dead-letters replay` reads.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -54,16 +56,18 @@ pub const RECORD_BATCH_OVERHEAD: usize = 61;
 /// A topic's `max.message.bytes` (`None`: no such topic), or why it could not be read.
 pub type TopicLimit = Result<Option<usize>, String>;
 
-/// Each topic's `max.message.bytes` as the brokers report it (`None`: no such topic), or why it
-/// could not be read (a principal not allowed to describe its configuration, for one). An error
-/// for the whole request (brokers unreachable within `timeout`) is returned as such. Takes at
-/// most about `timeout` for the request and `timeout` for the metadata of topics described
-/// without their configuration.
-pub fn max_message_bytes(
+/// A topic's configuration, by name (`None`: no such topic), or why it could not be read.
+pub type TopicConfig = Result<Option<BTreeMap<String, String>>, String>;
+
+/// Each topic's configuration as the brokers report it (`None`: no such topic), or why it could
+/// not be read (a principal not allowed to describe it, for one). An error for the whole request
+/// (brokers unreachable within `timeout`) is returned as such. Takes at most about `timeout` for
+/// the request and `timeout` for the metadata of topics described without their configuration.
+pub fn topic_configs(
     client: &ClientConfig,
     topics: &[&str],
     timeout: Duration,
-) -> Result<Vec<(String, TopicLimit)>, KafkaError> {
+) -> Result<Vec<(String, TopicConfig)>, KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client.create()?;
     let resources: Vec<ResourceSpecifier<'_>> =
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
@@ -74,37 +78,62 @@ pub fn max_message_bytes(
         .iter()
         .zip(results)
         .map(|(topic, result)| {
-            let limit = match result {
-                Ok(resource) => match resource.get("max.message.bytes") {
-                    Some(entry) => entry
-                        .value
-                        .as_deref()
-                        .and_then(|v| v.trim().parse().ok())
-                        .map(Some)
-                        .ok_or_else(|| format!("max.message.bytes is {:?}", entry.value)),
-                    // rust-rdkafka does not pass on a resource's own error: a topic that does not
-                    // exist and one this principal may not describe both come back without
-                    // entries. The metadata tells them apart.
-                    None => undescribed(
-                        &admin,
-                        topic,
-                        metadata_deadline.saturating_duration_since(Instant::now()),
-                    ),
-                },
+            let config = match result {
+                Ok(resource) if !resource.entries.is_empty() => Ok(Some(
+                    resource
+                        .entries
+                        .into_iter()
+                        .filter_map(|entry| Some((entry.name, entry.value?)))
+                        .collect(),
+                )),
+                // rust-rdkafka does not pass on a resource's own error: a topic that does not
+                // exist and one this principal may not describe both come back without
+                // entries. The metadata tells them apart.
+                Ok(_) => undescribed(
+                    &admin,
+                    topic,
+                    metadata_deadline.saturating_duration_since(Instant::now()),
+                )
+                .map(|()| None),
                 Err(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
                 Err(code) => Err(code.to_string()),
             };
-            (topic.to_string(), limit)
+            (topic.to_string(), config)
         })
         .collect())
 }
 
-/// A topic described without its configuration: `None` if it does not exist, otherwise why not.
+/// Each topic's `max.message.bytes` as the brokers report it (`topic_configs`).
+pub fn max_message_bytes(
+    client: &ClientConfig,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<(String, TopicLimit)>, KafkaError> {
+    Ok(topic_configs(client, topics, timeout)?
+        .into_iter()
+        .map(|(topic, config)| {
+            let limit = config.and_then(|config| {
+                config
+                    .map(|entries| match entries.get("max.message.bytes") {
+                        Some(value) => value
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("max.message.bytes is {value:?}")),
+                        None => Err("max.message.bytes was not described".to_owned()),
+                    })
+                    .transpose()
+            });
+            (topic, limit)
+        })
+        .collect())
+}
+
+/// A topic described without its configuration: `Ok` if it does not exist, otherwise why not.
 fn undescribed(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     timeout: Duration,
-) -> TopicLimit {
+) -> Result<(), String> {
     let metadata = admin
         .inner()
         .fetch_metadata(Some(topic), timeout)
@@ -115,7 +144,7 @@ fn undescribed(
                 == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
     });
     if missing {
-        Ok(None)
+        Ok(())
     } else {
         Err("its configuration was not described (is DescribeConfigs on the topic allowed to this principal? or was the topic created just now?)".into())
     }

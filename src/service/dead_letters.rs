@@ -3,6 +3,8 @@
 //! for the producer to send is cut to fit, and a header says how large it was: the whole message is
 //! still in the input topic at the source partition and offset.
 
+use std::collections::BTreeMap;
+
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 use super::clients::OutgoingRecord;
@@ -367,6 +369,53 @@ pub fn replay<'a>(headers: &[(&'a str, Option<&'a [u8]>)], filter: &ReplayFilter
     }
 }
 
+/// The record timestamps a topic accepts on records stamped by their producer (milliseconds
+/// before and after the broker's clock; `None`: no bound). A dead letter replayed with its
+/// original time into an input topic that bounds them (an old backlog against
+/// `message.timestamp.before.max.ms`) would be refused, and stop the replay there for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimestampWindow {
+    pub before_ms: Option<i64>,
+    pub after_ms: Option<i64>,
+}
+
+impl TimestampWindow {
+    /// From a topic's configuration: `message.timestamp.before.max.ms` and `.after.max.ms` (Kafka
+    /// 3.6 and later), else `message.timestamp.difference.max.ms` for both; no bounds for a topic
+    /// that stamps records with their log append time.
+    pub fn from_config(config: &BTreeMap<String, String>) -> TimestampWindow {
+        if config
+            .get("message.timestamp.type")
+            .is_some_and(|t| t == "LogAppendTime")
+        {
+            return TimestampWindow::default();
+        }
+        let bound = |name: &str| {
+            config
+                .get(name)
+                .or_else(|| config.get("message.timestamp.difference.max.ms"))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|ms| (0..i64::MAX).contains(ms))
+        };
+        TimestampWindow {
+            before_ms: bound("message.timestamp.before.max.ms"),
+            after_ms: bound("message.timestamp.after.max.ms"),
+        }
+    }
+
+    /// Whether a record stamped `timestamp`, sent at `now_ms` and appended within `margin_ms`
+    /// (the producer's delivery time-out), is accepted.
+    pub fn accepts(&self, timestamp: i64, now_ms: i64, margin_ms: i64) -> bool {
+        let too_old = self.before_ms.is_some_and(|before| {
+            timestamp < now_ms.saturating_add(margin_ms).saturating_sub(before)
+        });
+        let too_new = self
+            .after_ms
+            .is_some_and(|after| timestamp > now_ms.saturating_add(after));
+        !(too_old || too_new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -705,6 +754,63 @@ mod tests {
                 "{time:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_topics_timestamp_window_comes_from_its_configuration() {
+        let config = |entries: &[(&str, &str)]| -> BTreeMap<String, String> {
+            entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let max = i64::MAX.to_string();
+        // Kafka 4's defaults: no bound before, one hour after.
+        let window = TimestampWindow::from_config(&config(&[
+            ("message.timestamp.type", "CreateTime"),
+            ("message.timestamp.before.max.ms", &max),
+            ("message.timestamp.after.max.ms", "3600000"),
+        ]));
+        assert_eq!(
+            window,
+            TimestampWindow {
+                before_ms: None,
+                after_ms: Some(3_600_000)
+            }
+        );
+        // Brokers before 3.6 bound both sides with one setting.
+        let window = TimestampWindow::from_config(&config(&[(
+            "message.timestamp.difference.max.ms",
+            "86400000",
+        )]));
+        assert_eq!(window.before_ms, Some(86_400_000));
+        assert_eq!(window.after_ms, Some(86_400_000));
+        // A topic that stamps its own times takes any.
+        let window = TimestampWindow::from_config(&config(&[
+            ("message.timestamp.type", "LogAppendTime"),
+            ("message.timestamp.before.max.ms", "1000"),
+        ]));
+        assert_eq!(window, TimestampWindow::default());
+    }
+
+    #[test]
+    fn a_time_outside_the_window_is_refused_counting_the_delivery_time() {
+        let hour = 3_600_000;
+        let now = 1_800_000_000_000;
+        let window = TimestampWindow {
+            before_ms: Some(hour),
+            after_ms: Some(hour),
+        };
+        let margin = 120_000;
+        assert!(window.accepts(now, now, margin));
+        assert!(window.accepts(now - hour + margin, now, margin));
+        // Accepted now, but maybe not when it is appended.
+        assert!(!window.accepts(now - hour + margin - 1, now, margin));
+        assert!(!window.accepts(1_600_000_000_000, now, margin));
+        assert!(window.accepts(now + hour, now, margin));
+        assert!(!window.accepts(now + hour + 1, now, margin));
+        assert!(TimestampWindow::default().accepts(1, now, margin));
+        assert!(TimestampWindow::default().accepts(i64::MAX, now, margin));
     }
 
     #[test]
