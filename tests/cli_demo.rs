@@ -38,3 +38,70 @@ fn the_demo_processes_the_bundled_and_generated_traffic_and_prints_a_summary() {
         .expect("input line");
     assert!(processed > 250, "{stdout}");
 }
+
+/// The numbers of the summary's `input:` line: processed, rejected, suppressed.
+fn input_counts(stdout: &str) -> Vec<u64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("input: "))
+        .expect("input line");
+    line.split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect()
+}
+
+/// More than librdkafka's mock cluster keeps (the last 5 MiB of each partition, about 19,000 of
+/// these notifications over the input's three): fed as the service reads, none is lost. Before,
+/// the whole backlog was fed first and its oldest messages deleted unread, and the demo still
+/// ended with status 0.
+#[test]
+fn the_demo_reads_a_backlog_larger_than_the_mock_cluster_keeps() {
+    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "demo",
+            "--count",
+            "30000",
+            "--duration",
+            "300",
+            "--examples",
+            "0",
+        ])
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("fed 30007 notifications"), "{stdout}");
+    assert_eq!(
+        input_counts(&stdout).iter().sum::<u64>(),
+        30_007,
+        "{stdout}"
+    );
+}
+
+/// Stopped by its deadline before it has read everything, the demo says so and fails.
+#[test]
+fn a_demo_stopped_before_the_end_says_so_and_fails() {
+    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "demo",
+            "--count",
+            "30000",
+            "--duration",
+            "1",
+            "--examples",
+            "0",
+        ])
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("stopped before the end"), "{stdout}");
+    assert!(
+        stdout.contains("of the 30007 notifications were read"),
+        "{stdout}"
+    );
+}

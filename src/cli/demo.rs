@@ -57,27 +57,55 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     println!("mock Kafka cluster at {bootstrap}");
 
-    let samples = SAMPLES.lines().filter(|l| !l.is_empty()).map(str::to_owned);
-    let generated = Generator::new(GeneratorConfig {
-        seed: args.seed,
-        duplicate_rate: 0.01,
-        reorder_rate: 0.02,
-        webhook_only: false,
-        start_ms: None,
-        mix: Default::default(),
-    })
-    .take(args.count);
-    let target = Target {
-        bootstrap: &bootstrap,
-        topic: &topics.input,
-        properties: &Default::default(),
-    };
-    let fed = produce_lines(samples.chain(generated).map(|line| (None, line)), &target)?;
-    println!("fed {fed} notifications to {}", topics.input);
-
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let feed = Arc::new(Feed::default());
+    let feeder = {
+        let (metrics, stop, feed) = (metrics.clone(), stop.clone(), feed.clone());
+        let (bootstrap, topic, seed, count) = (
+            bootstrap.clone(),
+            topics.input.clone(),
+            args.seed,
+            args.count,
+        );
+        std::thread::spawn(move || {
+            let samples = SAMPLES.lines().filter(|l| !l.is_empty()).map(str::to_owned);
+            let generated = Generator::new(GeneratorConfig {
+                seed,
+                duplicate_rate: 0.01,
+                reorder_rate: 0.02,
+                webhook_only: false,
+                start_ms: None,
+                mix: Default::default(),
+            })
+            .take(count);
+            let target = Target {
+                bootstrap: &bootstrap,
+                topic: &topic,
+                properties: &Default::default(),
+            };
+            // Fed while the service reads: the mock cluster keeps only the last 5 MiB of each
+            // partition, so a backlog fed whole first would lose its oldest messages.
+            let paced = samples.chain(generated).map_while(|line| {
+                let fed = feed.sent.fetch_add(1, Ordering::Relaxed);
+                while fed.saturating_sub(done(&metrics)) >= FEED_AHEAD {
+                    if stop.load(Ordering::Relaxed) {
+                        feed.cut_short.store(true, Ordering::Relaxed);
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Some((None, line))
+            });
+            let result = produce_lines(paced, &target);
+            if let Err(e) = &result {
+                eprintln!("callstream demo: feeding {topic} failed: {e}");
+                stop.store(true, Ordering::Relaxed);
+            }
+            feed.result.set(result.map_err(|e| e.to_string())).ok();
+        })
+    };
     let mut config = ServiceConfig::new(&bootstrap, "callstream-demo");
     // The mock cluster does not describe topic configurations: asking would wait out a timeout.
     config.read_topic_limits = false;
@@ -90,34 +118,93 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         start_http(args.metrics_addr, &metrics, &health).await?;
         tokio::spawn(stop_on_signal(stop.clone()));
         let watcher = {
-            let (metrics, stop) = (metrics.clone(), stop.clone());
+            let (metrics, stop, feed) = (metrics.clone(), stop.clone(), feed.clone());
             let deadline = started + Duration::from_secs(args.duration);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 loop {
                     tick.tick().await;
-                    let done: u64 = ["processed", "rejected", "duplicate"]
-                        .iter()
-                        .map(|o| metrics.input_messages.with_label_values(&[o]).get())
-                        .sum();
-                    if done >= fed && metrics.in_flight_messages.get() == 0 {
+                    let fed_all = matches!(feed.result.get(), Some(Ok(_)));
+                    if fed_all
+                        && done(&metrics) >= feed.delivered()
+                        && metrics.in_flight_messages.get() == 0
+                    {
                         break;
                     }
-                    if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+                    if feed.result.get().is_some_and(Result::is_err)
+                        || Instant::now() >= deadline
+                        || stop.load(Ordering::Relaxed)
+                    {
                         break;
                     }
                 }
                 stop.store(true, Ordering::Relaxed);
             })
         };
-        let code = run_service(config, metrics.clone(), health, stop).await;
+        let code = run_service(config, metrics.clone(), health, stop.clone()).await;
         watcher.abort();
         Ok::<_, std::io::Error>(code)
     })?;
+    // The service has stopped: a feeder waiting for it to catch up gives up.
+    stop.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
+    let (read, fed) = (done(&metrics), feed.delivered());
+    let complete =
+        matches!(feed.result.get(), Some(Ok(_))) && !feed.cut_short.load(Ordering::Relaxed);
+    if complete {
+        println!("fed {fed} notifications to {}", topics.input);
+    } else {
+        println!(
+            "fed {fed} notifications to {} before stopping",
+            topics.input
+        );
+    }
     println!("ran for {:.1}s", started.elapsed().as_secs_f64());
     print_summary(&bootstrap, &topics, &metrics, args.examples)?;
     drop(cluster);
+    if read < fed || !complete {
+        println!(
+            "\nstopped before the end: {read} of the {} notifications were read (--duration {} \
+             s, or a signal)",
+            SAMPLES.lines().filter(|l| !l.is_empty()).count() + args.count,
+            args.duration
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(code)
+}
+
+/// How far the service reading the demo's input may fall behind the feeder, in notifications:
+/// about 4 MB, well within what the mock cluster keeps of the input's three partitions.
+const FEED_AHEAD: u64 = 5_000;
+
+/// What the feeder has done.
+#[derive(Default)]
+struct Feed {
+    /// Notifications handed to the producer so far.
+    sent: std::sync::atomic::AtomicU64,
+    /// Set when feeding ends: how many were delivered, or why it failed.
+    result: std::sync::OnceLock<Result<u64, String>>,
+    /// Set when feeding stopped with the service, before the last notification.
+    cut_short: AtomicBool,
+}
+
+impl Feed {
+    /// Notifications delivered to the input topic: all of those sent, until feeding ends.
+    fn delivered(&self) -> u64 {
+        match self.result.get() {
+            Some(Ok(n)) => *n,
+            _ => self.sent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Input messages the service has read through: processed, rejected or suppressed.
+fn done(metrics: &Metrics) -> u64 {
+    ["processed", "rejected", "duplicate"]
+        .iter()
+        .map(|o| metrics.input_messages.with_label_values(&[o]).get())
+        .sum()
 }
 
 /// Reads every output topic back and prints counts and decoded examples.
@@ -176,16 +263,20 @@ fn read_topic(
         .create()?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0i64;
+    let mut written = 0i64;
     let mut ends = BTreeMap::new();
     for partition in 0..PARTITIONS {
         let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        // Offsets start at 0 in the demo's new cluster: the end is how many were written, of
+        // which the mock cluster keeps the last 5 MiB.
+        written += high;
         if high > low {
             assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
             remaining += high - low;
             ends.insert(partition, high);
         }
     }
-    let total = remaining as u64;
+    let total = written as u64;
     let mut samples = Vec::new();
     if remaining == 0 || examples == 0 {
         return Ok((total, samples));
