@@ -227,6 +227,23 @@ impl Settings {
                 return Err(invalid(field, "must be greater than 0"));
             }
         }
+        if k.group_instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(invalid(
+                "kafka.group_instance_id",
+                "is empty (leave it unset for dynamic membership)",
+            ));
+        }
+        self.topics
+            .check()
+            .map_err(|(field, reason)| invalid(field, reason))?;
+        if let Some(level) = &self.log.level {
+            // A filter that does not parse would leave only errors logged, silently.
+            tracing_subscriber::EnvFilter::try_new(level)
+                .map_err(|e| invalid("log.level", format!("{level:?}: {e}")))?;
+        }
         if let Some(url) = &self.schema_registry.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid(

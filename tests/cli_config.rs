@@ -95,6 +95,41 @@ fn an_invalid_configuration_exits_non_zero_naming_the_setting() {
     assert!(err.contains("/nonexistent/callstream.toml"), "{err}");
 }
 
+/// What `run` would refuse at start-up, `config check` refuses too (found by a new-user
+/// walkthrough: each passed with status 0), naming what is wrong.
+#[test]
+fn settings_run_would_refuse_are_refused_by_config_check() {
+    for (args, named) in [
+        (&["-X", "nonsense.prop=1"][..], "nonsense.prop"),
+        (&["-X", "fetch.min.bytes=abc"], "fetch.min.bytes"),
+        (&["-X", "message.max.bytes=10"], "message.max.bytes"),
+        (
+            &["--input-topic", "telephony.calls.missed"],
+            "topics.missed",
+        ),
+        (&["--input-topic", "bad topic"], "topics.input"),
+        (&["--dead-letter-topic", ""], "topics.dead_letters"),
+        // A filter that does not parse used to leave only errors logged.
+        (&["--log-level", "callstream=debgu"], "log.level"),
+        (&["--group-instance-id", " "], "kafka.group_instance_id"),
+    ] {
+        let (code, _, err) = config_check(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    // Valid ones still pass.
+    let (code, _, err) = config_check(
+        &[
+            "-X",
+            "fetch.min.bytes=1024",
+            "--log-level",
+            "callstream=debug,warn",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
 /// Dotted keys of a TOML document (`kafka.security.protocol`).
 fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(table) = value {

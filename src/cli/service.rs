@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::health::Health;
 use crate::http::{self, Endpoints, STALL_AFTER};
 use crate::metrics::Metrics;
-use crate::service::{self, admin, ServiceConfig};
+use crate::service::{self, admin, clients, ServiceConfig};
 
 use super::{ConnectionArgs, RunArgs, TopicArgs, TopicsCreateArgs};
 use crate::config::{ConfigError, Settings};
@@ -82,14 +82,23 @@ pub async fn start_http(
     Ok(())
 }
 
+/// The settings of `run` and `config check`, librdkafka's properties included; or the exit
+/// status of a configuration error, which is printed.
+fn run_settings(args: &RunArgs) -> Result<Settings, ExitCode> {
+    let refuse = |e: &dyn std::fmt::Display| {
+        eprintln!("callstream: {e}");
+        ExitCode::from(EXIT_CONFIG_ERROR)
+    };
+    let settings = args.settings().map_err(|e| refuse(&e))?;
+    clients::check_properties(&settings.service_config()).map_err(|e| refuse(&e))?;
+    Ok(settings)
+}
+
 /// `callstream run`.
 pub fn run(args: RunArgs) -> ExitCode {
-    let settings = match args.settings() {
+    let settings = match run_settings(&args) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("callstream: {e}");
-            return ExitCode::from(EXIT_CONFIG_ERROR);
-        }
+        Err(code) => return code,
     };
     crate::logging::init(settings.log.format, settings.log.level.as_deref());
     let config = settings.service_config();
@@ -123,15 +132,12 @@ pub fn run(args: RunArgs) -> ExitCode {
 
 /// `callstream config check`: the effective configuration, secrets masked.
 pub fn config_check(args: RunArgs) -> ExitCode {
-    match args.settings() {
+    match run_settings(&args) {
         Ok(settings) => {
             print!("{}", settings.masked().to_toml());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("callstream: {e}");
-            ExitCode::from(EXIT_CONFIG_ERROR)
-        }
+        Err(code) => code,
     }
 }
 

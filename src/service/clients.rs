@@ -182,6 +182,23 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
     c
 }
 
+/// Whether librdkafka takes every property of the consumer's and the producer's settings (the
+/// `-X` passthrough and the security settings among them): an unknown name, or a value of the
+/// wrong type or out of range, is refused here, before anything connects. (What librdkafka checks
+/// only when a client starts, such as that a CA file can be read, is refused by `run` then.)
+pub fn check_properties(config: &ServiceConfig) -> Result<(), String> {
+    let transactional_id = config.transactional_id.as_deref();
+    for (client, settings) in [
+        ("consumer", consumer_config(config, 0)),
+        ("producer", producer_config(config, transactional_id)),
+    ] {
+        settings
+            .create_native_config()
+            .map_err(|e| format!("the {client}'s librdkafka settings: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The producer's `transaction.timeout.ms`: `message_timeout`, at least a minute.
 pub fn transaction_timeout(config: &ServiceConfig) -> Duration {
     config.message_timeout.max(Duration::from_secs(60))
