@@ -22,8 +22,10 @@ pub fn init(format: LogFormat, level: Option<&str>) {
             .or_else(|_| EnvFilter::try_from_default_env())
             .unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // Colours only for a terminal: a file, `docker logs` or a log shipper would get escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // try_init: a second initialization (tests, the demo) keeps the first subscriber.
     let _ = match format {

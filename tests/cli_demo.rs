@@ -16,6 +16,10 @@ fn the_demo_processes_the_bundled_and_generated_traffic_and_prints_a_summary() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("fed 307 notifications"), "{stdout}");
+    // Logs to a pipe carry no colour codes.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
     for topic in [
         "telephony.sessions.parties:",
         "telephony.calls.missed:",
@@ -104,4 +108,19 @@ fn a_demo_stopped_before_the_end_says_so_and_fails() {
         stdout.contains("of the 30007 notifications were read"),
         "{stdout}"
     );
+}
+
+/// A metrics address already taken is named in the error.
+#[test]
+fn a_metrics_address_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args(["demo", "--count", "10", "--metrics-addr", &address])
+        .output()
+        .expect("run demo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(stderr.contains("--metrics-addr"), "{stderr}");
 }
