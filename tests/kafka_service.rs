@@ -353,6 +353,63 @@ fn run_names_the_brokers_it_cannot_reach() {
     );
 }
 
+/// A signal while the brokers are out of reach stops the service at once, with status 0 (it has
+/// read nothing). Before, it waited out the 30 s start-up request and then failed with status 1.
+#[test]
+fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
+    use std::io::BufRead;
+    let t = unique_topics("unreachable-stop");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args([
+            "run",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+            "--group-id",
+            "unreachable-stop",
+        ])
+        .args(topic_flags(&t))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run callstream");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.contains("starting") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no start-up line: {log}"));
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let asked = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    log.extend(lines.try_iter().map(|l| l + "\n"));
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("stopped before reading anything"), "{log}");
+}
+
 #[test]
 fn run_warns_at_start_up_about_a_missing_output_topic() {
     let t = unique_topics("outputs");

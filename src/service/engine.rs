@@ -240,6 +240,19 @@ fn describe<C: ClientContext>(
         .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len())))
 }
 
+/// How long each start-up request waits before it is asked again, the stop flag read between.
+const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// Waits until `until`, or until `stop` is set.
+fn wait_unless_stopped(stop: &AtomicBool, until: Instant) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
 /// Counts of one run, for the caller's summary.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
@@ -2043,12 +2056,29 @@ pub fn run(
     // Declared after the consumer, so dropped before it.
     let _poison_on_panic = PoisonOnPanic(Arc::downgrade(&engine));
 
-    let described =
-        describe(consumer.client(), &input_topic, REQUEST_TIMEOUT).map_err(start_up_request(
-            "reading topic metadata",
-            effective_bootstrap_servers(&lock(&engine).config),
-            CHECK_CONNECTION,
-        ))?;
+    // Asked again each second until it answers: a signal meanwhile (brokers out of reach) stops
+    // the service at once, having read nothing, instead of after the whole time-out.
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let described = loop {
+        let asked_at = Instant::now();
+        let attempt = START_UP_ATTEMPT.min(deadline.saturating_duration_since(asked_at));
+        match describe(consumer.client(), &input_topic, attempt) {
+            Ok(described) => break described,
+            Err(_) if stop.load(Ordering::Relaxed) => {
+                tracing::info!("stopped before reading anything");
+                return Ok(RunSummary::default());
+            }
+            Err(error) if Instant::now() >= deadline => {
+                return Err(start_up_request(
+                    "reading topic metadata",
+                    effective_bootstrap_servers(&lock(&engine).config),
+                    CHECK_CONNECTION,
+                )(error))
+            }
+            // An error at once (all brokers down) is asked again after the rest of the second.
+            Err(_) => wait_unless_stopped(&stop, asked_at + attempt),
+        }
+    };
     if let Some(problem) = input_topic_problem(&input_topic, described) {
         return Err(problem);
     }
