@@ -351,6 +351,10 @@ fn run_names_the_brokers_it_cannot_reach() {
         stderr.contains("brokers 127.0.0.1:1: check the addresses and ports"),
         "{stderr}"
     );
+    // The same error is logged once per 10 s, not several times a second (about 250 lines over
+    // the 30 s before).
+    let repeated = stderr.matches("librdkafka error").count();
+    assert!(repeated < 30, "{repeated} error lines: {stderr}");
 }
 
 /// A signal while the brokers are out of reach stops the service at once, with status 0 (it has

@@ -328,6 +328,48 @@ pub(super) fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str,
     }
 }
 
+/// librdkafka's error callback, logged at most once per `ErrorLog::WINDOW` for the same error and
+/// reason: with the brokers out of reach it reports the same two errors several times a second
+/// (and the producer's twice over), which buried everything else in the log.
+#[derive(Default)]
+pub struct ErrorLog {
+    /// Per error and reason: when it was last logged, and how many times it came since.
+    seen: Mutex<HashMap<(String, String), (Instant, u64)>>,
+}
+
+impl ErrorLog {
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    pub fn error(&self, client: &str, error: &KafkaError, reason: &str) {
+        let key = (error.to_string(), reason.to_owned());
+        let now = Instant::now();
+        let suppressed = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            // Errors not seen for a while are forgotten: the map holds the recent ones only.
+            seen.retain(|_, (logged, _)| now.duration_since(*logged) < 6 * Self::WINDOW);
+            match seen.get_mut(&key) {
+                Some((logged, since)) if now.duration_since(*logged) < Self::WINDOW => {
+                    *since += 1;
+                    return;
+                }
+                Some((logged, since)) => {
+                    *logged = now;
+                    std::mem::take(since)
+                }
+                None => {
+                    seen.insert(key, (now, 0));
+                    0
+                }
+            }
+        };
+        if suppressed > 0 {
+            tracing::warn!(client, %error, reason, suppressed, "librdkafka error (also {suppressed} times since it was last logged)");
+        } else {
+            tracing::warn!(client, %error, reason, "librdkafka error");
+        }
+    }
+}
+
 /// How often librdkafka reports statistics: the consumer's for the lag metrics
 /// (`export_consumer_statistics`), the producer's for its queue.
 pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
@@ -470,6 +512,7 @@ pub struct DeliveryContext {
     /// Replaced by a new producer: its statistics no longer describe the service's queue. (A
     /// call abandoned on it may keep it alive, reporting, for minutes.)
     pub retired: AtomicBool,
+    pub errors: ErrorLog,
 }
 
 impl DeliveryContext {
@@ -484,7 +527,7 @@ impl ClientContext for DeliveryContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = "producer", %error, reason, "librdkafka error");
+        self.errors.error("producer", &error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -581,6 +624,21 @@ mod tests {
         // Assigned again: what the transactions committed starts over.
         held.assign(&[0]);
         assert_eq!(held.get(0), Some(None));
+    }
+
+    #[test]
+    fn the_same_error_is_logged_once_per_window_and_counted() {
+        let log = ErrorLog::default();
+        let down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        for _ in 0..100 {
+            log.error("producer", &down, "1/1 brokers are down");
+        }
+        log.error("producer", &down, "0/1 brokers are down");
+        let seen = log.seen.lock().expect("lock");
+        let count = |reason: &str| seen[&(down.to_string(), reason.to_owned())].1;
+        // The first was logged, the other 99 counted for the next line; another reason is its own.
+        assert_eq!(count("1/1 brokers are down"), 99);
+        assert_eq!(count("0/1 brokers are down"), 0);
     }
 
     #[test]

@@ -38,8 +38,8 @@ use super::admin;
 use super::clients::{
     admin_config, consumer_config, copy_headers, export_consumer_statistics, is_fatal,
     log_librdkafka, producer_config, producer_max_record_bytes, transaction_timeout, Delivery,
-    DeliveryContext, FailedDelivery, HeldPartitions, LeaderlessPartitions, OutgoingRecord,
-    RecordParts, Sent, STATISTICS_INTERVAL,
+    DeliveryContext, ErrorLog, FailedDelivery, HeldPartitions, LeaderlessPartitions,
+    OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -401,6 +401,7 @@ pub struct GroupContext {
     metrics: Arc<Metrics>,
     leaderless: LeaderlessPartitions,
     held_partitions: Arc<HeldPartitions>,
+    errors: ErrorLog,
 }
 
 fn lock<T: Poisonable>(engine: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -467,7 +468,7 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = "consumer", %error, reason, "librdkafka error");
+        self.errors.error("consumer", &error, reason);
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -1744,6 +1745,7 @@ fn create_producer(
             reports: reports.clone(),
             metrics: metrics.clone(),
             retired: AtomicBool::new(false),
+            errors: ErrorLog::default(),
         })
         .map_err(kafka("creating the producer"))
 }
@@ -2051,6 +2053,7 @@ pub fn run(
             metrics: metrics_for_context,
             leaderless: LeaderlessPartitions::default(),
             held_partitions,
+            errors: ErrorLog::default(),
         })
         .map_err(kafka("creating the consumer"))?;
     // Declared after the consumer, so dropped before it.
