@@ -357,6 +357,38 @@ fn run_names_the_brokers_it_cannot_reach() {
     assert!(repeated < 30, "{repeated} error lines: {stderr}");
 }
 
+/// `topics create` and `dead-letters replay` name the brokers they cannot reach and what to
+/// check, as `run` does; the replay reports no counts it never made.
+#[test]
+fn the_other_commands_name_the_brokers_they_cannot_reach() {
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .args(args)
+            .args(["--bootstrap-servers", "127.0.0.1:1"])
+            .env_remove("CALLSTREAM_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run callstream")
+    };
+    // Both wait out their request time-outs: side by side.
+    let children = [
+        spawn(&["topics", "create"]),
+        spawn(&["dead-letters", "replay", "--from-beginning", "--dry-run"]),
+    ];
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("brokers 127.0.0.1:1: check the addresses and ports"),
+            "{stderr}"
+        );
+        assert!(!stdout.contains("replay"), "{stdout}");
+    }
+}
+
 /// A signal while the brokers are out of reach stops the service at once, with status 0 (it has
 /// read nothing). Before, it waited out the 30 s start-up request and then failed with status 1.
 #[test]

@@ -22,9 +22,9 @@ use super::report::{report, report_librdkafka_log};
 use super::service::checked_settings;
 use super::DeadLettersReplayArgs;
 use crate::config::Settings;
-use crate::service::admin;
 use crate::service::clients::copy_headers;
 use crate::service::dead_letters::{replay, Replay, ReplayFilter, TimestampWindow};
+use crate::service::{admin, engine};
 
 /// How long reading may make no progress before the replay gives up: the ends were measured when
 /// it started, so only a broker in trouble keeps it waiting this long.
@@ -81,6 +81,8 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
             codes: args.code.clone(),
         },
         args: &args,
+        servers: &settings.kafka.bootstrap_servers,
+        started: false,
         message_timeout: Duration::from_millis(settings.kafka.message_timeout_ms),
         window: None,
         tally: Tally::default(),
@@ -115,31 +117,34 @@ pub fn replay_dead_letters(args: DeadLettersReplayArgs) -> ExitCode {
         ),
         Duration::from_millis(settings.kafka.message_timeout_ms),
     );
-    // What was done is said whether or not the replay finished.
+    // What was done is said whether or not the replay finished, once it started.
     let tally = &replayer.tally;
-    let verb = if args.dry_run {
-        "would replay"
-    } else {
-        "replayed"
-    };
-    println!(
-        "{verb} {} dead letters from {} to {}; left out: {} not asked for, {} not from \
-         callstream, {} incomplete",
-        tally.replayed,
-        replayer.from,
-        replayer.to,
-        tally.filtered,
-        tally.foreign,
-        tally.incomplete.len()
-    );
-    for source in &tally.incomplete {
-        println!("incomplete: the whole message is at {source} (topic/partition/offset)");
-    }
-    if tally.restamped > 0 {
+    if replayer.started {
+        let verb = if args.dry_run {
+            "would replay"
+        } else {
+            "replayed"
+        };
         println!(
-            "{} of them with the current time: {} refuses their original time              (message.timestamp.before.max.ms or after.max.ms)",
-            tally.restamped, replayer.to
+            "{verb} {} dead letters from {} to {}; left out: {} not asked for, {} not from \
+             callstream, {} incomplete",
+            tally.replayed,
+            replayer.from,
+            replayer.to,
+            tally.filtered,
+            tally.foreign,
+            tally.incomplete.len()
         );
+        for source in &tally.incomplete {
+            println!("incomplete: the whole message is at {source} (topic/partition/offset)");
+        }
+        if tally.restamped > 0 {
+            println!(
+                "{} of them with the current time: {} refuses their original time \
+                 (message.timestamp.before.max.ms or after.max.ms)",
+                tally.restamped, replayer.to
+            );
+        }
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +161,10 @@ struct Replayer<'a> {
     to: &'a str,
     filter: ReplayFilter,
     args: &'a DeadLettersReplayArgs,
+    servers: &'a str,
+    /// Set once the replay knows where each partition starts and ends: before that it has done
+    /// nothing to report.
+    started: bool,
     /// The producer's delivery time-out: a record may be appended that much after it is sent.
     message_timeout: Duration,
     /// The timestamps the input topic accepts, if its configuration could be read.
@@ -182,6 +191,7 @@ impl Replayer<'_> {
             .create_with_context(ReplayContext::default())
             .map_err(|e| e.to_string())?;
         self.start(&consumer, &producer)?;
+        self.started = true;
         self.window = self.input_timestamp_window(&producer_config);
 
         let read = self.read(&consumer, &producer);
@@ -252,7 +262,7 @@ impl Replayer<'_> {
         let input = producer
             .client()
             .fetch_metadata(Some(self.to), CLIENT_TIMEOUT)
-            .map_err(|e| format!("reading the input topic {}: {e}", self.to))?;
+            .map_err(|e| format!("reading the input topic {}: {e}{}", self.to, self.hint(&e)))?;
         if let Some(error) = input.topics().first().and_then(|t| t.error()) {
             return Err(format!(
                 "input topic {}: {}",
@@ -262,7 +272,7 @@ impl Replayer<'_> {
         }
         let metadata = consumer
             .fetch_metadata(Some(from), CLIENT_TIMEOUT)
-            .map_err(|e| format!("reading the partitions of {from}: {e}"))?;
+            .map_err(|e| format!("reading the partitions of {from}: {e}{}", self.hint(&e)))?;
         let topic = metadata
             .topics()
             .first()
@@ -329,6 +339,15 @@ impl Replayer<'_> {
         consumer.assign(&start).map_err(|e| e.to_string())
     }
 
+    /// What to check when the brokers could not be reached.
+    fn hint(&self, error: &KafkaError) -> String {
+        if engine::is_connection_error(error) {
+            format!(" (brokers {}: {})", self.servers, engine::CHECK_CONNECTION)
+        } else {
+            String::new()
+        }
+    }
+
     /// The timestamps the input topic accepts; `None`, with a warning, if that cannot be read.
     fn input_timestamp_window(&self, client: &ClientConfig) -> Option<TimestampWindow> {
         let configs = admin::topic_configs(client, &[self.to], CLIENT_TIMEOUT);
@@ -343,7 +362,9 @@ impl Replayer<'_> {
             Ok(config) => Some(TimestampWindow::from_config(&config)),
             Err(reason) => {
                 report(&format!(
-                    "the timestamp limits of {} could not be read ({reason}): dead letters are                      sent with their original time, and one the topic refuses stops the replay                      there",
+                    "the timestamp limits of {} could not be read ({reason}): dead letters are \
+                     sent with their original time, and one the topic refuses stops the replay \
+                     there",
                     self.to
                 ));
                 None

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::health::Health;
 use crate::http::{self, Endpoints, STALL_AFTER};
 use crate::metrics::Metrics;
-use crate::service::{self, admin, clients, ServiceConfig};
+use crate::service::{self, admin, clients, engine, ServiceConfig};
 
 use super::{ConnectionArgs, RunArgs, TopicArgs, TopicsCreateArgs};
 use crate::config::{ConfigError, Settings};
@@ -217,6 +217,12 @@ pub fn topics_create(args: TopicsCreateArgs) -> ExitCode {
             let unsupported = e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature);
             if unsupported && args.replication_factor < 0 {
                 format!("{e} (brokers older than Kafka 2.4 need an explicit --replication-factor)")
+            } else if engine::is_connection_error(&e) {
+                format!(
+                    "{e} (brokers {}: {})",
+                    settings.kafka.bootstrap_servers,
+                    engine::CHECK_CONNECTION
+                )
             } else {
                 e.to_string()
             }

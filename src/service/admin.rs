@@ -33,7 +33,11 @@ pub async fn create_topics(
         .iter()
         .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    // Both bounded: a request to brokers out of reach would otherwise wait out librdkafka's
+    // 60 s socket time-out.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics(&topics, &options).await?;
     let mut created = Vec::new();
     for result in results {

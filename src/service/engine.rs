@@ -148,7 +148,26 @@ fn kafka(action: &'static str) -> impl FnOnce(KafkaError) -> ServiceError {
 }
 
 /// What to check when the brokers do not answer a start-up request.
-const CHECK_CONNECTION: &str = "check the addresses and ports, that they are reachable from here, and security.protocol with its TLS and SASL settings";
+pub const CHECK_CONNECTION: &str = "check the addresses and ports, that they are reachable from here, and security.protocol with its TLS and SASL settings";
+
+/// Whether a failed request says the brokers could not be reached (rather than refused it).
+pub fn is_connection_error(error: &KafkaError) -> bool {
+    // rust-rdkafka gives no code for an admin request's error, though it has one.
+    let code = match error {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+        )
+    )
+}
 /// What to check when transactions cannot be initialized: brokers that answer metadata requests
 /// may still lack a transaction coordinator.
 const CHECK_TRANSACTIONS: &str = "check that they are reachable, and that the transaction coordinator is available: the __transaction_state topic needs at least transaction.state.log.replication.factor brokers, and min.insync.replicas of them up";
@@ -160,20 +179,17 @@ fn start_up_request(
     servers: String,
     hint: &'static str,
 ) -> impl FnOnce(KafkaError) -> ServiceError {
-    move |source| match source.rdkafka_error_code() {
-        Some(
-            RDKafkaErrorCode::OperationTimedOut
-            | RDKafkaErrorCode::AllBrokersDown
-            | RDKafkaErrorCode::BrokerTransportFailure
-            | RDKafkaErrorCode::Resolve
-            | RDKafkaErrorCode::CoordinatorNotAvailable,
-        ) => ServiceError::Connection {
-            action,
-            servers: servers.into_boxed_str(),
-            hint,
-            source: Box::new(source),
-        },
-        _ => ServiceError::Kafka { action, source },
+    move |source| {
+        if is_connection_error(&source) {
+            ServiceError::Connection {
+                action,
+                servers: servers.into_boxed_str(),
+                hint,
+                source: Box::new(source),
+            }
+        } else {
+            ServiceError::Kafka { action, source }
+        }
     }
 }
 
