@@ -48,7 +48,19 @@ extern "C" fn mimalloc_defaults() {
 const EXIT_IO_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    forget_empty_environment();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let note = environment_note(&error);
+            // Prints the usage or the error, with clap's exit status (0 for --help).
+            let _ = error.print();
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            return ExitCode::from(error.exit_code() as u8);
+        }
+    };
     match cli.command {
         Command::Process(args) => {
             let result = Input::open_all(&args.files).and_then(|mut inputs| {
@@ -94,6 +106,54 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check(args),
         } => service::config_check(args),
     }
+}
+
+/// An empty `CALLSTREAM_*` variable counts as unset, as deployment templates write them.
+fn forget_empty_environment() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(name, value)| {
+            name.to_str().is_some_and(|n| n.starts_with("CALLSTREAM_")) && value.is_empty()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // Before any other thread exists.
+        std::env::remove_var(name);
+    }
+}
+
+/// For a value clap refused that came from an environment variable rather than the command
+/// line, a note naming the variable: clap's message names only the flag.
+fn environment_note(error: &clap::Error) -> Option<String> {
+    let clap::error::ContextValue::String(invalid) =
+        error.get(clap::error::ContextKind::InvalidArg)?
+    else {
+        return None;
+    };
+    // "--guarantee <GUARANTEE>": the flag's long name.
+    let long = invalid.split_whitespace().next()?.strip_prefix("--")?;
+    let on_command_line =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if on_command_line {
+        return None;
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let env = find_env(&command, long)?;
+    std::env::var_os(&env).map(|_| format!("(the value comes from the environment variable {env})"))
+}
+
+/// The environment variable of the flag `--long` in any subcommand.
+fn find_env(command: &clap::Command, long: &str) -> Option<String> {
+    command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .and_then(|e| e.to_str().map(str::to_owned))
+        .or_else(|| {
+            command
+                .get_subcommands()
+                .find_map(|sub| find_env(sub, long))
+        })
 }
 
 fn io_failure(e: io::Error) -> ExitCode {

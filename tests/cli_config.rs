@@ -130,6 +130,28 @@ fn settings_run_would_refuse_are_refused_by_config_check() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// A value refused from the environment names its variable (clap names only the flag), and an
+/// empty variable, as deployment templates write them, counts as unset.
+#[test]
+fn environment_values_are_named_when_refused_and_empty_ones_are_unset() {
+    let (code, _, err) = config_check(&[], &[("CALLSTREAM_GUARANTEE", "bogus")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("environment variable CALLSTREAM_GUARANTEE"),
+        "{err}"
+    );
+    // Given as a flag, the flag is what is wrong.
+    let (code, _, err) = config_check(&["--guarantee", "bogus"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("environment variable"), "{err}");
+    let (code, out, err) = config_check(
+        &[],
+        &[("CALLSTREAM_METRICS_ADDR", ""), ("CALLSTREAM_GROUP_ID", "")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(group_id(&out), "callstream", "{out}");
+}
+
 /// Dotted keys of a TOML document (`kafka.security.protocol`).
 fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(table) = value {
