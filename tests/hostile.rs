@@ -873,7 +873,8 @@ fn offline_validate_reports_name_line_and_reason() {
     let mut input = Vec::new();
     input.extend(bytes(&good()));
     input.push(b'\n');
-    input.push(b'\n'); // an empty line
+    input.extend(b"  \n"); // a blank line: no message, skipped, its number kept
+    input.extend(b"not json\n");
     input.extend(bytes(&webhook("2", body(SESSION_ID, 1, vec![]))));
     input.push(b'\n');
     input.extend(b"[1,2,3]\n");
@@ -887,17 +888,56 @@ fn offline_validate_reports_name_line_and_reason() {
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert_eq!(lines[0], "calls.jsonl:2: decode error: empty message");
     assert!(
-        lines[1].starts_with("calls.jsonl:3: validate error: ")
+        lines[0].starts_with("calls.jsonl:3: decode error: "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("calls.jsonl:4: validate error: ")
             && lines[1].ends_with("(at body.parties)"),
         "{}",
         lines[1]
     );
     assert!(
-        lines[2].starts_with("calls.jsonl:4: envelope error: JSON array is not a WebSocket"),
+        lines[2].starts_with("calls.jsonl:5: envelope error: JSON array is not a WebSocket"),
         "{}",
         lines[2]
     );
     assert_eq!(lines[3], "4 lines, 1 valid, 3 rejected");
+}
+
+/// A notification saved pretty-printed is one JSON document over many lines: `validate` says
+/// so and how to convert it, and a path it cannot read is named.
+#[test]
+fn offline_commands_say_what_is_wrong_with_the_file_itself() {
+    let dir = std::env::temp_dir().join(format!("callstream-offline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pretty = dir.join("saved.json");
+    let document: Value = serde_json::from_slice(&bytes(&good())).expect("JSON");
+    std::fs::write(
+        &pretty,
+        serde_json::to_string_pretty(&document).expect("pretty"),
+    )
+    .expect("write");
+    let validate = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .arg("validate")
+            .arg(path)
+            .output()
+            .expect("run validate")
+    };
+    let out = validate(&pretty);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("one JSON document over many lines"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("jq -c"), "{stderr}");
+    let out = validate(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

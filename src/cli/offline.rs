@@ -80,17 +80,22 @@ impl Totals {
 }
 
 /// Reads JSON Lines from `input`, one line at a time (bytes, so that invalid UTF-8 is a rejected
-/// line rather than a read error), and calls `each` with the line number and content.
+/// line rather than a read error), and calls `each` with the line number and content. Blank lines
+/// separate nothing in JSON Lines and are skipped. Returns how many lines were handed on.
 fn for_each_line(
-    input: &mut dyn BufRead,
+    input: &mut Input,
     mut each: impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<u64> {
     let mut line = Vec::with_capacity(4096);
-    let mut number = 0;
+    let (mut number, mut handed) = (0, 0);
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            return Ok(number);
+        let read = input
+            .reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", input.name)))?;
+        if read == 0 {
+            return Ok(handed);
         }
         number += 1;
         let content = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -100,6 +105,18 @@ fn for_each_line(
             1 => content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content),
             _ => content,
         };
+        if content.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if number == 1 && matches!(content.trim_ascii(), b"{" | b"[") {
+            // One JSON document over many lines: every line would be rejected on its own.
+            eprintln!(
+                "callstream: {} looks like one JSON document over many lines; this command reads \
+                 JSON Lines, one notification per line (`jq -c . FILE` converts it)",
+                input.name
+            );
+        }
+        handed += 1;
         each(number, content)?;
     }
 }
@@ -157,7 +174,7 @@ pub fn process(
     // records too large) prints only its dead letter, as the service publishes only that.
     let mut accepted = Vec::new();
     for input in inputs.iter_mut() {
-        totals.lines += for_each_line(input.reader.as_mut(), |_, line| {
+        totals.lines += for_each_line(input, |_, line| {
             accepted.clear();
             let mut budget = Measure::budget(line);
             let result = processor.process(line, |record| {
@@ -211,8 +228,8 @@ pub fn validate(
     let mut measure = Measure::new()?;
     let mut totals = Totals::default();
     for input in inputs.iter_mut() {
-        let name = &input.name;
-        totals.lines += for_each_line(input.reader.as_mut(), |number, line| {
+        let name = input.name.clone();
+        totals.lines += for_each_line(input, |number, line| {
             let mut records = [0; TopicKind::ALL.len()];
             let mut budget = Measure::budget(line);
             match processor.process(line, |record| {
