@@ -305,3 +305,22 @@ fn generate_to_kafka_takes_the_client_settings_of_run_and_checks_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `generate` refuses what it would otherwise ignore: a share outside 0 to 1, and `--rate`
+/// without brokers to produce to (found by a new-user walkthrough: each was accepted silently).
+#[test]
+fn generate_refuses_options_it_cannot_honour() {
+    for args in [
+        &["--count", "1", "--reorder", "7"][..],
+        &["--count", "1", "--duplicates", "nan"],
+        &["--count", "3", "--rate", "1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_callstream"))
+            .arg("generate")
+            .args(args)
+            .output()
+            .expect("run generate");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -385,10 +385,10 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Share of notifications delivered twice, 0 to 1.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub duplicates: f64,
     /// Share of notifications delivered out of order, 0 to 1.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub reorder: f64,
     /// Only the webhook shape (default: all four shapes).
     #[arg(long)]
@@ -415,8 +415,18 @@ pub struct GenerateArgs {
     /// --bootstrap-servers; without --count, runs until stopped): calls overlap, and each
     /// notification is sent at its envelope timestamp, so lag metrics are real. Without it,
     /// --count notifications are written at once, as a backlog (their times run ahead of the clock).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), requires = "bootstrap_servers")]
     pub rate: Option<u64>,
+}
+
+/// A share from 0 to 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{text} is not a share from 0 to 1"))
+    }
 }
 
 /// Options of the offline commands.
