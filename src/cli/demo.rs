@@ -76,7 +76,13 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 duplicate_rate: 0.01,
                 reorder_rate: 0.02,
                 webhook_only: false,
-                start_ms: None,
+                // Times from now, not the generator's fixed 2023: the lag metrics then read
+                // seconds, not years.
+                start_ms: Some(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64),
+                ),
                 mix: Default::default(),
             })
             .take(count);
