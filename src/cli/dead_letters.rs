@@ -22,7 +22,7 @@ use super::report::{report, report_librdkafka_log};
 use super::service::checked_settings;
 use super::DeadLettersReplayArgs;
 use crate::config::Settings;
-use crate::service::clients::copy_headers;
+use crate::service::clients::{copy_headers, ErrorLog};
 use crate::service::dead_letters::{replay, Replay, ReplayFilter, TimestampWindow};
 use crate::service::{admin, engine};
 
@@ -592,6 +592,7 @@ fn committed_offsets(
 #[derive(Default)]
 struct ReplayContext {
     deliveries: Mutex<Deliveries>,
+    errors: ErrorLog,
 }
 
 /// The dead letters sent, by partition of the dead-letter topic.
@@ -642,7 +643,11 @@ impl ClientContext for ReplayContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        report(&format!("{error}: {reason}"));
+        match self.errors.admit(&error, reason) {
+            Some(0) => report(&format!("{error}: {reason}")),
+            Some(held) => report(&format!("{error}: {reason} (also {held} times since)")),
+            None => {}
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::report::{report, report_librdkafka_log};
 use super::GenerateArgs;
 use crate::generate::{Generator, GeneratorConfig, MAX_LIVE_RATE};
+use crate::service::clients::ErrorLog;
 
 /// `callstream generate`.
 pub fn generate(args: GenerateArgs) -> ExitCode {
@@ -178,6 +179,7 @@ pub fn produce_lines(
 #[derive(Default)]
 struct ReportingContext {
     failed: AtomicU64,
+    errors: ErrorLog,
 }
 
 impl ClientContext for ReportingContext {
@@ -186,7 +188,11 @@ impl ClientContext for ReportingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        report(&format!("{error}: {reason}"));
+        match self.errors.admit(&error, reason) {
+            Some(0) => report(&format!("{error}: {reason}")),
+            Some(held) => report(&format!("{error}: {reason} (also {held} times since)")),
+            None => {}
+        }
     }
 }
 

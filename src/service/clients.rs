@@ -340,33 +340,40 @@ pub struct ErrorLog {
 impl ErrorLog {
     const WINDOW: Duration = Duration::from_secs(10);
 
-    pub fn error(&self, client: &str, error: &KafkaError, reason: &str) {
+    /// Whether to log this error now (`Some`: with how many identical ones were held back since
+    /// it was last logged) or hold it back (`None`).
+    pub fn admit(&self, error: &KafkaError, reason: &str) -> Option<u64> {
+        // librdkafka ends a broker failure's reason with how long it took and how many it held
+        // back itself ("(after 0ms in state CONNECT, 3 identical error(s) suppressed)"): the
+        // same failure all the same.
+        let reason = reason.split(" (after ").next().unwrap_or(reason);
         let key = (error.to_string(), reason.to_owned());
         let now = Instant::now();
-        let suppressed = {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            // Errors not seen for a while are forgotten: the map holds the recent ones only.
-            seen.retain(|_, (logged, _)| now.duration_since(*logged) < 6 * Self::WINDOW);
-            match seen.get_mut(&key) {
-                Some((logged, since)) if now.duration_since(*logged) < Self::WINDOW => {
-                    *since += 1;
-                    return;
-                }
-                Some((logged, since)) => {
-                    *logged = now;
-                    std::mem::take(since)
-                }
-                None => {
-                    seen.insert(key, (now, 0));
-                    0
-                }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Errors not seen for a while are forgotten: the map holds the recent ones only.
+        seen.retain(|_, (logged, _)| now.duration_since(*logged) < 6 * Self::WINDOW);
+        match seen.get_mut(&key) {
+            Some((logged, since)) if now.duration_since(*logged) < Self::WINDOW => {
+                *since += 1;
+                None
             }
-        };
-        if suppressed > 0 {
-            tracing::warn!(client, %error, reason, suppressed, "librdkafka error (also {suppressed} times since it was last logged)");
-        } else {
-            tracing::warn!(client, %error, reason, "librdkafka error");
+            Some((logged, since)) => {
+                *logged = now;
+                Some(std::mem::take(since))
+            }
+            None => {
+                seen.insert(key, (now, 0));
+                Some(0)
+            }
         }
+    }
+
+    pub fn error(&self, client: &str, error: &KafkaError, reason: &str) {
+        let Some(suppressed) = self.admit(error, reason) else {
+            return;
+        };
+        // `suppressed`: how many identical ones were held back since it was last logged.
+        tracing::warn!(client, %error, reason, suppressed, "librdkafka error");
     }
 }
 
@@ -634,11 +641,27 @@ mod tests {
             log.error("producer", &down, "1/1 brokers are down");
         }
         log.error("producer", &down, "0/1 brokers are down");
+        // The same failure, however long it took.
+        let refused = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        log.error(
+            "producer",
+            &refused,
+            "b:1: Connect failed (after 0ms in state CONNECT)",
+        );
+        log.error(
+            "producer",
+            &refused,
+            "b:1: Connect failed (after 3ms in state CONNECT, 1 identical error(s) suppressed)",
+        );
         let seen = log.seen.lock().expect("lock");
         let count = |reason: &str| seen[&(down.to_string(), reason.to_owned())].1;
         // The first was logged, the other 99 counted for the next line; another reason is its own.
         assert_eq!(count("1/1 brokers are down"), 99);
         assert_eq!(count("0/1 brokers are down"), 0);
+        assert_eq!(
+            seen[&(refused.to_string(), "b:1: Connect failed".to_owned())].1,
+            1
+        );
     }
 
     #[test]
