@@ -32,7 +32,13 @@ fn main() {
         return;
     };
     let (git_dir, common_dir) = (PathBuf::from(git_dir), PathBuf::from(common_dir));
-    let mut watched = vec![git_dir.join("HEAD"), common_dir.join("packed-refs")];
+    // logs/HEAD changes with every commit, checkout and reset, also when the branch's ref was
+    // packed and its next commit writes a loose one that did not exist before.
+    let mut watched = vec![
+        git_dir.join("HEAD"),
+        git_dir.join("logs").join("HEAD"),
+        common_dir.join("packed-refs"),
+    ];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watched.push(common_dir.join(branch));
     }

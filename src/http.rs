@@ -26,9 +26,12 @@ pub struct Endpoints {
 
 /// Binds the listener (so that a taken port fails start-up) and returns the bound address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{addr} (--metrics-addr): {e}")))?;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("the metrics address {addr} (--metrics-addr): {e}"),
+        )
+    })?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

@@ -22,10 +22,13 @@ pub fn init(format: LogFormat, level: Option<&str>) {
             .or_else(|_| EnvFilter::try_from_default_env())
             .unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    // Colours only for a terminal: a file, `docker logs` or a log shipper would get escape codes.
+    // Colours only for a terminal, and not with NO_COLOR set: a file, `docker logs` or a log
+    // shipper would get escape codes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     // try_init: a second initialization (tests, the demo) keeps the first subscriber.
     let _ = match format {

@@ -409,7 +409,7 @@ fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
         .expect("run callstream");
     let (lines_tx, lines) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
@@ -441,6 +441,8 @@ fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Every line, to the end of its stderr.
+    reader.join().expect("reader");
     log.extend(lines.try_iter().map(|l| l + "\n"));
     assert!(status.success(), "{status:?}: {log}");
     assert!(log.contains("stopped before reading anything"), "{log}");

@@ -61,57 +61,6 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let feed = Arc::new(Feed::default());
-    let feeder = {
-        let (metrics, stop, feed) = (metrics.clone(), stop.clone(), feed.clone());
-        let (bootstrap, topic, seed, count) = (
-            bootstrap.clone(),
-            topics.input.clone(),
-            args.seed,
-            args.count,
-        );
-        std::thread::spawn(move || {
-            let samples = SAMPLES.lines().filter(|l| !l.is_empty()).map(str::to_owned);
-            let generated = Generator::new(GeneratorConfig {
-                seed,
-                duplicate_rate: 0.01,
-                reorder_rate: 0.02,
-                webhook_only: false,
-                // Times from now, not the generator's fixed 2023: the lag metrics then read
-                // seconds, not years.
-                start_ms: Some(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64),
-                ),
-                mix: Default::default(),
-            })
-            .take(count);
-            let target = Target {
-                bootstrap: &bootstrap,
-                topic: &topic,
-                properties: &Default::default(),
-            };
-            // Fed while the service reads: the mock cluster keeps only the last 5 MiB of each
-            // partition, so a backlog fed whole first would lose its oldest messages.
-            let paced = samples.chain(generated).map_while(|line| {
-                let fed = feed.sent.fetch_add(1, Ordering::Relaxed);
-                while fed.saturating_sub(done(&metrics)) >= FEED_AHEAD {
-                    if stop.load(Ordering::Relaxed) {
-                        feed.cut_short.store(true, Ordering::Relaxed);
-                        return None;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Some((None, line))
-            });
-            let result = produce_lines(paced, &target);
-            if let Err(e) = &result {
-                eprintln!("callstream demo: feeding {topic} failed: {e}");
-                stop.store(true, Ordering::Relaxed);
-            }
-            feed.result.set(result.map_err(|e| e.to_string())).ok();
-        })
-    };
     let mut config = ServiceConfig::new(&bootstrap, "callstream-demo");
     // The mock cluster does not describe topic configurations: asking would wait out a timeout.
     config.read_topic_limits = false;
@@ -120,9 +69,18 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let started = Instant::now();
+    let mut feeder = None;
     let code = runtime.block_on(async {
         start_http(args.metrics_addr, &metrics, &health).await?;
         tokio::spawn(stop_on_signal(stop.clone()));
+        feeder = Some(spawn_feeder(
+            &bootstrap,
+            &topics.input,
+            args,
+            &metrics,
+            &stop,
+            &feed,
+        ));
         let watcher = {
             let (metrics, stop, feed) = (metrics.clone(), stop.clone(), feed.clone());
             let deadline = started + Duration::from_secs(args.duration);
@@ -153,7 +111,9 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     })?;
     // The service has stopped: a feeder waiting for it to catch up gives up.
     stop.store(true, Ordering::Relaxed);
-    let _ = feeder.join();
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     let (read, fed) = (done(&metrics), feed.delivered());
     let complete =
         matches!(feed.result.get(), Some(Ok(_))) && !feed.cut_short.load(Ordering::Relaxed);
@@ -169,15 +129,88 @@ fn run_demo(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     print_summary(&bootstrap, &topics, &metrics, args.examples)?;
     drop(cluster);
     if read < fed || !complete {
+        let why = if feed.result.get().is_some_and(Result::is_err) {
+            "feeding failed, see above".to_owned()
+        } else if started.elapsed() >= Duration::from_secs(args.duration) {
+            format!("--duration {} s", args.duration)
+        } else {
+            "a signal, or an error above".to_owned()
+        };
         println!(
-            "\nstopped before the end: {read} of the {} notifications were read (--duration {} \
-             s, or a signal)",
+            "\nstopped before the end ({why}): {read} of the {} notifications were read",
             SAMPLES.lines().filter(|l| !l.is_empty()).count() + args.count,
-            args.duration
         );
         return Ok(ExitCode::from(1));
     }
     Ok(code)
+}
+
+/// Feeds the samples and `count` generated notifications to the input topic on a thread of its
+/// own, at most `FEED_AHEAD` ahead of what the service has read, until done or `stop`.
+fn spawn_feeder(
+    bootstrap: &str,
+    topic: &str,
+    args: &DemoArgs,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<AtomicBool>,
+    feed: &Arc<Feed>,
+) -> std::thread::JoinHandle<()> {
+    let (metrics, stop, feed) = (metrics.clone(), stop.clone(), feed.clone());
+    let (bootstrap, topic, seed, count) = (
+        bootstrap.to_owned(),
+        topic.to_owned(),
+        args.seed,
+        args.count,
+    );
+    std::thread::spawn(move || {
+        let samples = SAMPLES.lines().filter(|l| !l.is_empty()).map(str::to_owned);
+        let generated = Generator::new(GeneratorConfig {
+            seed,
+            duplicate_rate: 0.01,
+            reorder_rate: 0.02,
+            webhook_only: false,
+            // Times from now, not the generator's fixed 2023: the lag metrics then read
+            // seconds, not years.
+            start_ms: Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            ),
+            mix: Default::default(),
+        })
+        .take(count);
+        let target = Target {
+            bootstrap: &bootstrap,
+            topic: &topic,
+            properties: &Default::default(),
+        };
+        // Fed while the service reads: the mock cluster keeps only the last 5 MiB of each
+        // partition, so a backlog fed whole first would lose its oldest messages.
+        let paced = samples.chain(generated).map_while(|line| {
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    feed.cut_short.store(true, Ordering::Relaxed);
+                    return None;
+                }
+                let ahead = feed
+                    .sent
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(done(&metrics));
+                if ahead < FEED_AHEAD {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            feed.sent.fetch_add(1, Ordering::Relaxed);
+            Some((None, line))
+        });
+        let result = produce_lines(paced, &target);
+        if let Err(e) = &result {
+            eprintln!("callstream demo: feeding {topic} failed: {e}");
+            stop.store(true, Ordering::Relaxed);
+        }
+        feed.result.set(result.map_err(|e| e.to_string())).ok();
+    })
 }
 
 /// How far the service reading the demo's input may fall behind the feeder, in notifications:

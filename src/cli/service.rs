@@ -27,37 +27,63 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Sets `stop` on the first SIGINT or SIGTERM; a second one exits at once.
-pub async fn stop_on_signal(stop: Arc<AtomicBool>) {
-    wait_for_signal().await;
-    tracing::info!(
-        "signal received: stopping intake, draining and committing (signal again to exit at once)"
-    );
-    stop.store(true, Ordering::Relaxed);
-    wait_for_signal().await;
-    tracing::warn!("second signal: exiting without draining");
-    std::process::exit(130);
+/// Sets `stop` on the first SIGINT or SIGTERM; a second one exits at once. The handlers are
+/// installed when this is called, not when the future is first polled: a signal that comes
+/// right after (during start-up) is not missed. Call it within the runtime.
+pub fn stop_on_signal(stop: Arc<AtomicBool>) -> impl std::future::Future<Output = ()> {
+    let mut signals = Signals::install();
+    async move {
+        signals.recv().await;
+        tracing::info!(
+            "signal received: stopping intake, draining and committing (signal again to exit at once)"
+        );
+        stop.store(true, Ordering::Relaxed);
+        signals.recv().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, listened for from installation on.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => {
+                only.recv().await;
+            }
+            (None, None) => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

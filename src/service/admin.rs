@@ -34,10 +34,10 @@ pub async fn create_topics(
         .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
         .collect();
     // Both bounded: a request to brokers out of reach would otherwise wait out librdkafka's
-    // 60 s socket time-out.
+    // 60 s socket time-out. The request's includes the brokers' 30 s for the operation.
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
-        .request_timeout(Some(Duration::from_secs(30)));
+        .request_timeout(Some(Duration::from_secs(35)));
     let results = admin.create_topics(&topics, &options).await?;
     let mut created = Vec::new();
     for result in results {

@@ -187,7 +187,11 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
 /// wrong type or out of range, is refused here, before anything connects. (What librdkafka checks
 /// only when a client starts, such as that a CA file can be read, is refused by `run` then.)
 pub fn check_properties(config: &ServiceConfig) -> Result<(), String> {
-    let transactional_id = config.transactional_id.as_deref();
+    // As `run` configures them: a transactional id under exactly-once only.
+    let transactional_id = config
+        .transactional_id
+        .as_deref()
+        .filter(|_| config.guarantee == Guarantee::ExactlyOnce);
     for (client, settings) in [
         ("consumer", consumer_config(config, 0)),
         ("producer", producer_config(config, transactional_id)),

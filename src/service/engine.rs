@@ -256,8 +256,10 @@ fn describe<C: ClientContext>(
         .map(|t| (t.error().map(RDKafkaErrorCode::from), t.partitions().len())))
 }
 
-/// How long each start-up request waits before it is asked again, the stop flag read between.
+/// How long the first start-up request waits before it is asked again (then twice as long each
+/// time), the stop flag read between.
 const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
+const START_UP_ATTEMPT_MAX: Duration = Duration::from_secs(5);
 
 /// Waits until `until`, or until `stop` is set.
 fn wait_unless_stopped(stop: &AtomicBool, until: Instant) {
@@ -2075,29 +2077,40 @@ pub fn run(
     // Declared after the consumer, so dropped before it.
     let _poison_on_panic = PoisonOnPanic(Arc::downgrade(&engine));
 
-    // Asked again each second until it answers: a signal meanwhile (brokers out of reach) stops
-    // the service at once, having read nothing, instead of after the whole time-out.
+    // Brokers out of reach are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
+    // 30 s in all), with the stop flag read between: a signal meanwhile stops the service within
+    // seconds, having read nothing, instead of after the whole time-out; a slow broker still has
+    // 5 s to answer.
     let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut attempt = START_UP_ATTEMPT;
+    let stopped = || {
+        let stopped = stop.load(Ordering::Relaxed);
+        if stopped {
+            tracing::info!("stopped before reading anything");
+        }
+        stopped
+    };
     let described = loop {
         let asked_at = Instant::now();
-        let attempt = START_UP_ATTEMPT.min(deadline.saturating_duration_since(asked_at));
-        match describe(consumer.client(), &input_topic, attempt) {
+        let wait = attempt.min(deadline.saturating_duration_since(asked_at));
+        match describe(consumer.client(), &input_topic, wait) {
             Ok(described) => break described,
-            Err(_) if stop.load(Ordering::Relaxed) => {
-                tracing::info!("stopped before reading anything");
-                return Ok(RunSummary::default());
-            }
-            Err(error) if Instant::now() >= deadline => {
+            Err(_) if stopped() => return Ok(RunSummary::default()),
+            Err(error) if !is_connection_error(&error) || Instant::now() >= deadline => {
                 return Err(start_up_request(
                     "reading topic metadata",
                     effective_bootstrap_servers(&lock(&engine).config),
                     CHECK_CONNECTION,
                 )(error))
             }
-            // An error at once (all brokers down) is asked again after the rest of the second.
-            Err(_) => wait_unless_stopped(&stop, asked_at + attempt),
+            // An error at once (all brokers down) is asked again after the rest of the wait.
+            Err(_) => wait_unless_stopped(&stop, asked_at + wait),
         }
+        attempt = (attempt * 2).min(START_UP_ATTEMPT_MAX);
     };
+    if stopped() {
+        return Ok(RunSummary::default());
+    }
     if let Some(problem) = input_topic_problem(&input_topic, described) {
         return Err(problem);
     }
