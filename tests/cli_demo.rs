@@ -1,14 +1,19 @@
 //! `callstream demo`: the README's run command works with nothing installed (librdkafka's mock
 //! cluster in process) and prints a per-topic summary with decoded examples.
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+fn demo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .arg("demo")
+        .args(args)
+        .output()
+        .expect("run demo")
+}
 
 #[test]
 fn the_demo_processes_the_bundled_and_generated_traffic_and_prints_a_summary() {
-    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args(["demo", "--count", "300", "--duration", "120"])
-        .output()
-        .expect("run demo");
+    let output = demo(&["--count", "300", "--duration", "120"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -60,18 +65,7 @@ fn input_counts(stdout: &str) -> Vec<u64> {
 /// ended with status 0.
 #[test]
 fn the_demo_reads_a_backlog_larger_than_the_mock_cluster_keeps() {
-    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args([
-            "demo",
-            "--count",
-            "30000",
-            "--duration",
-            "300",
-            "--examples",
-            "0",
-        ])
-        .output()
-        .expect("run demo");
+    let output = demo(&["--count", "30000", "--duration", "300", "--examples", "0"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -89,18 +83,7 @@ fn the_demo_reads_a_backlog_larger_than_the_mock_cluster_keeps() {
 /// Stopped by its deadline before it has read everything, the demo says so and fails.
 #[test]
 fn a_demo_stopped_before_the_end_says_so_and_fails() {
-    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args([
-            "demo",
-            "--count",
-            "30000",
-            "--duration",
-            "1",
-            "--examples",
-            "0",
-        ])
-        .output()
-        .expect("run demo");
+    let output = demo(&["--count", "30000", "--duration", "1", "--examples", "0"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("stopped before the end"), "{stdout}");
@@ -115,10 +98,7 @@ fn a_demo_stopped_before_the_end_says_so_and_fails() {
 fn a_metrics_address_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("address").to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
-        .args(["demo", "--count", "10", "--metrics-addr", &address])
-        .output()
-        .expect("run demo");
+    let output = demo(&["--count", "10", "--metrics-addr", &address]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&address), "{stderr}");

@@ -463,6 +463,18 @@ mod tests {
         accepted
     }
 
+    /// The value of a record's last header of this name, as text.
+    fn header_text(record: &OutgoingRecord, name: &str) -> Option<String> {
+        record
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .filter(|h| h.key == name)
+            .last()
+            .and_then(|h| std::str::from_utf8(h.value?).ok())
+            .map(str::to_owned)
+    }
+
     fn upstream_headers(value_len: usize) -> OwnedHeaders {
         OwnedHeaders::new().insert(Header {
             key: "upstream",
@@ -549,16 +561,9 @@ mod tests {
             timestamp: None,
         };
         let (record, fit) = dead_letter("dlq", message, &rejection(reason), SOURCE, LIMIT);
-        let headers = record.headers.as_ref().expect("headers");
-        let reason = headers
-            .iter()
-            .find(|h| h.key == header::REASON)
-            .and_then(|h| h.value)
-            .expect("reason");
+        let reason = header_text(&record, header::REASON).expect("reason, still UTF-8");
         assert!(reason.len() <= MAX_TEXT_BYTES);
-        assert!(std::str::from_utf8(reason)
-            .expect("still UTF-8")
-            .ends_with('…'));
+        assert!(reason.ends_with('…'));
         assert_eq!(fit.truncated_from, Some(value.len()));
         assert!(librdkafka_accepts(&record));
     }
@@ -592,15 +597,7 @@ mod tests {
         assert!(librdkafka_accepts_within(&record, LOWEST));
         assert_eq!(fit.truncated_from, Some(5_000));
         assert!(fit.original_dropped.is_some());
-        let text = |name| {
-            record
-                .headers
-                .iter()
-                .flat_map(|h| h.iter())
-                .find(|h| h.key == name)
-                .and_then(|h| std::str::from_utf8(h.value?).ok())
-                .map(str::to_owned)
-        };
+        let text = |name| header_text(&record, name);
         // Cut, but still saying what and where.
         for name in [header::REASON, header::PATH] {
             let cut = text(name).expect("present");
@@ -614,13 +611,7 @@ mod tests {
         assert_eq!(text(header::SOURCE_TOPIC), Some(topic.clone()));
         // With a roomier limit, only MAX_TEXT_BYTES applies.
         let (roomy, _) = dead_letter("dlq", message, &rejection, source, LIMIT * 10);
-        let reason = roomy
-            .headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .find(|h| h.key == header::REASON)
-            .and_then(|h| h.value)
-            .expect("reason");
+        let reason = header_text(&roomy, header::REASON).expect("reason");
         assert!(reason.len() > MAX_TEXT_BYTES - 3 && reason.len() <= MAX_TEXT_BYTES);
     }
 
@@ -845,13 +836,7 @@ mod tests {
         assert_eq!(fit.truncated_from, None);
         assert_eq!(fit.original_dropped, None);
         assert_eq!(record.value, value);
-        let reason = record
-            .headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .find(|h| h.key == header::REASON)
-            .and_then(|h| h.value)
-            .expect("reason");
+        let reason = header_text(&record, header::REASON).expect("reason");
         assert!(reason.len() >= MIN_TEXT_BYTES && reason.len() < 800);
         assert!(librdkafka_accepts_within(&record, SMALL));
     }
