@@ -391,10 +391,9 @@ fn the_other_commands_name_the_brokers_they_cannot_reach() {
 
 /// A signal while the brokers are out of reach stops the service at once, with status 0 (it has
 /// read nothing). Before, it waited out the 30 s start-up request and then failed with status 1.
-#[test]
-fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
+fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once(guarantee: &str) {
     use std::io::BufRead;
-    let t = unique_topics("unreachable-stop");
+    let t = unique_topics(&format!("unreachable-stop-{guarantee}"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callstream"))
         .args([
             "run",
@@ -402,6 +401,8 @@ fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
             "127.0.0.1:1",
             "--group-id",
             "unreachable-stop",
+            "--guarantee",
+            guarantee,
         ])
         .args(topic_flags(&t))
         .stderr(std::process::Stdio::piped())
@@ -446,6 +447,17 @@ fn a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
     log.extend(lines.try_iter().map(|l| l + "\n"));
     assert!(status.success(), "{status:?}: {log}");
     assert!(log.contains("stopped before reading anything"), "{log}");
+}
+
+#[test]
+fn at_least_once_a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
+    a_signal_while_the_brokers_are_out_of_reach_stops_at_once("at-least-once");
+}
+
+/// Initializing transactions waits for the brokers too.
+#[test]
+fn exactly_once_a_signal_while_the_brokers_are_out_of_reach_stops_at_once() {
+    a_signal_while_the_brokers_are_out_of_reach_stops_at_once("exactly-once");
 }
 
 #[test]

@@ -261,6 +261,40 @@ fn describe<C: ClientContext>(
 const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
 const START_UP_ATTEMPT_MAX: Duration = Duration::from_secs(5);
 
+/// A start-up request (metadata, initializing transactions) made with `request(wait)`. Brokers
+/// out of reach are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
+/// `REQUEST_TIMEOUT` in all), with the stop flag read between: a signal meanwhile stops the
+/// service within seconds, having read nothing (`Ok(None)`), instead of after the whole time-out;
+/// a slow broker still has 5 s to answer. Any other error is returned at once.
+fn start_up<T>(
+    stop: &AtomicBool,
+    mut request: impl FnMut(Duration) -> KafkaResult<T>,
+) -> KafkaResult<Option<T>> {
+    let stopped = || {
+        let stopped = stop.load(Ordering::Relaxed);
+        if stopped {
+            tracing::info!("stopped before reading anything");
+        }
+        stopped
+    };
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut attempt = START_UP_ATTEMPT;
+    loop {
+        let asked_at = Instant::now();
+        let wait = attempt.min(deadline.saturating_duration_since(asked_at));
+        match request(wait) {
+            Ok(answer) => return Ok((!stopped()).then_some(answer)),
+            Err(_) if stopped() => return Ok(None),
+            Err(error) if !is_connection_error(&error) || Instant::now() >= deadline => {
+                return Err(error)
+            }
+            // An error at once (all brokers down) is asked again after the rest of the wait.
+            Err(_) => wait_unless_stopped(stop, asked_at + wait),
+        }
+        attempt = (attempt * 2).min(START_UP_ATTEMPT_MAX);
+    }
+}
+
 /// Waits until `until`, or until `stop` is set.
 fn wait_unless_stopped(stop: &AtomicBool, until: Instant) {
     while !stop.load(Ordering::Relaxed) {
@@ -1983,17 +2017,21 @@ pub fn run(
         &metrics,
     )?;
     if transactional {
-        producer.init_transactions(REQUEST_TIMEOUT).map_err(|e| {
-            if is_fatal(&e) {
-                fatal_transaction_error(e)
-            } else {
-                start_up_request(
-                    "initializing transactions",
-                    effective_bootstrap_servers(&config),
-                    CHECK_TRANSACTIONS,
-                )(e)
-            }
-        })?;
+        let initialized =
+            start_up(&stop, |wait| producer.init_transactions(wait)).map_err(|e| {
+                if is_fatal(&e) {
+                    fatal_transaction_error(e)
+                } else {
+                    start_up_request(
+                        "initializing transactions",
+                        effective_bootstrap_servers(&config),
+                        CHECK_TRANSACTIONS,
+                    )(e)
+                }
+            })?;
+        if initialized.is_none() {
+            return Ok(RunSummary::default());
+        }
         tracing::info!(
             transactional_id = txn_id.as_deref().unwrap_or(""),
             "transactions initialized"
@@ -2077,40 +2115,17 @@ pub fn run(
     // Declared after the consumer, so dropped before it.
     let _poison_on_panic = PoisonOnPanic(Arc::downgrade(&engine));
 
-    // Brokers out of reach are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
-    // 30 s in all), with the stop flag read between: a signal meanwhile stops the service within
-    // seconds, having read nothing, instead of after the whole time-out; a slow broker still has
-    // 5 s to answer.
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
-    let mut attempt = START_UP_ATTEMPT;
-    let stopped = || {
-        let stopped = stop.load(Ordering::Relaxed);
-        if stopped {
-            tracing::info!("stopped before reading anything");
-        }
-        stopped
-    };
-    let described = loop {
-        let asked_at = Instant::now();
-        let wait = attempt.min(deadline.saturating_duration_since(asked_at));
-        match describe(consumer.client(), &input_topic, wait) {
-            Ok(described) => break described,
-            Err(_) if stopped() => return Ok(RunSummary::default()),
-            Err(error) if !is_connection_error(&error) || Instant::now() >= deadline => {
-                return Err(start_up_request(
-                    "reading topic metadata",
-                    effective_bootstrap_servers(&lock(&engine).config),
-                    CHECK_CONNECTION,
-                )(error))
-            }
-            // An error at once (all brokers down) is asked again after the rest of the wait.
-            Err(_) => wait_unless_stopped(&stop, asked_at + wait),
-        }
-        attempt = (attempt * 2).min(START_UP_ATTEMPT_MAX);
-    };
-    if stopped() {
+    let described = start_up(&stop, |wait| {
+        describe(consumer.client(), &input_topic, wait)
+    })
+    .map_err(start_up_request(
+        "reading topic metadata",
+        effective_bootstrap_servers(&lock(&engine).config),
+        CHECK_CONNECTION,
+    ))?;
+    let Some(described) = described else {
         return Ok(RunSummary::default());
-    }
+    };
     if let Some(problem) = input_topic_problem(&input_topic, described) {
         return Err(problem);
     }
