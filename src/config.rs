@@ -367,20 +367,41 @@ impl Settings {
     pub fn masked(&self) -> Settings {
         let mut m = self.clone();
         let s = &mut m.kafka.security;
-        for secret in [&mut s.sasl_password, &mut s.ssl_key_password] {
-            if secret.is_some() {
+        // An empty secret shows as empty: masked, it would hide that it is missing.
+        let mask = |secret: &mut Option<String>| {
+            if secret.as_ref().is_some_and(|v| !v.is_empty()) {
                 *secret = Some(MASK.into());
             }
-        }
-        if m.schema_registry.password.is_some() {
-            m.schema_registry.password = Some(MASK.into());
-        }
+        };
+        mask(&mut s.sasl_password);
+        mask(&mut s.ssl_key_password);
+        mask(&mut m.schema_registry.password);
         for (key, value) in m.kafka.librdkafka.iter_mut() {
             if is_secret_property(key) {
                 *value = MASK.into();
             }
         }
         m
+    }
+
+    /// The settings with the defaults that apply when a setting is not given written out: the
+    /// security protocol (librdkafka's `plaintext`, or a `-X security.protocol`), and the log filter
+    /// (`log_env`: `CALLSTREAM_LOG`, else `RUST_LOG`, else `info`).
+    pub fn effective(&self, log_env: Option<String>) -> Settings {
+        let mut e = self.clone();
+        if e.kafka.security.protocol.is_none() {
+            e.kafka.security.protocol = Some(
+                self.kafka
+                    .librdkafka
+                    .get("security.protocol")
+                    .cloned()
+                    .unwrap_or_else(|| "plaintext".into()),
+            );
+        }
+        if e.log.level.is_none() {
+            e.log.level = Some(log_env.unwrap_or_else(|| "info".into()));
+        }
+        e
     }
 
     /// The settings as TOML.

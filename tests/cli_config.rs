@@ -152,6 +152,30 @@ fn environment_values_are_named_when_refused_and_empty_ones_are_unset() {
     assert_eq!(group_id(&out), "callstream", "{out}");
 }
 
+/// `config check` writes out the defaults that apply when a setting is not given, and shows an
+/// empty secret as empty (found by a new-user walkthrough: both were left out or masked).
+#[test]
+fn config_check_shows_the_effective_protocol_and_log_filter() {
+    let (code, out, err) = config_check(&[], &[("RUST_LOG", "warn")]);
+    assert_eq!(code, 0, "{err}");
+    let shown: toml::Value = toml::from_str(&out).expect("TOML");
+    assert_eq!(
+        shown["kafka"]["security"]["protocol"].as_str(),
+        Some("plaintext")
+    );
+    assert_eq!(shown["log"]["level"].as_str(), Some("warn"));
+    let (_, out, _) = config_check(
+        &["-X", "security.protocol=ssl"],
+        &[("CALLSTREAM_LOG", "debug"), ("RUST_LOG", "warn")],
+    );
+    let shown: toml::Value = toml::from_str(&out).expect("TOML");
+    assert_eq!(shown["kafka"]["security"]["protocol"].as_str(), Some("ssl"));
+    assert_eq!(shown["log"]["level"].as_str(), Some("debug"));
+    let file = write_config("empty-secret", "[kafka.security]\nsasl_password = \"\"\n");
+    let (_, out, _) = config_check(&["--config", file.to_str().unwrap()], &[]);
+    assert!(out.contains("sasl_password = \"\""), "{out}");
+}
+
 /// Dotted keys of a TOML document (`kafka.security.protocol`).
 fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(table) = value {

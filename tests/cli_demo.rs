@@ -104,3 +104,11 @@ fn a_metrics_address_in_use_is_named() {
     assert!(stderr.contains(&address), "{stderr}");
     assert!(stderr.contains("--metrics-addr"), "{stderr}");
 }
+
+/// A log filter that does not parse is refused, as `run` refuses it.
+#[test]
+fn the_demo_refuses_a_log_filter_that_does_not_parse() {
+    let output = demo(&["--log-level", "callstream=debgu"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("log.level"));
+}

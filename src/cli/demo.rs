@@ -37,6 +37,11 @@ pub fn demo(args: DemoArgs) -> ExitCode {
         .log_level
         .clone()
         .unwrap_or_else(|| "callstream=info,warn".into());
+    // As `run` refuses it: a filter that does not parse would leave only errors logged.
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
+        eprintln!("callstream demo: invalid setting log.level: {level:?}: {e}");
+        return ExitCode::from(2);
+    }
     crate::logging::init(args.log.log_format, Some(&level));
     match run_demo(&args) {
         Ok(code) => code,
