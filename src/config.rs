@@ -377,30 +377,27 @@ impl Settings {
         mask(&mut s.ssl_key_password);
         mask(&mut m.schema_registry.password);
         for (key, value) in m.kafka.librdkafka.iter_mut() {
-            if is_secret_property(key) {
+            if is_secret_property(key) && !value.is_empty() {
                 *value = MASK.into();
             }
         }
         m
     }
 
-    /// The settings with the defaults that apply when a setting is not given written out: the
-    /// security protocol (librdkafka's `plaintext`, or a `-X security.protocol`), and the log filter
-    /// (`log_env`: `CALLSTREAM_LOG`, else `RUST_LOG`, else `info`).
-    pub fn effective(&self, log_env: Option<String>) -> Settings {
+    /// The settings as the clients and the logs get them: the security protocol (a `-X
+    /// security.protocol`, which wins, else the setting, else librdkafka's `plaintext`), and the log
+    /// filter (`log_filter`, worked out by `logging::filter`).
+    pub fn effective(&self, log_filter: String) -> Settings {
         let mut e = self.clone();
-        if e.kafka.security.protocol.is_none() {
-            e.kafka.security.protocol = Some(
-                self.kafka
-                    .librdkafka
-                    .get("security.protocol")
-                    .cloned()
-                    .unwrap_or_else(|| "plaintext".into()),
-            );
-        }
-        if e.log.level.is_none() {
-            e.log.level = Some(log_env.unwrap_or_else(|| "info".into()));
-        }
+        e.kafka.security.protocol = Some(
+            self.kafka
+                .librdkafka
+                .get("security.protocol")
+                .or(self.kafka.security.protocol.as_ref())
+                .cloned()
+                .unwrap_or_else(|| "plaintext".into()),
+        );
+        e.log.level = Some(log_filter);
         e
     }
 

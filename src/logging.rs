@@ -14,14 +14,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter logs are written with: `level` if given, else `CALLSTREAM_LOG`, else `RUST_LOG`
+/// (each if set and parseable), else `info`. `config check` shows it.
+pub fn filter(level: Option<&str>) -> String {
+    if let Some(level) = level {
+        return level.to_owned();
+    }
+    ["CALLSTREAM_LOG", "RUST_LOG"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.trim().is_empty() && EnvFilter::try_new(value).is_ok())
+        .unwrap_or_else(|| "info".to_owned())
+}
+
 /// Installs the global subscriber (logs go to stderr). `level` wins over the environment.
 pub fn init(format: LogFormat, level: Option<&str>) {
-    let filter = match level {
-        Some(level) => EnvFilter::new(level),
-        None => EnvFilter::try_from_env("CALLSTREAM_LOG")
-            .or_else(|_| EnvFilter::try_from_default_env())
-            .unwrap_or_else(|_| EnvFilter::new("info")),
-    };
+    let filter = EnvFilter::new(filter(level));
     // Colours only for a terminal, and not with NO_COLOR set: a file, `docker logs` or a log
     // shipper would get escape codes.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())

@@ -171,6 +171,22 @@ fn config_check_shows_the_effective_protocol_and_log_filter() {
     let shown: toml::Value = toml::from_str(&out).expect("TOML");
     assert_eq!(shown["kafka"]["security"]["protocol"].as_str(), Some("ssl"));
     assert_eq!(shown["log"]["level"].as_str(), Some("debug"));
+    // What the logs and clients get: an unparseable RUST_LOG falls back to info; -X wins.
+    let (_, out, _) = config_check(
+        &[
+            "--security-protocol",
+            "ssl",
+            "-X",
+            "security.protocol=sasl_ssl",
+        ],
+        &[("RUST_LOG", "callstream=debgu")],
+    );
+    let shown: toml::Value = toml::from_str(&out).expect("TOML");
+    assert_eq!(
+        shown["kafka"]["security"]["protocol"].as_str(),
+        Some("sasl_ssl")
+    );
+    assert_eq!(shown["log"]["level"].as_str(), Some("info"));
     let file = write_config("empty-secret", "[kafka.security]\nsasl_password = \"\"\n");
     let (_, out, _) = config_check(&["--config", file.to_str().unwrap()], &[]);
     assert!(out.contains("sasl_password = \"\""), "{out}");

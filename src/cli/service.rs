@@ -160,10 +160,8 @@ pub fn run(args: RunArgs) -> ExitCode {
 pub fn config_check(args: RunArgs) -> ExitCode {
     match run_settings(&args) {
         Ok(settings) => {
-            let log_env = ["CALLSTREAM_LOG", "RUST_LOG"]
-                .iter()
-                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
-            print!("{}", settings.effective(log_env).masked().to_toml());
+            let log_filter = crate::logging::filter(settings.log.level.as_deref());
+            print!("{}", settings.effective(log_filter).masked().to_toml());
             ExitCode::SUCCESS
         }
         Err(code) => code,

@@ -261,13 +261,24 @@ fn describe<C: ClientContext>(
 const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
 const START_UP_ATTEMPT_MAX: Duration = Duration::from_secs(5);
 
-/// A start-up request (metadata, initializing transactions) made with `request(wait)`. Brokers
-/// out of reach are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
+/// Whether initializing transactions may be asked again: brokers out of reach, or a retriable
+/// error librdkafka reports for a call that timed out while it kept trying (a previous
+/// transaction still being aborted, `CONCURRENT_TRANSACTIONS`; a coordinator loading or moving).
+/// The call resumes what is under way (librdkafka: "This call is resumable when a retriable
+/// timeout error is returned").
+fn transactions_may_be_asked_again(error: &KafkaError) -> bool {
+    is_connection_error(error)
+        || matches!(error, KafkaError::Transaction(e) if e.is_retriable() && !e.is_fatal())
+}
+
+/// A start-up request (metadata, initializing transactions) made with `request(wait)`. Errors
+/// `asked_again` accepts (brokers out of reach) are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
 /// `REQUEST_TIMEOUT` in all), with the stop flag read between: a signal meanwhile stops the
 /// service within seconds, having read nothing (`Ok(None)`), instead of after the whole time-out;
 /// a slow broker still has 5 s to answer. Any other error is returned at once.
 fn start_up<T>(
     stop: &AtomicBool,
+    asked_again: fn(&KafkaError) -> bool,
     mut request: impl FnMut(Duration) -> KafkaResult<T>,
 ) -> KafkaResult<Option<T>> {
     let stopped = || {
@@ -285,7 +296,7 @@ fn start_up<T>(
         match request(wait) {
             Ok(answer) => return Ok((!stopped()).then_some(answer)),
             Err(_) if stopped() => return Ok(None),
-            Err(error) if !is_connection_error(&error) || Instant::now() >= deadline => {
+            Err(error) if !asked_again(&error) || wait.is_zero() || Instant::now() >= deadline => {
                 return Err(error)
             }
             // An error at once (all brokers down) is asked again after the rest of the wait.
@@ -2017,18 +2028,20 @@ pub fn run(
         &metrics,
     )?;
     if transactional {
-        let initialized =
-            start_up(&stop, |wait| producer.init_transactions(wait)).map_err(|e| {
-                if is_fatal(&e) {
-                    fatal_transaction_error(e)
-                } else {
-                    start_up_request(
-                        "initializing transactions",
-                        effective_bootstrap_servers(&config),
-                        CHECK_TRANSACTIONS,
-                    )(e)
-                }
-            })?;
+        let initialized = start_up(&stop, transactions_may_be_asked_again, |wait| {
+            producer.init_transactions(wait)
+        })
+        .map_err(|e| {
+            if is_fatal(&e) {
+                fatal_transaction_error(e)
+            } else {
+                start_up_request(
+                    "initializing transactions",
+                    effective_bootstrap_servers(&config),
+                    CHECK_TRANSACTIONS,
+                )(e)
+            }
+        })?;
         if initialized.is_none() {
             return Ok(RunSummary::default());
         }
@@ -2115,7 +2128,7 @@ pub fn run(
     // Declared after the consumer, so dropped before it.
     let _poison_on_panic = PoisonOnPanic(Arc::downgrade(&engine));
 
-    let described = start_up(&stop, |wait| {
+    let described = start_up(&stop, is_connection_error, |wait| {
         describe(consumer.client(), &input_topic, wait)
     })
     .map_err(start_up_request(
@@ -2296,6 +2309,40 @@ mod tests {
         fn poison(&mut self, why: &str) {
             self.0.get_or_insert_with(|| why.to_owned());
         }
+    }
+
+    #[test]
+    fn a_start_up_request_is_asked_again_only_for_what_the_caller_accepts() {
+        let unreachable = || KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut);
+        let running = AtomicBool::new(false);
+        // Asked again after an error it accepts, with a longer wait each time.
+        let mut waits = Vec::new();
+        let answer = start_up(&running, is_connection_error, |wait| {
+            waits.push(wait);
+            if waits.len() < 3 {
+                Err(unreachable())
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(answer.ok().flatten(), Some(7));
+        assert_eq!(waits, [1, 2, 4].map(Duration::from_secs), "growing waits");
+        // Another error is returned at once.
+        let mut asked = 0;
+        let refused = start_up(&running, is_connection_error, |_| -> KafkaResult<()> {
+            asked += 1;
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::TopicAuthorizationFailed,
+            ))
+        });
+        assert!(refused.is_err());
+        assert_eq!(asked, 1);
+        // Stopping ends it with nothing.
+        let stopping = AtomicBool::new(true);
+        let stopped = start_up(&stopping, is_connection_error, |_| -> KafkaResult<()> {
+            Err(unreachable())
+        });
+        assert!(matches!(stopped, Ok(None)));
     }
 
     #[test]
