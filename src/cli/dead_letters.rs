@@ -18,7 +18,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, Timestamp, TopicPartitionList};
 
-use super::report::{report, report_librdkafka_log};
+use super::report::{now_ms, report, report_librdkafka_error, report_librdkafka_log};
 use super::service::checked_settings;
 use super::DeadLettersReplayArgs;
 use crate::config::Settings;
@@ -495,9 +495,7 @@ impl Replayer<'_> {
             Timestamp::CreateTime(timestamp) => Some(timestamp),
             _ => None,
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now_ms();
         let margin_ms = self.message_timeout.as_millis() as i64;
         let timestamp = source_timestamp.or(created).filter(|&timestamp| {
             let accepted = self
@@ -643,11 +641,7 @@ impl ClientContext for ReplayContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        match self.errors.admit(&error, reason) {
-            Some(0) => report(&format!("{error}: {reason}")),
-            Some(held) => report(&format!("{error}: {reason} (also {held} times since)")),
-            None => {}
-        }
+        report_librdkafka_error(&self.errors, &error, reason);
     }
 }
 

@@ -15,6 +15,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::generate::{produce_lines, Target};
+use super::report::now_ms;
 use super::service::{run_service, start_http, stop_on_signal};
 use super::DemoArgs;
 use crate::core::framing::decode_value;
@@ -176,11 +177,7 @@ fn spawn_feeder(
             webhook_only: false,
             // Times from now, not the generator's fixed 2023: the lag metrics then read
             // seconds, not years.
-            start_ms: Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-            ),
+            start_ms: Some(now_ms()),
             mix: Default::default(),
         })
         .take(count);

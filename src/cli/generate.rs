@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::report::{report, report_librdkafka_log};
+use super::report::{now_ms, report, report_librdkafka_error, report_librdkafka_log};
 use super::GenerateArgs;
 use crate::generate::{Generator, GeneratorConfig, MAX_LIVE_RATE};
 use crate::service::clients::ErrorLog;
@@ -80,13 +80,6 @@ pub fn generate(args: GenerateArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn to_stdout(generator: Generator, count: u64) -> io::Result<u64> {
@@ -188,11 +181,7 @@ impl ClientContext for ReportingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        match self.errors.admit(&error, reason) {
-            Some(0) => report(&format!("{error}: {reason}")),
-            Some(held) => report(&format!("{error}: {reason} (also {held} times since)")),
-            None => {}
-        }
+        report_librdkafka_error(&self.errors, &error, reason);
     }
 }
 
