@@ -18,11 +18,17 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Self::start_on(0)
+    }
+
+    /// On `port`, or on a free port for 0.
+    fn start_on(port: u16) -> Registry {
         let mut child = Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/support/fake_schema_registry.py"
             ))
+            .arg(port.to_string())
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the test registry");
@@ -150,4 +156,58 @@ fn an_incompatible_schema_stops_start_up_with_a_clear_error() {
         stderr.contains("incompatible") && stderr.contains(&subject),
         "{stderr}"
     );
+}
+
+/// A port nothing listens on (for now).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A registry that is not up yet when the service starts (started with it, say) is asked again
+/// until it answers, and the service then runs as usual. Before, start-up failed at once.
+#[test]
+fn a_registry_out_of_reach_at_start_up_is_asked_again_until_it_answers() {
+    let port = free_port();
+    let t = unique_topics("registry-late");
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(50, 53);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let url = format!("http://127.0.0.1:{port}");
+    let service =
+        Service::start_logged(&t, "registry-late-group", &["--schema-registry-url", &url]);
+    wait_for("the service to ask again", Duration::from_secs(30), || {
+        service.log().contains("asking the schema registry again")
+    });
+    let _registry = Registry::start_on(port);
+    let n = want[&TopicKind::Parties].len();
+    wait_for("party records", Duration::from_secs(90), || {
+        read_topic(&t.parties).len() >= n
+    });
+    let log = service.log();
+    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
+    for record in read_topic(&t.parties) {
+        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
+    }
+}
+
+/// A signal while the registry is out of reach stops the service within seconds, with status 0
+/// (it has read nothing).
+#[test]
+fn a_signal_while_the_registry_is_out_of_reach_stops_at_once() {
+    let t = unique_topics("registry-stop");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut service =
+        Service::start_logged(&t, "registry-stop-group", &["--schema-registry-url", &url]);
+    wait_for("the service to ask again", Duration::from_secs(30), || {
+        service.log().contains("asking the schema registry again")
+    });
+    service.signal("-TERM");
+    let status = service.exit_within(Duration::from_secs(10));
+    let log = service.log();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("stopped before reading anything"), "{log}");
 }

@@ -45,7 +45,7 @@ use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
 use super::offsets::{InputRef, OffsetTracker};
 use super::pipeline::{self, Batch, Incoming, Job, Polled, Processed};
-use super::registry;
+use super::registry::{self, RegistryError};
 use super::retries::{Refusal, RetryQueue};
 use crate::core::budget::MAX_RECORD_BYTES;
 use crate::core::framing::ValueFormat;
@@ -138,7 +138,7 @@ pub enum ServiceError {
     #[error("fatal Kafka error, stopping: {0}")]
     Fatal(String),
     #[error("{0}")]
-    SchemaRegistry(#[from] super::registry::RegistryError),
+    SchemaRegistry(#[from] RegistryError),
     #[error("value framing: {0}")]
     Framing(#[from] crate::core::framing::FramingError),
 }
@@ -260,6 +260,9 @@ fn describe<C: ClientContext>(
 /// time), the stop flag read between.
 const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
 const START_UP_ATTEMPT_MAX: Duration = Duration::from_secs(5);
+/// The shortest time one attempt at the schema registry may take: an HTTP request, over TLS
+/// perhaps, four of them in an attempt.
+const REGISTRY_ATTEMPT_MIN: Duration = Duration::from_secs(5);
 
 /// Whether initializing transactions may be asked again: brokers out of reach, or a retriable
 /// error librdkafka reports for a call that timed out while it kept trying (a previous
@@ -271,16 +274,16 @@ fn transactions_may_be_asked_again(error: &KafkaError) -> bool {
         || matches!(error, KafkaError::Transaction(e) if e.is_retriable() && !e.is_fatal())
 }
 
-/// A start-up request (metadata, initializing transactions) made with `request(wait)`. Errors
-/// `asked_again` accepts (brokers out of reach) are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
+/// A start-up request (the schema registry, metadata, initializing transactions) made with
+/// `request(wait)`. Errors `asked_again` accepts (brokers or registry out of reach) are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
 /// `REQUEST_TIMEOUT` in all), with the stop flag read between: a signal meanwhile stops the
 /// service within seconds, having read nothing (`Ok(None)`), instead of after the whole time-out;
 /// a slow broker still has 5 s to answer. Any other error is returned at once.
-fn start_up<T>(
+fn start_up<T, E>(
     stop: &AtomicBool,
-    asked_again: fn(&KafkaError) -> bool,
-    mut request: impl FnMut(Duration) -> KafkaResult<T>,
-) -> KafkaResult<Option<T>> {
+    asked_again: fn(&E) -> bool,
+    mut request: impl FnMut(Duration) -> Result<T, E>,
+) -> Result<Option<T>, E> {
     let stopped = || {
         let stopped = stop.load(Ordering::Relaxed);
         if stopped {
@@ -1999,7 +2002,24 @@ pub fn run(
     )
     .entered();
     let value_format = match &config.schema_registry {
-        Some(registry) => registry::resolve(registry, &config.topics)?,
+        Some(registry) => {
+            let mut told = false;
+            let resolved = start_up(&stop, RegistryError::is_transient, |wait| {
+                let answer =
+                    registry::resolve(registry, &config.topics, wait.max(REGISTRY_ATTEMPT_MIN));
+                if let Err(error) = &answer {
+                    if !told && error.is_transient() {
+                        tracing::warn!(%error, "asking the schema registry again");
+                        told = true;
+                    }
+                }
+                answer
+            })?;
+            match resolved {
+                Some(format) => format,
+                None => return Ok(RunSummary::default()),
+            }
+        }
         None => ValueFormat::single_object()?,
     };
     let (reports_tx, reports) = mpsc::channel::<Delivery>();

@@ -1,7 +1,8 @@
 //! Confluent Schema Registry: at start-up, each derived topic's value schema is registered under
 //! the `<topic>-value` subject (or, with auto-registration off, looked up), and the ids are kept
 //! for the whole run. A registry that refuses a schema as incompatible stops start-up with a
-//! message that names the subject.
+//! message that names the subject; one out of reach, or answering with a server error, is asked
+//! again (the service's start-up decides how long, `RegistryError::is_transient`).
 
 use std::time::Duration;
 
@@ -40,10 +41,30 @@ pub enum RegistryError {
     Unreachable { url: String, message: String },
 }
 
+impl RegistryError {
+    /// Whether asking again may succeed: the registry is out of reach, timed out, busy or failing
+    /// (a registry starting up, or one whose leader is being elected, answers 5xx for a while).
+    /// A refusal of the schema, a missing subject or refused credentials are answered the same
+    /// way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. } => true,
+            RegistryError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            RegistryError::Incompatible { .. } | RegistryError::NotRegistered { .. } => false,
+        }
+    }
+}
+
 /// Registers (or looks up) the four value schemas and returns the Confluent framing with their ids.
-pub fn resolve(config: &RegistryConfig, topics: &TopicNames) -> Result<ValueFormat, RegistryError> {
+/// Each request may take up to `timeout`. Registering a schema again returns the id it has, so
+/// asking again after a failure part-way is safe.
+pub fn resolve(
+    config: &RegistryConfig,
+    topics: &TopicNames,
+    timeout: Duration,
+) -> Result<ValueFormat, RegistryError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(15)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .tls_config(
             ureq::tls::TlsConfig::builder()
@@ -151,6 +172,35 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unreachable_busy_or_failing_registry_is_asked_again() {
+        let status = |status| RegistryError::Status {
+            subject: "s".into(),
+            status,
+            body: String::new(),
+        };
+        let unreachable = RegistryError::Unreachable {
+            url: "http://registry".into(),
+            message: "connection refused".into(),
+        };
+        assert!(unreachable.is_transient());
+        for transient in [500, 502, 503, 504, 408, 429] {
+            assert!(status(transient).is_transient(), "{transient}");
+        }
+        for permanent in [400, 401, 403, 422] {
+            assert!(!status(permanent).is_transient(), "{permanent}");
+        }
+        let refused = RegistryError::Incompatible {
+            subject: "s".into(),
+            message: "m".into(),
+        };
+        let missing = RegistryError::NotRegistered {
+            subject: "s".into(),
+            message: "m".into(),
+        };
+        assert!(!refused.is_transient() && !missing.is_transient());
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

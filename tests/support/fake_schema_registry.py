@@ -9,7 +9,8 @@ compatibility check is deliberately strict: under the default level (BACKWARD), 
 differs from the subject's latest is refused with 409, as a real registry refuses an incompatible
 one; under NONE, a new version is registered.
 
-Prints `port=<N>` on stdout once it listens on 127.0.0.1.
+Prints `port=<N>` on stdout once it listens on 127.0.0.1, on the port given as its argument or,
+without one, on a free port.
 """
 import json
 import sys
@@ -100,7 +101,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"port={server.server_address[1]}", flush=True)
     server.serve_forever()
 
