@@ -39,7 +39,8 @@ struct Tally {
     foreign: u64,
     /// Where the whole messages of incomplete dead letters are.
     incomplete: Vec<String>,
-    /// Sent with the current time: the input topic would refuse their original one.
+    /// Sent (acknowledged, or in a dry run chosen) with the current time: the input topic would
+    /// refuse their original one.
     restamped: u64,
 }
 
@@ -207,6 +208,7 @@ impl Replayer<'_> {
         }
         let deliveries = producer.context().deliveries().clone();
         self.tally.replayed = deliveries.acknowledged;
+        self.tally.restamped = deliveries.restamped;
         // Each partition is committed up to its first dead letter not handled, not sent, or not
         // acknowledged: a replay run again goes on from there, whatever stopped this one.
         let mut commit = TopicPartitionList::new();
@@ -497,17 +499,15 @@ impl Replayer<'_> {
         };
         let now_ms = now_ms();
         let margin_ms = self.message_timeout.as_millis() as i64;
-        let timestamp = source_timestamp.or(created).filter(|&timestamp| {
-            let accepted = self
-                .window
-                .is_none_or(|w| w.accepts(timestamp, now_ms, margin_ms));
-            if !accepted {
-                self.tally.restamped += 1;
-            }
-            accepted
+        let original = source_timestamp.or(created);
+        let timestamp = original.filter(|&timestamp| {
+            self.window
+                .is_none_or(|w| w.accepts(timestamp, now_ms, margin_ms))
         });
+        let restamped = original.is_some() && timestamp.is_none();
         if self.args.dry_run {
             self.tally.replayed += 1;
+            self.tally.restamped += u64::from(restamped);
             return Ok(true);
         }
         let mut own = OwnedHeaders::new_with_capacity(headers.len());
@@ -516,9 +516,13 @@ impl Replayer<'_> {
         }
         // The dead letter's place travels with it: a failed delivery holds its partition's
         // commit back to it.
-        let place = Box::new((message.partition(), message.offset()));
-        let mut record: BaseRecord<'_, [u8], [u8], Box<(i32, i64)>> =
-            BaseRecord::with_opaque_to(self.to, place).headers(own);
+        let sending = Box::new(Sending {
+            partition: message.partition(),
+            offset: message.offset(),
+            restamped,
+        });
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Sending>> =
+            BaseRecord::with_opaque_to(self.to, sending).headers(own);
         if let Some(value) = message.payload() {
             record = record.payload(value);
         }
@@ -601,9 +605,33 @@ struct Deliveries {
     /// The first whose send failed.
     first_failed: BTreeMap<i32, i64>,
     acknowledged: u64,
+    /// Of those acknowledged, the ones sent with the current time.
+    restamped: u64,
+}
+
+/// A dead letter on its way to the input topic: its place, which a failed delivery holds its
+/// partition's commit back to, and whether it was sent with the current time.
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    partition: i32,
+    offset: i64,
+    restamped: bool,
 }
 
 impl Deliveries {
+    /// The delivery report of `sent`: acknowledged or failed.
+    fn delivered(&mut self, sent: Sending, acknowledged: bool) {
+        if let Some(pending) = self.pending.get_mut(&sent.partition) {
+            pending.remove(&sent.offset);
+        }
+        if acknowledged {
+            self.acknowledged += 1;
+            self.restamped += u64::from(sent.restamped);
+        } else {
+            self.failed(sent.partition, sent.offset);
+        }
+    }
+
     fn failed(&mut self, partition: i32, offset: i64) {
         let first = self.first_failed.entry(partition).or_insert(offset);
         *first = (*first).min(offset);
@@ -646,24 +674,40 @@ impl ClientContext for ReplayContext {
 }
 
 impl ProducerContext for ReplayContext {
-    type DeliveryOpaque = Box<(i32, i64)>;
+    type DeliveryOpaque = Box<Sending>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, place: Self::DeliveryOpaque) {
-        let (partition, offset) = *place;
-        {
-            let mut deliveries = self.deliveries();
-            if let Some(pending) = deliveries.pending.get_mut(&partition) {
-                pending.remove(&offset);
-            }
-            match result {
-                Ok(_) => deliveries.acknowledged += 1,
-                Err(_) => deliveries.failed(partition, offset),
-            }
-        }
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
+        let Sending {
+            partition, offset, ..
+        } = *sent;
+        self.deliveries().delivered(*sent, result.is_ok());
         if let Err((error, _)) = result {
             report(&format!(
                 "sending the dead letter at offset {offset} of partition {partition} failed: {error}"
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_acknowledged_dead_letters_count_as_replayed_and_restamped() {
+        let mut deliveries = Deliveries::default();
+        let sending = |offset, restamped| Sending {
+            partition: 0,
+            offset,
+            restamped,
+        };
+        deliveries.pending.entry(0).or_default().extend([5, 6, 7]);
+        deliveries.delivered(sending(5, true), true);
+        deliveries.delivered(sending(6, true), false);
+        deliveries.delivered(sending(7, false), true);
+        assert_eq!((deliveries.acknowledged, deliveries.restamped), (2, 1));
+        // The failed one holds the partition's commit back to it.
+        assert_eq!(deliveries.commit_point(0, 8), 6);
+        assert!(deliveries.pending[&0].is_empty());
     }
 }
