@@ -190,7 +190,10 @@ impl Generator {
             .start_ms
             .unwrap_or_else(|| 1_700_000_000_000 + rng.below(1_000_000) as i64);
         Self {
-            uuid: 837_270_960_869_181_944 + rng.below(1 << 20),
+            // Notification uuids are unique in real traffic: two seeds' streams (a test's corpus
+            // and its live input, say) must not share any, or the transport-level duplicate check
+            // would take one for a redelivery of the other. A range of 2^40 makes that unlikely.
+            uuid: 837_270_960_869_181_944 + rng.below(1 << 40),
             rng,
             config,
             agents,
@@ -860,6 +863,30 @@ mod tests {
         .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn different_seeds_share_no_notification_uuid() {
+        // As tests pair them: a corpus of one seed, then a long stream of the next. Before, uuids
+        // were drawn from the same 2^20 numbers, and 290 of seed 71's first 2,000 notifications
+        // came again in seed 72's first 60,000.
+        let uuids = |seed, count| -> std::collections::HashSet<String> {
+            Generator::new(GeneratorConfig {
+                seed,
+                ..Default::default()
+            })
+            .take(count)
+            .filter_map(|line| {
+                let start = line.find("\"uuid\":\"")? + "\"uuid\":\"".len();
+                let digits = line[start..].split('"').next()?;
+                Some(digits.to_owned())
+            })
+            .collect()
+        };
+        let corpus = uuids(71, 2_000);
+        assert!(corpus.len() > 1_000, "{}", corpus.len());
+        let stream = uuids(72, 60_000);
+        assert!(corpus.is_disjoint(&stream));
     }
 
     #[test]
