@@ -1,6 +1,9 @@
 //! Liveness and readiness, as the HTTP endpoints report them.
 //!
-//! Live: the consume loop has polled recently. Ready: the service is running, has joined its
+//! Live: the consume loop has polled recently, or is waiting for the brokers in a call it retries
+//! (a drain, a transaction's commit or abort, a replacement producer's initialization), each
+//! attempt bounded well under the stall limit: restarting would not bring the brokers back, and
+//! under exactly-once a restart loop would only rebalance the group again and again. Ready: the service is running, has joined its
 //! consumer group, and is not shutting down. Holding partitions is not required: a replica beyond
 //! the input's partition count stands by, and a rolling update would wait for it forever.
 
@@ -32,7 +35,8 @@ impl Default for Health {
 }
 
 impl Health {
-    pub fn record_poll(&self) {
+    /// The loop polled, or is still waiting for the brokers between two bounded attempts.
+    pub fn heartbeat(&self) {
         self.last_poll_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }

@@ -151,7 +151,7 @@ mod tests {
         ));
         assert_eq!(get(addr, "/health/ready").await, 503, "not running yet");
         health.set_running(true);
-        health.record_poll();
+        health.heartbeat();
         assert_eq!(
             get(addr, "/health/ready").await,
             503,
@@ -183,7 +183,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        health.record_poll();
+        health.heartbeat();
         assert_eq!(get(addr, "/health/live").await, 200, "polling again");
         assert_eq!(get(addr, "/metrics").await, 200);
         assert_eq!(get(addr, "/elsewhere").await, 404);

@@ -283,6 +283,38 @@ fn exactly_once_survives_a_frozen_broker() {
     survive("eos-freeze", "exactly-once", freeze_broker);
 }
 
+/// Under exactly-once a frozen broker holds the loop in transactional calls (commit, abort, a
+/// replacement producer's initialization) for longer than the liveness probe's 30 s stall limit.
+/// Each attempt is bounded and feeds the probe, so `/health/live` stays 200 and an orchestrator
+/// does not restart a service that is only waiting for its brokers (a restart would only join the
+/// group again, and wait the same). Before, it answered 503 once the loop had been held for 30 s.
+#[test]
+fn exactly_once_stays_live_while_the_broker_is_frozen_past_the_stall_limit() {
+    let _serial = serial();
+    survive("eos-live", "exactly-once", |address| {
+        broker("pause");
+        let frozen = std::time::Instant::now();
+        let mut not_live = Vec::new();
+        // The fault itself lasts a fixed time: longer than the stall limit is what is tested.
+        while frozen.elapsed() < Duration::from_secs(45) {
+            let (status, body) = http_get(&format!("http://{address}/health/live"));
+            if status != 200 {
+                not_live.push(format!(
+                    "{:.1?}: {status} {}",
+                    frozen.elapsed(),
+                    body.trim()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        broker("resume");
+        assert!(
+            not_live.is_empty(),
+            "not live while the broker was frozen: {not_live:?}"
+        );
+    });
+}
+
 /// A second instance joins the group and leaves it again while input keeps arriving (a steady
 /// stream, `PacedInput`): both rebalances move partitions with work in flight.
 fn join_then_leave(test: &str, guarantee: &str) {

@@ -742,6 +742,7 @@ impl Engine {
     /// Waits for delivery reports until `done` holds or the deadline passes; returns `done`.
     fn drain(&mut self, done: impl Fn(&OffsetTracker) -> bool, deadline: Instant) -> bool {
         loop {
+            self.health.heartbeat();
             self.resend_due_retries();
             if done(&self.tracker) {
                 return true;
@@ -929,6 +930,7 @@ impl Engine {
                         ));
                     }
                     self.pump_reports();
+                    self.health.heartbeat();
                     std::thread::sleep(backoff);
                     self.waited_for_queue = true;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -1351,6 +1353,7 @@ impl Engine {
         let mut backoff = Backoff::new();
         let mut attempt = 0;
         loop {
+            self.health.heartbeat();
             attempt += 1;
             let result = if offsets_sent {
                 self.producer.commit_transaction(TRANSACTION_TIMEOUT)
@@ -1508,6 +1511,7 @@ impl Engine {
         let mut backoff = Backoff::new();
         let mut attempt = 0;
         loop {
+            self.health.heartbeat();
             attempt += 1;
             match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
                 Ok(()) => break,
@@ -1556,7 +1560,9 @@ impl Engine {
         let deadline = Instant::now() + patience;
         let mut backoff = Backoff::new();
         let committed = loop {
-            let error = match consumer.committed(REQUEST_TIMEOUT) {
+            self.health.heartbeat();
+            // Attempts shorter than the liveness probe's stall limit, asked again until `patience`.
+            let error = match consumer.committed(TRANSACTION_TIMEOUT) {
                 // A partition's own error (a pending transactional offset, say) leaves its offset
                 // unknown, not absent: falling back to a reset position could skip or repeat.
                 Ok(committed) => match committed.elements().iter().find_map(|e| e.error().err()) {
@@ -1631,7 +1637,10 @@ impl Engine {
     ) -> Result<(), ServiceError> {
         let mut backoff = Backoff::new();
         loop {
-            match producer.init_transactions(REQUEST_TIMEOUT) {
+            self.health.heartbeat();
+            // librdkafka resumes a timed-out initialization when asked again; short attempts keep
+            // the liveness probe fed meanwhile.
+            match producer.init_transactions(TRANSACTION_TIMEOUT) {
                 Ok(()) => return Ok(()),
                 Err(e) if is_fatal(&e) => return Err(fatal_transaction_error(e)),
                 Err(error) if self.stop.load(Ordering::Relaxed) => {
@@ -2230,7 +2239,7 @@ fn run_loop(
     stop: &AtomicBool,
 ) -> Result<(), ServiceError> {
     while !stop.load(Ordering::Relaxed) {
-        health.record_poll();
+        health.heartbeat();
         let poll_timeout = {
             let mut e = lock(engine);
             if let Some(fatal) = e.fatal.take() {
