@@ -1,6 +1,8 @@
 //! Prometheus metrics: every series callstream exports is declared here, so the names live in one
 //! place (the README's observability section lists them).
 
+use crate::core::TopicKind;
+
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -43,6 +45,17 @@ pub struct Metrics {
     pub producer_replacements: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
+
+/// The outcomes of `callstream_input_messages_total`.
+pub const INPUT_OUTCOMES: [&str; 3] = ["processed", "rejected", "duplicate"];
+
+/// The reasons of `callstream_producer_replacements_total`.
+pub const REPLACEMENT_REASONS: [&str; 4] = [
+    "record_timeouts",
+    "transactions_failing",
+    "transaction_not_ending",
+    "offsets_call_stuck",
+];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -225,6 +238,21 @@ impl Metrics {
                 option_env!("CALLSTREAM_GIT_REVISION").unwrap_or("unknown"),
             ])
             .set(1);
+        // Every label value a counter is known to take starts at 0. A series that first appears
+        // at 1 has no earlier sample for `increase()` and `rate()`, so its first event would be
+        // invisible to the alerts: a replica's first lost assignment, for one.
+        for (counter, values) in [
+            (&input_messages, &INPUT_OUTCOMES[..]),
+            (&output_records, &TopicKind::ALL.map(TopicKind::label)[..]),
+            (&rebalances, &["assign", "revoke", "lost", "error"][..]),
+            (&offset_commits, &["ok", "error"][..]),
+            (&transactions, &["committed", "aborted"][..]),
+            (&producer_replacements, &REPLACEMENT_REASONS[..]),
+        ] {
+            for value in values {
+                counter.with_label_values(&[value]);
+            }
+        }
         Self {
             registry,
             input_messages,
@@ -279,6 +307,21 @@ mod tests {
         assert!(text.contains("callstream_build_info"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("callstream_"), "{line}");
+        }
+    }
+
+    #[test]
+    fn labelled_counters_start_at_zero_so_their_first_event_shows_in_increase() {
+        let text = Metrics::new().render();
+        for series in [
+            "callstream_rebalances_total{kind=\"lost\"} 0",
+            "callstream_offset_commits_total{result=\"error\"} 0",
+            "callstream_transactions_total{result=\"aborted\"} 0",
+            "callstream_producer_replacements_total{reason=\"offsets_call_stuck\"} 0",
+            "callstream_input_messages_total{outcome=\"rejected\"} 0",
+            "callstream_output_records_total{topic=\"transfers\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
         }
     }
 }
