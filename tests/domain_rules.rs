@@ -1474,6 +1474,106 @@ fn a_missed_call_that_reaches_voicemail_is_published_again_but_not_unsaid() {
     );
 }
 
+/// RingCentral's flag may first come on the `Disconnected` after `VoiceMail` (domain.md §4: no
+/// status is documented to carry it first), which no longer says voicemail: the caller reached it
+/// all the same.
+#[test]
+fn a_missed_call_flagged_after_the_voicemail_status_says_voicemail_was_reached() {
+    let at = |sequence: i64, code: &str, flagged: bool| {
+        let mut p = party(PARTY_ID, EXTENSION_ID, code);
+        p["missedCall"] = json!(flagged);
+        body(SESSION_ID, sequence, vec![p])
+    };
+    let voicemail = |bodies: &[Value]| -> Vec<Value> {
+        emitted_in_turn(bodies, "reached_voicemail")
+            .into_iter()
+            .filter(|(topic, _, _)| *topic == TopicKind::Missed)
+            .map(|(_, _, reached)| reached)
+            .collect()
+    };
+    assert_eq!(
+        voicemail(&[
+            at(5, "Proceeding", false),
+            at(6, "VoiceMail", false),
+            at(7, "Disconnected", true)
+        ]),
+        [json!(true)]
+    );
+    // Another party of the session, or the same party id in another session, was not at it.
+    let other_party = {
+        let mut p = party("p-other-2", "102", "VoiceMail");
+        p["missedCall"] = json!(false);
+        body(SESSION_ID, 6, vec![p])
+    };
+    let other_session = {
+        let mut p = party(PARTY_ID, EXTENSION_ID, "VoiceMail");
+        p["missedCall"] = json!(false);
+        body("s-another-session", 6, vec![p])
+    };
+    assert_eq!(
+        voicemail(&[other_party, other_session, at(7, "Disconnected", true)]),
+        [json!(false)]
+    );
+    // Never at the voicemail: a plain missed call.
+    assert_eq!(
+        voicemail(&[at(5, "Proceeding", false), at(7, "Disconnected", true)]),
+        [json!(false)]
+    );
+}
+
+/// An attended transfer is reported on `Disconnected` without the peer, then on `Gone` with it:
+/// both are published, the second with its link (the transfer's state includes the status).
+#[test]
+fn an_attended_transfer_gone_after_disconnected_is_published_with_its_link() {
+    let transfer = |sequence: i64, code: &str, peer: Option<Value>| {
+        let mut p = party(PARTY_ID, EXTENSION_ID, code);
+        p["status"] = json!({"code": code, "reason": "AttendedTransfer"});
+        if let Some(peer) = peer {
+            p["status"]["peerId"] = peer;
+        }
+        body(SESSION_ID, sequence, vec![p])
+    };
+    let peer = json!({"telephonySessionId": "s-peer", "sessionId": "42", "partyId": "p-peer-1"});
+    let links: Vec<Value> = emitted_in_turn(
+        &[
+            transfer(8, "Disconnected", None),
+            transfer(9, "Gone", Some(peer)),
+        ],
+        "linked",
+    )
+    .into_iter()
+    .filter(|(topic, _, _)| *topic == TopicKind::Transfers)
+    .map(|(_, _, linked)| linked)
+    .collect();
+    assert_eq!(
+        links,
+        [
+            Value::Null,
+            json!({"telephony_session_id": "s-peer", "session_id": "42", "party_id": "p-peer-1"})
+        ]
+    );
+}
+
+/// Out of order (domain.md §3: sequence 5 after 6): both events are published. Dropping the lower
+/// sequence, as RingCentral's own call-control library does, would lose a state change.
+#[test]
+fn a_party_event_arriving_after_a_higher_sequence_is_still_published() {
+    let at = |sequence: i64, code: &str| {
+        body(
+            SESSION_ID,
+            sequence,
+            vec![party(PARTY_ID, EXTENSION_ID, code)],
+        )
+    };
+    let statuses: Vec<Value> =
+        emitted_in_turn(&[at(6, "Hold"), at(5, "Answered")], "status_code_raw")
+            .into_iter()
+            .filter(|(topic, _, _)| *topic == TopicKind::Parties)
+            .map(|(_, _, status)| status)
+            .collect();
+    assert_eq!(statuses, [json!("Hold"), json!("Answered")]);
+}
+
 #[test]
 fn a_party_event_without_sequence_is_told_apart_by_its_event_time() {
     let at = |code: &str, time: Option<&str>| {

@@ -20,7 +20,7 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
     if party.missed_call == Some(true) {
         out.push(OutputRecord::Missed(MissedCall {
             call: derived(record_id(session_id, &party.id, "missed", "")),
-            reached_voicemail: reached_voicemail(event),
+            reached_voicemail: party.in_voicemail(),
         }));
     }
 
@@ -41,16 +41,6 @@ pub fn classify<'n>(event: &PartyEvent<'n>, out: &mut Vec<OutputRecord<'n>>) {
             transfer_type,
         }));
     }
-}
-
-/// Status `VoiceMail` or reason `Voicemail` (both spellings normalized already).
-fn reached_voicemail(event: &PartyEvent<'_>) -> bool {
-    let party = event.call.party;
-    party.status.value == StatusCode::VoiceMail
-        || party
-            .reason
-            .as_ref()
-            .is_some_and(|r| r.value == StatusReason::Voicemail)
 }
 
 /// A transfer is a transfer reason on `Disconnected` or `Gone`. Everything else that ends a party

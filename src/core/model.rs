@@ -203,6 +203,16 @@ impl Party<'_> {
     pub fn is_external(&self) -> bool {
         self.extension_id.is_none()
     }
+
+    /// The caller is at this party's voicemail: status `VoiceMail` or reason `Voicemail` (both
+    /// spellings normalized already).
+    pub fn in_voicemail(&self) -> bool {
+        self.status.value == StatusCode::VoiceMail
+            || self
+                .reason
+                .as_ref()
+                .is_some_and(|r| r.value == StatusReason::Voicemail)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

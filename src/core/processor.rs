@@ -146,6 +146,15 @@ impl Processor {
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
+        // A missed call whose caller reached the party's voicemail in an earlier notification says
+        // so, though this one no longer does (rare: one lookup per missed call without voicemail).
+        for record in &mut records {
+            if let OutputRecord::Missed(missed) = record {
+                if !missed.reached_voicemail {
+                    missed.reached_voicemail = self.records.contains(missed.call.voicemail_key());
+                }
+            }
+        }
         // Each record's keys, and whether the record was emitted: one list serves the lookups,
         // the duplicates within this notification and the insertions once all are emitted.
         let mut pending: Vec<Pending> = records
@@ -217,11 +226,16 @@ impl Processor {
             outcome.emitted += 1;
         }
 
-        for p in &pending {
+        for (p, record) in pending.iter().zip(&records) {
             // A record with ordered states is looked up only in `latest`, but remembered in
             // `records` too: a copy without a sequence is compared there.
             if p.emitted {
                 self.records.insert(p.state);
+            }
+            if let OutputRecord::Party(event) = record {
+                if event.call.party.in_voicemail() {
+                    self.records.insert(event.call.voicemail_key());
+                }
             }
             if let Some(ordered) = p.ordered.filter(|_| p.emitted || p.confirms_latest) {
                 self.latest.put(ordered.id, Latest::of(ordered, p.state));

@@ -233,6 +233,17 @@ fn opt_coded<E: AvroEnum, S: FieldSink>(
 }
 
 impl CallRef<'_> {
+    /// The key under which the duplicate window remembers that the caller reached this party's
+    /// voicemail. RingCentral's missed-call flag may first come on the `Disconnected` after
+    /// `VoiceMail`, which no longer says voicemail: the missed call looks the key up.
+    pub fn voicemail_key(&self) -> u64 {
+        digest(&(
+            "voicemail",
+            &self.notification.session.telephony_session_id,
+            &self.party.id,
+        ))
+    }
+
     fn write<S: FieldSink>(&self, sink: &mut S) {
         let session = &self.notification.session;
         sink.string("record_id", &self.record_id);
