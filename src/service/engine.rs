@@ -260,9 +260,10 @@ fn describe<C: ClientContext>(
 /// time), the stop flag read between.
 const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
 const START_UP_ATTEMPT_MAX: Duration = Duration::from_secs(5);
-/// The shortest time one attempt at the schema registry may take: an HTTP request, over TLS
-/// perhaps, four of them in an attempt.
-const REGISTRY_ATTEMPT_MIN: Duration = Duration::from_secs(5);
+/// How long one request to the schema registry may take (four in an attempt): as long as before
+/// it was asked again, so that a slow registry still answers; a signal waits for the request in
+/// progress.
+const REGISTRY_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Whether initializing transactions may be asked again: brokers out of reach, or a retriable
 /// error librdkafka reports for a call that timed out while it kept trying (a previous
@@ -1385,6 +1386,8 @@ impl Engine {
                     self.replace_producer("offsets_call_stuck")?;
                     return self.rewind_and_begin(consumer, Rewind::Assigned);
                 };
+                // The offsets call may have taken its whole deadline: the commit is another call.
+                self.health.heartbeat();
                 sent.inspect(|()| offsets_sent = true)
                     .and_then(|()| self.producer.commit_transaction(TRANSACTION_TIMEOUT))
             };
@@ -2013,9 +2016,8 @@ pub fn run(
     let value_format = match &config.schema_registry {
         Some(registry) => {
             let mut told = false;
-            let resolved = start_up(&stop, RegistryError::is_transient, |wait| {
-                let answer =
-                    registry::resolve(registry, &config.topics, wait.max(REGISTRY_ATTEMPT_MIN));
+            let resolved = start_up(&stop, RegistryError::is_transient, |_| {
+                let answer = registry::resolve(registry, &config.topics, REGISTRY_REQUEST_TIMEOUT);
                 if let Err(error) = &answer {
                     if !told && error.is_transient() {
                         tracing::warn!(%error, "asking the schema registry again");

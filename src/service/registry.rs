@@ -39,6 +39,9 @@ pub enum RegistryError {
     },
     #[error("schema registry at {url} is unreachable: {message}")]
     Unreachable { url: String, message: String },
+    /// The URL, TLS or certificates: the same every time.
+    #[error("schema registry at {url} cannot be used as configured: {message}")]
+    Misconfigured { url: String, message: String },
 }
 
 impl RegistryError {
@@ -50,7 +53,9 @@ impl RegistryError {
         match self {
             RegistryError::Unreachable { .. } => true,
             RegistryError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
-            RegistryError::Incompatible { .. } | RegistryError::NotRegistered { .. } => false,
+            RegistryError::Incompatible { .. }
+            | RegistryError::NotRegistered { .. }
+            | RegistryError::Misconfigured { .. } => false,
         }
     }
 }
@@ -106,15 +111,29 @@ fn schema_id(
         );
         request = request.header("Authorization", &auth);
     }
-    let unreachable = |e: ureq::Error| RegistryError::Unreachable {
-        url: config.url.clone(),
-        message: e.to_string(),
+    let failed = |e: ureq::Error| {
+        let (url, message) = (config.url.clone(), e.to_string());
+        match e {
+            // Not up yet, not resolvable yet (a container starting alongside), or cut off.
+            ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Protocol(_) => RegistryError::Unreachable { url, message },
+            _ => RegistryError::Misconfigured { url, message },
+        }
     };
     let mut response = request
         .send_json(json!({ "schema": schema, "schemaType": "AVRO" }))
-        .map_err(unreachable)?;
+        .map_err(failed)?;
     let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
+    let body = match response.body_mut().read_to_string() {
+        Ok(body) => body,
+        // The answer, cut off: asked again.
+        Err(e) if status == 200 => return Err(failed(e)),
+        // Only the message of a refusal is lost.
+        Err(_) => String::new(),
+    };
     let message = || {
         serde_json::from_str::<Value>(&body)
             .ok()
@@ -185,6 +204,11 @@ mod tests {
             message: "connection refused".into(),
         };
         assert!(unreachable.is_transient());
+        let misconfigured = RegistryError::Misconfigured {
+            url: "https://registry".into(),
+            message: "invalid certificate".into(),
+        };
+        assert!(!misconfigured.is_transient());
         for transient in [500, 502, 503, 504, 408, 429] {
             assert!(status(transient).is_transient(), "{transient}");
         }
