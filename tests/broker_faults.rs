@@ -291,28 +291,57 @@ fn exactly_once_survives_a_frozen_broker() {
 #[test]
 fn exactly_once_stays_live_while_the_broker_is_frozen_past_the_stall_limit() {
     let _serial = serial();
-    survive("eos-live", "exactly-once", |address| {
-        broker("pause");
-        let frozen = std::time::Instant::now();
-        let mut not_live = Vec::new();
-        // The fault itself lasts a fixed time: longer than the stall limit is what is tested.
-        while frozen.elapsed() < Duration::from_secs(45) {
-            let (status, body) = http_get(&format!("http://{address}/health/live"));
-            if status != 200 {
-                not_live.push(format!(
-                    "{:.1?}: {status} {}",
-                    frozen.elapsed(),
-                    body.trim()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        broker("resume");
-        assert!(
-            not_live.is_empty(),
-            "not live while the broker was frozen: {not_live:?}"
-        );
+    let test = "eos-live";
+    let t = unique_topics(test);
+    create_topics(&t, PARTITIONS);
+    // A backlog written before the fault, so that the test's own producer does not have to
+    // recover from it, and large enough that a transaction is open when the broker freezes.
+    let lines: Vec<String> = corpus(2_000, 81)
+        .into_iter()
+        .chain(
+            Generator::new(GeneratorConfig {
+                seed: 82,
+                ..GeneratorConfig::default()
+            })
+            .take(100_000),
+        )
+        .collect();
+    produce(&t.input, &lines);
+    let (want, _) = expected(&lines);
+    let (service, group, address) = start_service(test, &t, "exactly-once", &[]);
+    wait_for("processing under way", TIMEOUT, || {
+        metric(&address, "callstream_output_records_total") > 0.0
     });
+    broker("pause");
+    let frozen = std::time::Instant::now();
+    let mut not_live = Vec::new();
+    // The fault itself lasts a fixed time: longer than the stall limit is what is tested.
+    while frozen.elapsed() < Duration::from_secs(45) {
+        let (status, body) = http_get(&format!("http://{address}/health/live"));
+        if status != 200 {
+            not_live.push(format!(
+                "{:.1?}: {status} {}",
+                frozen.elapsed(),
+                body.trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    broker("resume");
+    assert!(
+        not_live.is_empty(),
+        "not live while the broker was frozen: {not_live:?}"
+    );
+    // What makes this test: the loop was held in transactional calls meanwhile (three commit
+    // attempts of 10 s, then a replacement producer).
+    assert!(
+        metric(&address, "callstream_producer_replacements_total") >= 1.0,
+        "the loop was not held by the frozen broker: {}",
+        service.diagnostics(&address)
+    );
+    wait_until_all_committed(&group, &t.input, lines.len(), &service, &address);
+    assert!(service.stop(Duration::from_secs(60)).success());
+    assert_outputs(test, "exactly-once", &t, &want);
 }
 
 /// A second instance joins the group and leaves it again while input keeps arriving (a steady
