@@ -1202,6 +1202,15 @@ fn a_new_state_of_the_same_party_is_not_suppressed() {
 
 /// The records a sequence of notifications (each a party body, by uuid) emits, as
 /// `(topic, record_id, one field)` for a compact comparison.
+/// `field` of each `topic` record emitted, in turn.
+fn emitted_values(bodies: &[Value], topic: TopicKind, field: &str) -> Vec<Value> {
+    emitted_in_turn(bodies, field)
+        .into_iter()
+        .filter(|(t, _, _)| *t == topic)
+        .map(|(_, _, value)| value)
+        .collect()
+}
+
 fn emitted_in_turn(bodies: &[Value], field: &str) -> Vec<(TopicKind, String, Value)> {
     let mut processor = Processor::new(ProcessorConfig::default());
     let mut all = Vec::new();
@@ -1236,11 +1245,7 @@ fn a_paused_recording_is_published_and_a_redelivery_is_not() {
         // The pause again, from an overlapping subscription (another uuid): nothing new.
         recording(6, false),
     ];
-    let recorded: Vec<Value> = emitted_in_turn(&bodies, "active")
-        .into_iter()
-        .filter(|(topic, _, _)| *topic == TopicKind::Recorded)
-        .map(|(_, _, active)| active)
-        .collect();
+    let recorded = emitted_values(&bodies, TopicKind::Recorded, "active");
     assert_eq!(recorded, [json!(true), json!(false)]);
 }
 
@@ -1454,13 +1459,8 @@ fn a_missed_call_that_reaches_voicemail_is_published_again_but_not_unsaid() {
         p["missedCall"] = json!(true);
         body(SESSION_ID, sequence, vec![p])
     };
-    let voicemail = |bodies: &[Value]| -> Vec<Value> {
-        emitted_in_turn(bodies, "reached_voicemail")
-            .into_iter()
-            .filter(|(topic, _, _)| *topic == TopicKind::Missed)
-            .map(|(_, _, reached)| reached)
-            .collect()
-    };
+    let voicemail =
+        |bodies: &[Value]| emitted_values(bodies, TopicKind::Missed, "reached_voicemail");
     // Missed, then voicemail reached: published again.
     assert_eq!(
         voicemail(&[missed(5, "Proceeding"), missed(6, "VoiceMail")]),
@@ -1484,13 +1484,8 @@ fn a_missed_call_flagged_after_the_voicemail_status_says_voicemail_was_reached()
         p["missedCall"] = json!(flagged);
         body(SESSION_ID, sequence, vec![p])
     };
-    let voicemail = |bodies: &[Value]| -> Vec<Value> {
-        emitted_in_turn(bodies, "reached_voicemail")
-            .into_iter()
-            .filter(|(topic, _, _)| *topic == TopicKind::Missed)
-            .map(|(_, _, reached)| reached)
-            .collect()
-    };
+    let voicemail =
+        |bodies: &[Value]| emitted_values(bodies, TopicKind::Missed, "reached_voicemail");
     assert_eq!(
         voicemail(&[
             at(5, "Proceeding", false),
@@ -1534,17 +1529,14 @@ fn an_attended_transfer_gone_after_disconnected_is_published_with_its_link() {
         body(SESSION_ID, sequence, vec![p])
     };
     let peer = json!({"telephonySessionId": "s-peer", "sessionId": "42", "partyId": "p-peer-1"});
-    let links: Vec<Value> = emitted_in_turn(
+    let links = emitted_values(
         &[
             transfer(8, "Disconnected", None),
             transfer(9, "Gone", Some(peer)),
         ],
+        TopicKind::Transfers,
         "linked",
-    )
-    .into_iter()
-    .filter(|(topic, _, _)| *topic == TopicKind::Transfers)
-    .map(|(_, _, linked)| linked)
-    .collect();
+    );
     assert_eq!(
         links,
         [
@@ -1565,12 +1557,11 @@ fn a_party_event_arriving_after_a_higher_sequence_is_still_published() {
             vec![party(PARTY_ID, EXTENSION_ID, code)],
         )
     };
-    let statuses: Vec<Value> =
-        emitted_in_turn(&[at(6, "Hold"), at(5, "Answered")], "status_code_raw")
-            .into_iter()
-            .filter(|(topic, _, _)| *topic == TopicKind::Parties)
-            .map(|(_, _, status)| status)
-            .collect();
+    let statuses = emitted_values(
+        &[at(6, "Hold"), at(5, "Answered")],
+        TopicKind::Parties,
+        "status_code_raw",
+    );
     assert_eq!(statuses, [json!("Hold"), json!("Answered")]);
 }
 
