@@ -1509,6 +1509,17 @@ fn a_missed_call_flagged_after_the_voicemail_status_says_voicemail_was_reached()
         voicemail(&[other_party, other_session, at(7, "Disconnected", true)]),
         [json!(false)]
     );
+    // The same party twice in one notification (abnormal, found by fuzzing): at the voicemail,
+    // then flagged. The voicemail counts, and the notification again says nothing new.
+    let twice = {
+        let mut at_voicemail = party(PARTY_ID, EXTENSION_ID, "VoiceMail");
+        at_voicemail["missedCall"] = json!(false);
+        let mut flagged = party(PARTY_ID, EXTENSION_ID, "Disconnected");
+        flagged["missedCall"] = json!(true);
+        body(SESSION_ID, 7, vec![at_voicemail, flagged])
+    };
+    assert_eq!(voicemail(std::slice::from_ref(&twice)), [json!(true)]);
+    assert_eq!(voicemail(&[twice.clone(), twice]), [json!(true)]);
     // Never at the voicemail: a plain missed call.
     assert_eq!(
         voicemail(&[at(5, "Proceeding", false), at(7, "Disconnected", true)]),

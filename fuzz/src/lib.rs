@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 
 use apache_avro::types::Value as Avro;
 use callstream::core::encode::to_json;
+use callstream::core::framing::{decode_value, ValueFormat};
 use callstream::core::raw::RawMessage;
 use callstream::core::reader;
-use callstream::core::framing::{decode_value, ValueFormat};
 use callstream::core::{
     derive, parse, Outcome, OutputRecord, Processor, ProcessorConfig, Rejection, Stage, TopicKind,
 };

@@ -146,12 +146,23 @@ impl Processor {
 
         let mut records = Vec::with_capacity(notification.parties.len() * 2);
         derive(&notification, &mut records);
-        // A missed call whose caller reached the party's voicemail in an earlier notification says
-        // so, though this one no longer does (rare: one lookup per missed call without voicemail).
-        for record in &mut records {
-            if let OutputRecord::Missed(missed) = record {
-                if !missed.reached_voicemail {
-                    missed.reached_voicemail = self.records.contains(missed.call.voicemail_key());
+        // A missed call whose caller reached the party's voicemail in an earlier notification (or
+        // in another entry of this one) says so, though its own status no longer does (rare: one
+        // lookup per missed call without voicemail).
+        for i in 0..records.len() {
+            let key = match &records[i] {
+                OutputRecord::Missed(missed) if !missed.reached_voicemail => {
+                    missed.call.voicemail_key()
+                }
+                _ => continue,
+            };
+            let here = records.iter().any(|r| {
+                matches!(r, OutputRecord::Party(e)
+                    if e.call.party.in_voicemail() && e.call.voicemail_key() == key)
+            });
+            if here || self.records.contains(key) {
+                if let OutputRecord::Missed(missed) = &mut records[i] {
+                    missed.reached_voicemail = true;
                 }
             }
         }
