@@ -314,9 +314,18 @@ fn exactly_once_stays_live_while_the_broker_is_frozen_past_the_stall_limit() {
     });
     broker("pause");
     let frozen = std::time::Instant::now();
+    assert!(
+        metric(&address, "callstream_input_messages_total") < lines.len() as f64,
+        "the backlog was read before the broker froze: nothing could hold the loop"
+    );
+    let replaced = || metric(&address, "callstream_producer_replacements_total") >= 1.0;
     let mut not_live = Vec::new();
-    // The fault itself lasts a fixed time: longer than the stall limit is what is tested.
-    while frozen.elapsed() < Duration::from_secs(45) {
+    // Frozen for longer than the stall limit, and until the loop has shown that it was held in
+    // transactional calls (three commits or aborts of 10 s, then a replacement producer; about
+    // 30-50 s), at most 120 s.
+    while frozen.elapsed() < Duration::from_secs(45)
+        || (!replaced() && frozen.elapsed() < Duration::from_secs(120))
+    {
         let (status, body) = http_get(&format!("http://{address}/health/live"));
         if status != 200 {
             not_live.push(format!(
@@ -332,10 +341,8 @@ fn exactly_once_stays_live_while_the_broker_is_frozen_past_the_stall_limit() {
         not_live.is_empty(),
         "not live while the broker was frozen: {not_live:?}"
     );
-    // What makes this test: the loop was held in transactional calls meanwhile (three commit
-    // attempts of 10 s, then a replacement producer).
     assert!(
-        metric(&address, "callstream_producer_replacements_total") >= 1.0,
+        replaced(),
         "the loop was not held by the frozen broker: {}",
         service.diagnostics(&address)
     );

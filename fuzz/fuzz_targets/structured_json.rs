@@ -65,13 +65,19 @@ fuzz_target!(|data: &[u8]| {
                     stated.push(value["record_id"].clone());
                 }
                 seen.push(state);
-                expected.push((*topic, value["record_id"].clone()));
+                expected.push((*topic, value["record_id"].clone(), voicemail(*topic, value)));
             }
         }
-        let emitted: Vec<(TopicKind, Value)> = outcome
+        let emitted: Vec<(TopicKind, Value, Value)> = outcome
             .emitted
             .iter()
-            .map(|e| (e.topic, e.value["record_id"].clone()))
+            .map(|e| {
+                (
+                    e.topic,
+                    e.value["record_id"].clone(),
+                    voicemail(e.topic, &e.value),
+                )
+            })
             .collect();
         assert_eq!(emitted, expected, "emitted records");
         let party_records = outcome
@@ -114,6 +120,15 @@ fn state(topic: TopicKind, v: &Value) -> Value {
         TopicKind::Transfers => json!([v["transfer_type_raw"], v["status_code_raw"]]),
     };
     json!([topic.label(), v["record_id"], state])
+}
+
+/// A missed call's `reached_voicemail`, compared as well as its id; null for other records.
+fn voicemail(topic: TopicKind, v: &Value) -> Value {
+    if topic == TopicKind::Missed {
+        v["reached_voicemail"].clone()
+    } else {
+        Value::Null
+    }
 }
 
 fn check_expected(

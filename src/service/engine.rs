@@ -276,7 +276,8 @@ fn transactions_may_be_asked_again(error: &KafkaError) -> bool {
 }
 
 /// A start-up request (the schema registry, metadata, initializing transactions) made with
-/// `request(wait)`. Errors `asked_again` accepts (brokers or registry out of reach) are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
+/// `request(wait)` (the registry's requests have time-outs of their own). Errors `asked_again`
+/// accepts (brokers or registry out of reach) are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
 /// `REQUEST_TIMEOUT` in all), with the stop flag read between: a signal meanwhile stops the
 /// service within seconds, having read nothing (`Ok(None)`), instead of after the whole time-out;
 /// a slow broker still has 5 s to answer. Any other error is returned at once.

@@ -39,7 +39,7 @@ pub enum RegistryError {
     },
     #[error("schema registry at {url} is unreachable: {message}")]
     Unreachable { url: String, message: String },
-    /// The URL, TLS or certificates: the same every time.
+    /// The URL, or the TLS settings themselves: the same every time.
     #[error("schema registry at {url} cannot be used as configured: {message}")]
     Misconfigured { url: String, message: String },
 }
@@ -119,7 +119,11 @@ fn schema_id(
             | ureq::Error::Timeout(_)
             | ureq::Error::HostNotFound
             | ureq::Error::ConnectionFailed
-            | ureq::Error::Protocol(_) => RegistryError::Unreachable { url, message },
+            | ureq::Error::Protocol(_)
+            // Also what a proxy in front of a registry that is starting gives: the connection
+            // accepted, then closed during the handshake. A certificate refused shows after the
+            // retries, with the same message.
+            | ureq::Error::NativeTls(_) => RegistryError::Unreachable { url, message },
             _ => RegistryError::Misconfigured { url, message },
         }
     };
