@@ -3,9 +3,11 @@
 //! Live: the consume loop has polled recently, or is waiting for the brokers in a call it retries
 //! (a drain, a transaction's commit or abort, a replacement producer's initialization), each
 //! attempt bounded well under the stall limit: restarting would not bring the brokers back, and
-//! under exactly-once a restart loop would only rebalance the group again and again. Ready: the service is running, has joined its
-//! consumer group, and is not shutting down. Holding partitions is not required: a replica beyond
-//! the input's partition count stands by, and a rolling update would wait for it forever.
+//! under exactly-once a restart loop would only rebalance the group again and again.
+//!
+//! Ready: the service is running, has joined its consumer group, and is not shutting down. Holding
+//! partitions is not required: a replica beyond the input's partition count stands by, and a
+//! rolling update would wait for it forever.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

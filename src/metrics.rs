@@ -47,10 +47,10 @@ pub struct Metrics {
 }
 
 /// The outcomes of `callstream_input_messages_total`.
-pub const INPUT_OUTCOMES: [&str; 3] = ["processed", "rejected", "duplicate"];
+const INPUT_OUTCOMES: [&str; 3] = ["processed", "rejected", "duplicate"];
 
 /// The reasons of `callstream_producer_replacements_total`.
-pub const REPLACEMENT_REASONS: [&str; 4] = [
+const REPLACEMENT_REASONS: [&str; 4] = [
     "record_timeouts",
     "transactions_failing",
     "transaction_not_ending",

@@ -261,7 +261,7 @@ fn describe<C: ClientContext>(
 const START_UP_ATTEMPT: Duration = Duration::from_secs(1);
 const START_UP_ATTEMPT_MAX: Duration = Duration::from_secs(5);
 /// How long one request to the schema registry may take (four in an attempt): as long as before
-/// it was asked again, so that a slow registry still answers; a signal waits for the request in
+/// it was asked again, so that a slow registry still answers; a signal waits for the attempt in
 /// progress.
 const REGISTRY_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -277,10 +277,10 @@ fn transactions_may_be_asked_again(error: &KafkaError) -> bool {
 
 /// A start-up request (the schema registry, metadata, initializing transactions) made with
 /// `request(wait)` (the registry's requests have time-outs of their own). Errors `asked_again`
-/// accepts (brokers or registry out of reach) are asked again, each time waiting longer (1 s, 2 s, 4 s, then 5 s,
-/// `REQUEST_TIMEOUT` in all), with the stop flag read between: a signal meanwhile stops the
-/// service within seconds, having read nothing (`Ok(None)`), instead of after the whole time-out;
-/// a slow broker still has 5 s to answer. Any other error is returned at once.
+/// accepts (brokers or registry out of reach) are asked again, each time waiting longer (1 s,
+/// 2 s, 4 s, then 5 s, `REQUEST_TIMEOUT` in all), with the stop flag read between: a signal
+/// meanwhile stops the service within seconds, having read nothing (`Ok(None)`), instead of after
+/// the whole time-out; a slow broker still has 5 s to answer. Any other error is returned at once.
 fn start_up<T, E>(
     stop: &AtomicBool,
     asked_again: fn(&E) -> bool,
