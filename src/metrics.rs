@@ -253,6 +253,9 @@ impl Metrics {
                 counter.with_label_values(&[value]);
             }
         }
+        for (stage, code) in crate::core::rejection::CODES {
+            dead_letters.with_label_values(&[stage.as_str(), code]);
+        }
         Self {
             registry,
             input_messages,
@@ -320,6 +323,8 @@ mod tests {
             "callstream_producer_replacements_total{reason=\"offsets_call_stuck\"} 0",
             "callstream_input_messages_total{outcome=\"rejected\"} 0",
             "callstream_output_records_total{topic=\"transfers\"} 0",
+            "callstream_dead_letters_total{code=\"syntax\",stage=\"decode\"} 0",
+            "callstream_dead_letters_total{code=\"output_too_large\",stage=\"encode\"} 0",
         ] {
             assert!(text.contains(series), "{series} in {text}");
         }

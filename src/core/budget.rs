@@ -88,6 +88,7 @@ impl OutputBudget {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rejection::CODES;
     use super::*;
 
     #[test]
@@ -100,6 +101,7 @@ mod tests {
         let refused = budget.charge("c", 0, 1).unwrap_err();
         assert_eq!(refused.code, "output_too_large");
         assert_eq!(refused.stage, Stage::Encode);
+        assert!(CODES.contains(&(refused.stage, refused.code)));
         assert!(
             refused.reason.contains(&format!(
                 "more than {limit} bytes by record c ({} bytes so far",
@@ -116,6 +118,7 @@ mod tests {
         budget.charge("a", 100, fits - 100).unwrap();
         let refused = budget.charge("b", 101, fits - 100).unwrap_err();
         assert_eq!(refused.code, "record_too_large");
+        assert!(CODES.contains(&(refused.stage, refused.code)));
         assert!(
             refused
                 .reason

@@ -63,6 +63,30 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+/// Every stage and code a rejection can carry, so that the metrics can start each series at 0
+/// (a series that first appears at 1 is invisible to `increase()`). The tests below check each
+/// error's code is listed.
+pub const CODES: [(Stage, &str); 18] = [
+    (Stage::Decode, "empty"),
+    (Stage::Decode, "too_large"),
+    (Stage::Decode, "not_utf8"),
+    (Stage::Decode, "too_deep"),
+    (Stage::Decode, "truncated"),
+    (Stage::Decode, "syntax"),
+    (Stage::Decode, "wrong_type"),
+    (Stage::Envelope, "not_an_object"),
+    (Stage::Envelope, "not_a_frame"),
+    (Stage::Envelope, "no_body"),
+    (Stage::Envelope, "wrong_event"),
+    (Stage::Validate, "missing_field"),
+    (Stage::Validate, "empty_field"),
+    (Stage::Validate, "no_parties"),
+    (Stage::Validate, "invalid_value"),
+    (Stage::Validate, "over_limit"),
+    (Stage::Encode, "record_too_large"),
+    (Stage::Encode, "output_too_large"),
+];
+
 impl Rejection {
     pub fn new(stage: Stage, code: &'static str, reason: String, path: Option<String>) -> Self {
         Self {
@@ -114,5 +138,71 @@ impl From<ValidationError> for Rejection {
         };
         let path = Some(e.path().to_owned());
         Rejection::new(Stage::Validate, code, e.to_string(), path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(rejection: Rejection) {
+        assert!(
+            CODES.contains(&(rejection.stage, rejection.code)),
+            "{:?} {} is not in CODES",
+            rejection.stage,
+            rejection.code
+        );
+    }
+
+    #[test]
+    fn every_code_an_error_maps_to_is_listed() {
+        let text = || String::from("x");
+        let path = || String::from("body");
+        for e in [
+            DecodeError::Empty,
+            DecodeError::TooLarge { size: 2, limit: 1 },
+            DecodeError::NotUtf8 { offset: 0 },
+            DecodeError::TooDeep { path: path() },
+            DecodeError::Truncated { message: text() },
+            DecodeError::Syntax { message: text() },
+            DecodeError::WrongType {
+                message: text(),
+                path: path(),
+            },
+        ] {
+            listed(e.into());
+        }
+        for e in [
+            EnvelopeError::NotAnObject { found: "array" },
+            EnvelopeError::NotAFrame { reason: text() },
+            EnvelopeError::NoBody { path: path() },
+            EnvelopeError::WrongEvent {
+                event: text(),
+                path: path(),
+            },
+        ] {
+            listed(e.into());
+        }
+        for e in [
+            ValidationError::Missing { path: path() },
+            ValidationError::Empty { path: path() },
+            ValidationError::NoParties { path: path() },
+            ValidationError::Invalid {
+                path: path(),
+                reason: text(),
+            },
+            ValidationError::OverLimit {
+                path: path(),
+                found: text(),
+                limit: 1,
+            },
+        ] {
+            listed(e.into());
+        }
+        // The encode stage's codes are checked where they are made (`budget`'s tests).
+        let mut pairs = CODES.to_vec();
+        pairs.sort_by_key(|(stage, code)| (stage.as_str(), *code));
+        pairs.dedup();
+        assert_eq!(pairs.len(), CODES.len(), "a pair is listed twice");
     }
 }
