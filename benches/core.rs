@@ -2,9 +2,9 @@
 //! merely scanning the same bytes as JSON (`serde_json::from_slice::<IgnoredAny>`).
 //!
 //! The corpus is generated here, deterministically: calls of a few accounts, each producing the
-//! notifications RingCentral sends for it (domain.md §2: about 7 per plain call, 2 more per hold,
-//! more per extra leg), in all four input shapes, mostly one party, some two; some missed, some
-//! recorded, some transferred; a few redelivered. Each is 700 to 1,000 bytes of compact JSON.
+//! notifications RingCentral sends for it (docs/domain.md §2: about 7 per plain call, 2 more per
+//! hold, more per extra leg), in all four input shapes, mostly one party, some two; some missed,
+//! some recorded, some transferred; a few redelivered. Each is 700 to 1,000 bytes of compact JSON.
 //!
 //! After criterion's groups the two paths are timed again, alternately, 31 passes each, and a
 //! line is printed: `core: <N> notifications/s, scan baseline: <M>/s, ratio <R>`: N and M from

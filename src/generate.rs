@@ -1,7 +1,7 @@
 //! `callstream generate`: realistic synthetic RingCentral traffic, built from whole call flows.
 //!
 //! Each call flow is a telephony session whose parties change state the way real calls do
-//! (domain.md §2): inbound answered calls with holds, missed calls that reach voicemail, queue
+//! (docs/domain.md §2): inbound answered calls with holds, missed calls that reach voicemail, queue
 //! calls that ring several agents, blind and attended transfers (the latter linking two sessions),
 //! recorded calls with pauses, conferences, outbound calls and external parties. Notifications
 //! carry one party each, in all four input shapes, with optional reordering and duplicates. The

@@ -1,5 +1,5 @@
-//! One test per rule of `domain.md`: the input shapes, what real payloads do beyond the official
-//! page, duplicates, the rules of the derived topics, and per-party records and keys.
+//! One test per rule of `docs/domain.md`: the input shapes, what real payloads do beyond the
+//! official page, duplicates, the rules of the derived topics, and per-party records and keys.
 
 mod common;
 
@@ -1474,7 +1474,7 @@ fn a_missed_call_that_reaches_voicemail_is_published_again_but_not_unsaid() {
     );
 }
 
-/// RingCentral's flag may first come on the `Disconnected` after `VoiceMail` (domain.md §4: no
+/// RingCentral's flag may first come on the `Disconnected` after `VoiceMail` (docs/domain.md §4: no
 /// status is documented to carry it first), which no longer says voicemail: the caller reached it
 /// all the same.
 #[test]
@@ -1557,8 +1557,8 @@ fn an_attended_transfer_gone_after_disconnected_is_published_with_its_link() {
     );
 }
 
-/// Out of order (domain.md §3: sequence 5 after 6): both events are published. Dropping the lower
-/// sequence, as RingCentral's own call-control library does, would lose a state change.
+/// Out of order (docs/domain.md §3: sequence 5 after 6): both events are published. Dropping the
+/// lower sequence, as RingCentral's own call-control library does, would lose a state change.
 #[test]
 fn a_party_event_arriving_after_a_higher_sequence_is_still_published() {
     let at = |sequence: i64, code: &str| {

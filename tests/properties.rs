@@ -3,7 +3,7 @@
 //! strings, booleans as `"True"`/`"False"`.
 //!
 //! - exactly one party record per party, in party order, keyed by extension or session;
-//! - the derived records follow the rules of domain.md §4 (an independent oracle);
+//! - the derived records follow the rules of docs/domain.md §4 (an independent oracle);
 //! - every emitted record encodes to Avro that decodes with its topic's schema to `to_json`;
 //! - processing is deterministic;
 //! - the hand-written reader (`core::reader`) reads exactly what serde reads, whenever it reads
@@ -510,7 +510,7 @@ fn notification() -> impl Strategy<Value = GenMessage> {
         })
 }
 
-/// What the rules of domain.md §4 derive from a party, per topic.
+/// What the rules of docs/domain.md §4 derive from a party, per topic.
 fn expected_derived(party: &GenParty) -> (usize, usize, usize) {
     let transfer = matches!(party.status_symbol, "Disconnected" | "Gone")
         && matches!(

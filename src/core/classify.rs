@@ -1,5 +1,5 @@
 //! Stage 6, classify: derive missed calls, recorded calls and transfers from a per-party record
-//! by the rules of domain.md §4. Each derived record gets a deterministic `record_id`.
+//! by the rules of docs/domain.md §4. Each derived record gets a deterministic `record_id`.
 
 use super::model::{Coded, StatusCode, StatusReason, TransferType};
 use super::records::{CallRef, MissedCall, OutputRecord, PartyEvent, RecordedCall, Transfer};

@@ -1,5 +1,5 @@
-//! Duplicate suppression in a bounded window (domain.md §3): RingCentral redelivers notifications
-//! (WebSocket recovery replays, overlapping subscriptions, webhook retries).
+//! Duplicate suppression in a bounded window (docs/domain.md §3): RingCentral redelivers
+//! notifications (WebSocket recovery replays, overlapping subscriptions, webhook retries).
 //!
 //! The window remembers the last `capacity` keys, first in first out. Keys are 64-bit digests
 //! (`KeyHasher`, fixed constants), so equal inputs give equal keys in every process; with a window

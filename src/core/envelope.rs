@@ -1,5 +1,5 @@
 //! Stage 2, envelope: find the notification body and its transport fields in whichever of the four
-//! input shapes the message has (domain.md §1).
+//! input shapes the message has (docs/domain.md §1).
 
 use thiserror::Error;
 

@@ -100,7 +100,7 @@ contract_enum!(
 );
 
 contract_enum!(
-    /// How the notification arrived (domain.md §1).
+    /// How the notification arrived (docs/domain.md §1).
     InputShape { Webhook, ApplePush, WebSocket, BareBody }
 );
 

@@ -1,6 +1,6 @@
 //! The input as RingCentral sends it: serde types that borrow from the message bytes.
 //!
-//! These types accept what real traffic does (domain.md §2) rather than what the official page
+//! These types accept what real traffic does (docs/domain.md §2) rather than what the official page
 //! promises: every field is optional, ids may be strings or numbers, booleans may be the strings
 //! `"True"`/`"False"`, and unknown fields are skipped. They do no checking beyond JSON types;
 //! `validate` decides what is required and `normalize` turns values into canonical form.
@@ -23,7 +23,8 @@ pub struct Id<'a>(pub Cow<'a, str>);
 /// Text meant for people (a name, a phone number as sent, a description): a string, or a JSON
 /// number: an integer kept as its digits, another number as its value in decimal (`1.5e3` reads
 /// `1500`). A display value in an unexpected form is no reason to refuse a
-/// call's notification (domain.md §2: only what the processor cannot work without is required).
+/// call's notification (docs/domain.md §2: only what the processor cannot work without is
+/// required).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text<'a>(pub Cow<'a, str>);
 
@@ -253,7 +254,7 @@ fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// Any JSON object of the input: an envelope, an Apple-push wrapper, or a notification body.
 ///
 /// One type serves every level because the shapes nest the same fields at different depths
-/// (domain.md §1); `envelope::unwrap` decides which level is which.
+/// (docs/domain.md §1); `envelope::unwrap` decides which level is which.
 #[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawNode<'a> {

@@ -139,7 +139,8 @@ impl<'n> OutputRecord<'n> {
     }
 
     /// The Kafka key: the party's extension id, or the telephony session id for an external
-    /// party, so that all events of one extension stay in order on one partition (domain.md §5).
+    /// party, so that all events of one extension stay in order on one partition
+    /// (docs/domain.md §5).
     pub fn key(&self) -> &'n str {
         let call = self.call();
         call.party

@@ -1,5 +1,5 @@
 //! Stage 5, split: one per-party record for every party of a notification, each carrying the
-//! session-level fields. No party is ever dropped (domain.md §5).
+//! session-level fields. No party is ever dropped (docs/domain.md §5).
 
 use super::model::Notification;
 use super::records::{CallRef, PartyEvent};
@@ -21,7 +21,7 @@ pub fn split<'n>(notification: &'n Notification<'n>) -> impl Iterator<Item = Par
 }
 
 /// `(telephonySessionId, party id, sequence)` identifies a party event semantically
-/// (domain.md §3). Without a sequence, `-` and the event time (`-@1700000016095`), so that the
+/// (docs/domain.md §3). Without a sequence, `-` and the event time (`-@1700000016095`), so that the
 /// events of a party do not all share one id; `-` alone when neither is known.
 fn party_event_id(
     telephony_session_id: &str,

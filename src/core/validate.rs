@@ -1,7 +1,7 @@
 //! Stage 3, validate: the few fields without which a notification cannot be processed.
 //!
-//! RingCentral's specification marks no field of this event as required (domain.md §2), so this
-//! module is the one place that decides what is: a telephony session id (the key of everything
+//! RingCentral's specification marks no field of this event as required (docs/domain.md §2), so
+//! this module is the one place that decides what is: a telephony session id (the key of everything
 //! derived), at least one party, and for each party an id and a status code (without them a party
 //! event says nothing). Every other field is optional. Values that are present but cannot be
 //! normalized (a malformed time) are reported by `normalize` with the same stage.

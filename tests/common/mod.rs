@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: builders for notifications in each input shape
-//! (domain.md §1), a runner that collects what `Processor::process` emits, and the Avro
+//! (docs/domain.md §1), a runner that collects what `Processor::process` emits, and the Avro
 //! round-trip check used by the property and contract tests.
 
 // Each test crate includes this module and uses a different part of it.
@@ -138,7 +138,7 @@ pub fn websocket_frame(uuid: &str, body: Value) -> Value {
     ])
 }
 
-/// The input shapes of domain.md §1.
+/// The input shapes of docs/domain.md §1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     Webhook,
