@@ -236,6 +236,14 @@ impl Settings {
                 "is empty (leave it unset for dynamic membership)",
             ));
         }
+        for (key, value) in &k.librdkafka {
+            if let Some(reason) = owned_property(key, value, k.guarantee) {
+                return Err(invalid(
+                    "kafka.librdkafka",
+                    format!("{key}={value} is refused: {reason}"),
+                ));
+            }
+        }
         self.topics
             .check()
             .map_err(|(field, reason)| invalid(field, reason))?;
@@ -284,11 +292,16 @@ impl Settings {
                     format!("{mechanism:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
                 ));
             }
-            if s.sasl_username.is_none() || s.sasl_password.is_none() {
-                return Err(invalid(
-                    "kafka.security.sasl_mechanism",
-                    "needs sasl_username and sasl_password",
-                ));
+            for (name, value) in [
+                ("sasl_username", &s.sasl_username),
+                ("sasl_password", &s.sasl_password),
+            ] {
+                if value.is_none() {
+                    return Err(invalid(
+                        "kafka.security.sasl_mechanism",
+                        format!("needs sasl_username and sasl_password: {name} is not set"),
+                    ));
+                }
             }
             // Without a SASL protocol librdkafka only warns, connects without authenticating,
             // and the broker's refusal shows up as a time-out much later.
@@ -303,6 +316,22 @@ impl Settings {
                     "needs protocol sasl_plaintext or sasl_ssl",
                 ));
             }
+        }
+        // librdkafka's default mechanism, GSSAPI (Kerberos), is not built in: without a mechanism
+        // a SASL protocol would fail only when the clients start, with a message about libsasl2.
+        let protocol = k
+            .librdkafka
+            .get("security.protocol")
+            .or(s.protocol.as_ref());
+        if protocol.is_some_and(|p| p.to_ascii_lowercase().starts_with("sasl_"))
+            && s.sasl_mechanism.is_none()
+            && !k.librdkafka.contains_key("sasl.mechanisms")
+            && !k.librdkafka.contains_key("sasl.mechanism")
+        {
+            return Err(invalid(
+                "kafka.security.protocol",
+                "a SASL protocol needs sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; or -X sasl.mechanisms=OAUTHBEARER)",
+            ));
         }
         Ok(())
     }
@@ -376,6 +405,9 @@ impl Settings {
         mask(&mut s.sasl_password);
         mask(&mut s.ssl_key_password);
         mask(&mut m.schema_registry.password);
+        if let Some(url) = &mut m.schema_registry.url {
+            *url = mask_url_password(url);
+        }
         for (key, value) in m.kafka.librdkafka.iter_mut() {
             if is_secret_property(key) && !value.is_empty() {
                 *value = MASK.into();
@@ -404,6 +436,89 @@ impl Settings {
     /// The settings as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Why a raw librdkafka property may not be given, if it may not: callstream sets it for its
+/// guarantees (a passthrough giving the same value is accepted), or a setting of its own does.
+fn owned_property(key: &str, value: &str, guarantee: Guarantee) -> Option<String> {
+    let setting = |name: &str| Some(format!("set {name} instead"));
+    let fixed = |accepted: &[&str], why: &str| {
+        let given = value.trim().to_ascii_lowercase();
+        (!accepted.contains(&given.as_str()))
+            .then(|| format!("callstream sets {}: {why}", accepted[0]))
+    };
+    match key.trim() {
+        "bootstrap.servers" => setting("kafka.bootstrap_servers (--bootstrap-servers)"),
+        "group.id" => setting("kafka.group_id (--group-id)"),
+        "group.instance.id" => setting("kafka.group_instance_id (--group-instance-id)"),
+        "transactional.id" => setting("kafka.transactional_id (--transactional-id, exactly-once)"),
+        "auto.offset.reset" => setting("kafka.auto_offset_reset (--auto-offset-reset)"),
+        "message.timeout.ms" | "delivery.timeout.ms" => {
+            setting("kafka.message_timeout_ms (--message-timeout-ms)")
+        }
+        "enable.auto.offset.store" => fixed(
+            &["false"],
+            "an offset is stored only once every record of its message is acknowledged",
+        ),
+        "enable.auto.commit" => match guarantee {
+            Guarantee::AtLeastOnce => fixed(
+                &["true"],
+                "the offsets callstream stores are committed by librdkafka's auto-commit",
+            ),
+            Guarantee::ExactlyOnce => fixed(
+                &["false"],
+                "under exactly-once offsets are committed in the transactions only",
+            ),
+        },
+        "isolation.level" => fixed(
+            &["read_committed"],
+            "reading aborted upstream records, or under exactly-once a partition before its previous owner's transaction ended, would publish what should not be",
+        ),
+        "enable.idempotence" => fixed(
+            &["true"],
+            "without it a retried record can be written twice or out of order",
+        ),
+        "acks" | "request.required.acks" => fixed(
+            &["all", "-1"],
+            "a record acknowledged by the leader alone is lost if the leader fails",
+        ),
+        "enable.partition.eof" => fixed(&["false"], "the consume loop does not take end-of-partition events"),
+        "partition.assignment.strategy" => fixed(
+            &["cooperative-sticky"],
+            "callstream hands partitions over incrementally, and is tested with that strategy only",
+        ),
+        "group.protocol" => fixed(
+            &["classic"],
+            "the consumer rebalance protocol (KIP-848) is not supported yet",
+        ),
+        "statistics.interval.ms" => fixed(
+            &["5000"],
+            "the lag, leader and producer-queue metrics come from librdkafka's statistics",
+        ),
+        _ => None,
+    }
+}
+
+/// `url` with the password of its user information (`https://user:password@host`) masked.
+fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    match authority.rfind('@').and_then(|at| {
+        let user_info = &authority[..at];
+        user_info.find(':').map(|colon| (colon, at))
+    }) {
+        Some((colon, at)) => format!(
+            "{}{MASK}{}",
+            &url[..scheme_end + colon + 1],
+            &url[scheme_end + at..]
+        ),
+        None => url.to_owned(),
     }
 }
 
@@ -452,6 +567,92 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<Settings>("[kafka]\nbootstrap_server = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_password_in_the_registry_url_is_masked() {
+        let mut s = Settings::default();
+        for (url, shown) in [
+            (
+                "https://u:p@reg:8081/x?y",
+                format!("https://u:{MASK}@reg:8081/x?y"),
+            ),
+            ("https://u:p:q@reg", format!("https://u:{MASK}@reg")),
+            ("http://u@reg:8081", "http://u@reg:8081".into()),
+            ("http://reg:8081/a@b", "http://reg:8081/a@b".into()),
+        ] {
+            s.schema_registry.url = Some(url.into());
+            assert_eq!(s.masked().schema_registry.url.unwrap(), shown);
+        }
+    }
+
+    #[test]
+    fn passthrough_properties_that_would_break_a_guarantee_are_refused() {
+        let refused = |key: &str, value: &str, guarantee: Guarantee| {
+            let mut s = Settings::default();
+            s.kafka.guarantee = guarantee;
+            s.kafka.librdkafka.insert(key.into(), value.into());
+            s.validate().err().map(|e| e.to_string())
+        };
+        for (key, value) in [
+            ("enable.auto.offset.store", "true"),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_uncommitted"),
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("request.required.acks", "0"),
+            ("transactional.id", "x"),
+            ("group.id", "other"),
+            ("group.protocol", "consumer"),
+            ("partition.assignment.strategy", "range"),
+            ("message.timeout.ms", "1000"),
+        ] {
+            let e = refused(key, value, Guarantee::AtLeastOnce)
+                .unwrap_or_else(|| panic!("{key}={value} accepted"));
+            assert!(
+                e.contains("kafka.librdkafka") && e.contains(&format!("{key}={value} is refused")),
+                "{e}"
+            );
+        }
+        // The value callstream sets is accepted, in any case.
+        for (key, value) in [
+            ("acks", "ALL"),
+            ("acks", "-1"),
+            ("enable.idempotence", "true"),
+            ("isolation.level", "read_committed"),
+            ("linger.ms", "100"),
+        ] {
+            assert_eq!(refused(key, value, Guarantee::AtLeastOnce), None, "{key}");
+        }
+        assert_eq!(
+            refused("enable.auto.commit", "false", Guarantee::ExactlyOnce),
+            None
+        );
+        assert!(
+            refused("enable.auto.commit", "true", Guarantee::ExactlyOnce)
+                .is_some_and(|e| e.contains("in the transactions only"))
+        );
+        assert!(refused("group.id", "g", Guarantee::AtLeastOnce)
+            .is_some_and(|e| e.contains("set kafka.group_id (--group-id) instead")));
+    }
+
+    #[test]
+    fn a_sasl_protocol_needs_a_mechanism() {
+        let mut s = Settings::default();
+        s.kafka.security.protocol = Some("SASL_SSL".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("a SASL protocol needs sasl_mechanism"), "{e}");
+        s.kafka
+            .librdkafka
+            .insert("sasl.mechanisms".into(), "OAUTHBEARER".into());
+        assert!(s.validate().is_ok());
+        s.kafka.librdkafka.clear();
+        s.kafka.security.sasl_mechanism = Some("PLAIN".into());
+        s.kafka.security.sasl_username = Some("cs".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("sasl_password is not set"), "{e}");
+        s.kafka.security.sasl_password = Some("pw".into());
+        assert!(s.validate().is_ok());
     }
 
     #[test]

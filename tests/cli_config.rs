@@ -66,19 +66,32 @@ fn secrets_are_masked_and_sasl_is_configured() {
             "-X",
             "ssl.key.password=topsecret",
         ],
-        &[("CALLSTREAM_SASL_PASSWORD", "hunter2")],
+        &[
+            ("CALLSTREAM_SASL_PASSWORD", "hunter2"),
+            ("CALLSTREAM_SSL_KEY_PASSWORD", "keypass"),
+            (
+                "CALLSTREAM_SCHEMA_REGISTRY_URL",
+                "https://reg:urlpass@registry:8081",
+            ),
+            ("CALLSTREAM_SCHEMA_REGISTRY_USERNAME", "reg"),
+            ("CALLSTREAM_SCHEMA_REGISTRY_PASSWORD", "regpass"),
+        ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(
-        !out.contains("hunter2") && !out.contains("topsecret"),
-        "{out}"
-    );
+    for secret in ["hunter2", "topsecret", "keypass", "urlpass", "regpass"] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
     let settings: Settings = toml::from_str(&out).unwrap();
     assert_eq!(
         settings.kafka.security.sasl_mechanism.as_deref(),
         Some("SCRAM-SHA-512")
     );
     assert!(settings.kafka.security.sasl_password.is_some());
+    // The secrets that only the file could give come from the environment too (a Kubernetes
+    // Secret), masked.
+    assert!(settings.kafka.security.ssl_key_password.is_some());
+    assert!(settings.schema_registry.password.is_some());
+    assert_eq!(settings.schema_registry.username.as_deref(), Some("reg"));
 }
 
 #[test]
@@ -112,6 +125,18 @@ fn settings_run_would_refuse_are_refused_by_config_check() {
         // A filter that does not parse used to leave only errors logged.
         (&["--log-level", "callstream=debgu"], "log.level"),
         (&["--group-instance-id", " "], "kafka.group_instance_id"),
+        // What a guarantee rests on is not given up through the passthrough.
+        (&["-X", "acks=1"], "acks=1 is refused"),
+        (
+            &["-X", "enable.auto.offset.store=true"],
+            "every record of its message",
+        ),
+        (
+            &["-X", "group.id=other"],
+            "set kafka.group_id (--group-id) instead",
+        ),
+        // librdkafka's default mechanism (Kerberos) is not built in.
+        (&["--security-protocol", "sasl_ssl"], "needs sasl_mechanism"),
     ] {
         let (code, _, err) = config_check(args, &[]);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -178,6 +203,8 @@ fn config_check_shows_the_effective_protocol_and_log_filter() {
             "ssl",
             "-X",
             "security.protocol=sasl_ssl",
+            "-X",
+            "sasl.mechanisms=OAUTHBEARER",
         ],
         &[("RUST_LOG", "callstream=debgu")],
     );

@@ -209,6 +209,15 @@ pub struct ClientArgs {
     /// CA certificate file (PEM) to verify the brokers
     #[arg(long, env = "CALLSTREAM_SSL_CA_LOCATION")]
     pub ssl_ca_location: Option<String>,
+    /// Client certificate file (PEM) for mutual TLS with the brokers
+    #[arg(long, env = "CALLSTREAM_SSL_CERTIFICATE_LOCATION")]
+    pub ssl_certificate_location: Option<String>,
+    /// Client private key file (PEM) for mutual TLS with the brokers
+    #[arg(long, env = "CALLSTREAM_SSL_KEY_LOCATION")]
+    pub ssl_key_location: Option<String>,
+    /// Password of the client private key
+    #[arg(long, env = "CALLSTREAM_SSL_KEY_PASSWORD", hide_env_values = true)]
+    pub ssl_key_password: Option<String>,
     /// Raw librdkafka property for every client, as kcat takes it (repeatable): -X fetch.min.bytes=1024
     #[arg(short = 'X', value_parser = parse_property)]
     pub librdkafka: Vec<(String, String)>,
@@ -229,6 +238,12 @@ impl ClientArgs {
         set_some(&mut sec.sasl_username, &self.sasl_username);
         set_some(&mut sec.sasl_password, &self.sasl_password);
         set_some(&mut sec.ssl_ca_location, &self.ssl_ca_location);
+        set_some(
+            &mut sec.ssl_certificate_location,
+            &self.ssl_certificate_location,
+        );
+        set_some(&mut sec.ssl_key_location, &self.ssl_key_location);
+        set_some(&mut sec.ssl_key_password, &self.ssl_key_password);
         s.kafka.librdkafka.extend(self.librdkafka.iter().cloned());
     }
 }
@@ -283,6 +298,16 @@ pub struct RunArgs {
     /// Confluent Schema Registry URL; without it, values use Avro single-object encoding
     #[arg(long, env = "CALLSTREAM_SCHEMA_REGISTRY_URL")]
     pub schema_registry_url: Option<String>,
+    /// Schema Registry user (HTTP basic authentication)
+    #[arg(long, env = "CALLSTREAM_SCHEMA_REGISTRY_USERNAME")]
+    pub schema_registry_username: Option<String>,
+    /// Schema Registry password
+    #[arg(
+        long,
+        env = "CALLSTREAM_SCHEMA_REGISTRY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub schema_registry_password: Option<String>,
     /// Log format [default: text]
     #[arg(long, env = "CALLSTREAM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -311,6 +336,14 @@ impl RunArgs {
         set(&mut s.core.dedup_window, &self.dedup_window);
         set_some(&mut s.http.metrics_addr, &self.metrics_addr);
         set_some(&mut s.schema_registry.url, &self.schema_registry_url);
+        set_some(
+            &mut s.schema_registry.username,
+            &self.schema_registry_username,
+        );
+        set_some(
+            &mut s.schema_registry.password,
+            &self.schema_registry_password,
+        );
         set(&mut s.log.format, &self.log_format);
         set_some(&mut s.log.level, &self.log_level);
         s.validate()?;
