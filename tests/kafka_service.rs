@@ -690,6 +690,103 @@ fn exactly_once_a_dead_letter_fits_its_topics_low_limit() {
     );
 }
 
+/// An output topic that refuses a record for good while the service runs (its `max.message.bytes`
+/// lowered below a party record; callstream read the limit at start-up) stops the service with
+/// status 1 under either guarantee, the refused message not committed; raised again, a restart
+/// publishes it and what followed. Before, exactly-once aborted, read the same input again and
+/// failed again for ever, replacing its producer every third time.
+fn a_record_refused_for_good_stops_the_service(guarantee: &str, test: &str) {
+    let t = unique_topics(test);
+    create_topics(&t, 1);
+    let generated: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 81,
+        ..Default::default()
+    })
+    .take(60)
+    .collect();
+    let (before, after) = generated.split_at(50);
+    // A long name that lz4 cannot shrink: the topic's limit applies to the compressed batch.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..4_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    [(state % 62) as usize],
+            )
+        })
+        .collect();
+    let oversized = Generator::new(GeneratorConfig {
+        seed: 82,
+        ..Default::default()
+    })
+    .find(|line| line.contains("\"name\":\""))
+    .expect("a notification with a name")
+    .replacen("\"name\":\"", &format!("\"name\":\"{noise}"), 1);
+    let group = format!("{test}-group");
+    let txn_id = format!("{test}-txn");
+    let settings = ["--guarantee", guarantee, "--transactional-id", &txn_id];
+
+    produce(&t.input, before);
+    let mut service = Service::start_logged(&t, &group, &settings);
+    wait_for("the first messages committed", TIMEOUT, || {
+        committed_total(&group, &t.input, 1) == before.len() as i64
+    });
+    let published_before = published(&t)[&TopicKind::Parties].len();
+    set_topic_config(&t.parties, "max.message.bytes", "2000");
+    let mut rest = vec![oversized.clone()];
+    rest.extend(after.iter().cloned());
+    produce(&t.input, &rest);
+    let status = service.exit_within(TIMEOUT);
+    let log = service.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    // Said by the delivery report or by the commit, whichever saw it first.
+    let said = log.lines().find(|line| {
+        line.contains("ERROR")
+            && line.contains(&t.parties)
+            && (line.contains("delivery to") || line.contains("refused for good"))
+    });
+    assert!(said.is_some(), "{log}");
+    assert_eq!(
+        committed_total(&group, &t.input, 1),
+        before.len() as i64,
+        "the refused message is not committed"
+    );
+    if guarantee == "exactly-once" {
+        assert!(log.contains("the open transaction was aborted"), "{log}");
+        assert_eq!(
+            published(&t)[&TopicKind::Parties].len(),
+            published_before,
+            "nothing of the failed transaction is readable"
+        );
+    }
+
+    // The limit raised again (the broker's default), a restart publishes everything.
+    set_topic_config(&t.parties, "max.message.bytes", "1048588");
+    let all: Vec<String> = before.iter().chain(&rest).cloned().collect();
+    let (want, _) = expected(&all);
+    let service = Service::start_logged(&t, &group, &settings);
+    wait_for("every message committed after the restart", TIMEOUT, || {
+        committed_total(&group, &t.input, 1) == all.len() as i64
+    });
+    wait_for("every party record", TIMEOUT, || {
+        dedup(&published(&t)[&TopicKind::Parties]) == dedup(&want[&TopicKind::Parties])
+    });
+    assert!(service.stop(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn at_least_once_a_record_refused_for_good_stops_the_service() {
+    a_record_refused_for_good_stops_the_service("at-least-once", "alo-refused-later");
+}
+
+#[test]
+fn exactly_once_a_record_refused_for_good_stops_the_service() {
+    a_record_refused_for_good_stops_the_service("exactly-once", "eos-refused-later");
+}
+
 /// An output topic that refuses old timestamps (`message.timestamp.before.max.ms`, KIP-937)
 /// meets a backlog whose input timestamps are two days old. Callstream keeps the input's timestamp
 /// on its records, so the topic refuses them for good (`INVALID_TIMESTAMP`, reported by librdkafka

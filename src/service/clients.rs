@@ -313,6 +313,16 @@ pub fn is_fatal(error: &KafkaError) -> bool {
     }
 }
 
+/// A refusal that sending again cannot get past while the service runs: a record over a topic's
+/// limit lowered since start-up (a restart reads the limit again, and the message becomes a dead
+/// letter), or a topic it may no longer write to.
+pub fn refused_for_good(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::TopicAuthorizationFailed
+    )
+}
+
 /// Logs librdkafka's own messages through `tracing`.
 pub(super) fn log_librdkafka(role: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {

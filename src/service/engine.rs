@@ -37,9 +37,9 @@ use thiserror::Error;
 use super::admin;
 use super::clients::{
     admin_config, consumer_config, copy_headers, export_consumer_statistics, is_fatal,
-    log_librdkafka, producer_config, producer_max_record_bytes, transaction_timeout, Delivery,
-    DeliveryContext, ErrorLog, FailedDelivery, HeldPartitions, LeaderlessPartitions,
-    OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
+    log_librdkafka, producer_config, producer_max_record_bytes, refused_for_good,
+    transaction_timeout, Delivery, DeliveryContext, ErrorLog, FailedDelivery, HeldPartitions,
+    LeaderlessPartitions, OutgoingRecord, RecordParts, Sent, STATISTICS_INTERVAL,
 };
 use super::config::{Guarantee, ServiceConfig};
 use super::dead_letters::{self, Rejected, Source};
@@ -815,6 +815,15 @@ impl Engine {
                     }
                     txn.failed = true;
                     self.tracker.ack(input);
+                    // Refused for good (a topic's limit lowered, a permission withdrawn): each
+                    // new transaction would fail the same way and abort, for ever. Stop as
+                    // at-least-once does; nothing of the transaction is committed.
+                    if is_fatal(&error) && !timestamp_refused {
+                        self.fatal.get_or_insert(ServiceError::Fatal(format!(
+                            "delivery to {} failed: {error}",
+                            record.topic
+                        )));
+                    }
                 } else if is_fatal(&error) && !timestamp_refused {
                     self.fatal.get_or_insert(ServiceError::Fatal(format!(
                         "delivery to {} failed: {error}",
@@ -1337,6 +1346,10 @@ impl Engine {
         let Some(txn) = &self.transaction else {
             return Ok(());
         };
+        if self.fatal.is_some() {
+            // The loop stops next; the open transaction is aborted on the way out.
+            return Ok(());
+        }
         if txn.failed {
             return self.abort_failed_transaction(consumer);
         }
@@ -1395,6 +1408,12 @@ impl Engine {
             match result {
                 Ok(()) => break,
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                    // The records' refusal can reach the commit before their delivery reports.
+                    if refused_for_good(e.code()) {
+                        return Err(ServiceError::Fatal(format!(
+                            "the transaction failed on a record refused for good: {e}"
+                        )));
+                    }
                     tracing::warn!(error = %e, "transaction must abort");
                     return self.abort_failed_transaction(consumer);
                 }
@@ -1772,6 +1791,22 @@ impl Engine {
         self.metrics
             .oldest_unacknowledged
             .set(oldest.as_secs() as i64);
+    }
+
+    /// Stopping on an error under exactly-once: aborts the open transaction, once, so that
+    /// `read_committed` readers of the output partitions need not wait for the brokers to time it
+    /// out (`transaction.timeout.ms`). Aborting publishes nothing, whatever went wrong.
+    fn abort_on_the_way_out(&mut self) {
+        if self.transaction.take().is_none() {
+            return;
+        }
+        match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
+            Ok(()) => tracing::info!("the open transaction was aborted"),
+            Err(error) => tracing::warn!(
+                %error,
+                "the open transaction could not be aborted; the brokers end it after transaction.timeout.ms"
+            ),
+        }
     }
 
     /// Shutdown: drain and commit everything that can be.
@@ -2187,7 +2222,9 @@ pub fn run(
     if finished.is_err() {
         // Stopping on an error: closing the consumer revokes its partitions, which must then
         // publish and commit nothing more (see `Engine::poisoned`).
-        lock(&engine).poisoned = true;
+        let mut e = lock(&engine);
+        e.poisoned = true;
+        e.abort_on_the_way_out();
     }
     // Closing the consumer leaves the group; its revoke callback finds nothing left to do.
     consumer.unsubscribe();

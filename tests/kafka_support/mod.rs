@@ -101,6 +101,25 @@ pub fn set_topic_config(topic: &str, key: &str, value: &str) {
     for result in results {
         result.unwrap_or_else(|(_, code)| panic!("setting {key} of {topic}: {code}"));
     }
+    // The controller has taken the change; wait until the broker describes it, which it does once
+    // it applies it.
+    let resource = ResourceSpecifier::Topic(topic);
+    wait_for(
+        &format!("{key} of {topic} applied"),
+        Duration::from_secs(30),
+        || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(admin.describe_configs([&resource], &options))
+                .ok()
+                .and_then(|mut results| results.pop())
+                .and_then(Result::ok)
+                .and_then(|described| described.get(key).and_then(|e| e.value.clone()))
+                .is_some_and(|applied| applied == value)
+        },
+    );
 }
 
 /// A realistic corpus: generated calls plus lines the core rejects.
@@ -508,7 +527,8 @@ impl Service {
             }
             assert!(
                 Instant::now() < deadline,
-                "callstream did not exit within {timeout:?} {how}"
+                "callstream did not exit within {timeout:?} {how}\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
