@@ -161,6 +161,8 @@ pub struct RegistrySettings {
     pub password: Option<String>,
     /// Register the schemas (default) or only look up ones registered already.
     pub auto_register: bool,
+    /// PEM file of the CAs that sign the registry's certificate; without it, the system's.
+    pub ssl_ca_location: Option<String>,
 }
 
 impl Default for RegistrySettings {
@@ -170,6 +172,7 @@ impl Default for RegistrySettings {
             username: None,
             password: None,
             auto_register: true,
+            ssl_ca_location: None,
         }
     }
 }
@@ -388,6 +391,7 @@ impl Settings {
             username: self.schema_registry.username.clone(),
             password: self.schema_registry.password.clone(),
             auto_register: self.schema_registry.auto_register,
+            ssl_ca_location: self.schema_registry.ssl_ca_location.clone(),
         });
         c
     }

@@ -4,6 +4,7 @@
 mod kafka_support;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,12 +24,24 @@ impl Registry {
 
     /// On `port`, or on a free port for 0.
     fn start_on(port: u16) -> Registry {
+        Self::start_with(port, None)
+    }
+
+    /// Over HTTPS, with this certificate and key (PEM files), on a free port.
+    fn start_tls(certificate: &Path, key: &Path) -> Registry {
+        let mut registry = Self::start_with(0, Some((certificate, key)));
+        registry.url = registry.url.replacen("http://", "https://", 1);
+        registry
+    }
+
+    fn start_with(port: u16, tls: Option<(&Path, &Path)>) -> Registry {
         let mut child = Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/support/fake_schema_registry.py"
             ))
             .arg(port.to_string())
+            .args(tls.iter().flat_map(|(certificate, key)| [certificate, key]))
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the test registry");
@@ -156,6 +169,93 @@ fn an_incompatible_schema_stops_start_up_with_a_clear_error() {
         stderr.contains("incompatible") && stderr.contains(&subject),
         "{stderr}"
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, made with the openssl command: a
+/// registry signed by a private CA.
+fn private_certificate(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("callstream-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("certificate directory");
+    let (certificate, key) = (dir.join("registry.pem"), dir.join("registry.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=callstream test registry"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate)
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl command makes the test certificate");
+    assert!(status.success(), "openssl req failed");
+    (certificate, key)
+}
+
+/// A registry whose certificate a private CA signed is trusted with
+/// `--schema-registry-ssl-ca-location`; a CA file that cannot be read stops start-up at once,
+/// naming it. Before, the registry was checked against Mozilla's CAs only, so a private CA could
+/// not be used at all.
+#[test]
+fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
+    let (certificate, key) = private_certificate("registry-tls");
+    let registry = Registry::start_tls(&certificate, &key);
+    let t = unique_topics("registry-tls");
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(30, 54);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let ca = certificate.to_str().expect("UTF-8 path");
+    let service = Service::start_logged(
+        &t,
+        "registry-tls-group",
+        &[
+            "--schema-registry-url",
+            &registry.url,
+            "--schema-registry-ssl-ca-location",
+            ca,
+        ],
+    );
+    let n = want[&TopicKind::Parties].len();
+    wait_for_or_explain(
+        "party records",
+        Duration::from_secs(90),
+        || read_topic(&t.parties).len() >= n,
+        || service.log(),
+    );
+    let log = service.log();
+    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
+    for record in read_topic(&t.parties) {
+        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
+    }
+
+    let missing = certificate.with_file_name("missing.pem");
+    let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
+        .args(["run", "--bootstrap-servers", &bootstrap()])
+        .args(["--group-id", "registry-tls-missing-group"])
+        .args(topic_flags(&t))
+        .args(["--schema-registry-url", &registry.url])
+        .arg("--schema-registry-ssl-ca-location")
+        .arg(&missing)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot read ssl_ca_location {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    // Not asked again: the file is read the same way every time.
+    assert!(
+        !stderr.contains("asking the schema registry again"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(certificate.parent().expect("directory")).ok();
 }
 
 /// A port nothing listens on (for now).

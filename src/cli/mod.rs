@@ -308,6 +308,9 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub schema_registry_password: Option<String>,
+    /// CA certificate file (PEM) to verify the Schema Registry [default: the system's CAs]
+    #[arg(long, env = "CALLSTREAM_SCHEMA_REGISTRY_SSL_CA_LOCATION")]
+    pub schema_registry_ssl_ca_location: Option<String>,
     /// Log format [default: text]
     #[arg(long, env = "CALLSTREAM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -343,6 +346,10 @@ impl RunArgs {
         set_some(
             &mut s.schema_registry.password,
             &self.schema_registry_password,
+        );
+        set_some(
+            &mut s.schema_registry.ssl_ca_location,
+            &self.schema_registry_ssl_ca_location,
         );
         set(&mut s.log.format, &self.log_format);
         set_some(&mut s.log.level, &self.log_level);

@@ -22,6 +22,8 @@ pub struct RegistryConfig {
     pub password: Option<String>,
     /// Register schemas (true) or only look up ones registered already (false).
     pub auto_register: bool,
+    /// PEM file of the CAs that sign the registry's certificate; without it, the system's.
+    pub ssl_ca_location: Option<String>,
 }
 
 /// What went wrong talking to the registry.
@@ -74,6 +76,7 @@ pub fn resolve(
         .tls_config(
             ureq::tls::TlsConfig::builder()
                 .provider(ureq::tls::TlsProvider::NativeTls)
+                .root_certs(root_certs(config)?)
                 .build(),
         )
         .build()
@@ -82,9 +85,45 @@ pub fn resolve(
     for (i, kind) in TopicKind::ALL.iter().enumerate() {
         let subject = format!("{}-value", topics.of(*kind));
         ids[i] = schema_id(&agent, config, &subject, schema_text(*kind))?;
-        tracing::info!(subject, id = ids[i], "schema registered");
+        if config.auto_register {
+            tracing::info!(subject, id = ids[i], "schema registered");
+        } else {
+            tracing::info!(subject, id = ids[i], "schema found (auto_register is off)");
+        }
     }
     Ok(ValueFormat::confluent(ids))
+}
+
+/// The CAs the registry's certificate is checked against: those of `ssl_ca_location`, else the
+/// system's (as for the brokers; a private CA added to the system's store counts).
+fn root_certs(config: &RegistryConfig) -> Result<ureq::tls::RootCerts, RegistryError> {
+    let Some(path) = &config.ssl_ca_location else {
+        return Ok(ureq::tls::RootCerts::PlatformVerifier);
+    };
+    let misconfigured = |message: String| RegistryError::Misconfigured {
+        url: config.url.clone(),
+        message,
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| misconfigured(format!("cannot read ssl_ca_location {path}: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(misconfigured(format!(
+                    "ssl_ca_location {path} is not PEM: {e}"
+                )))
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(misconfigured(format!(
+            "ssl_ca_location {path} holds no certificate"
+        )));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 fn schema_id(

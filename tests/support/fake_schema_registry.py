@@ -10,7 +10,8 @@ differs from the subject's latest is refused with 409, as a real registry refuse
 one; under NONE, a new version is registered.
 
 Prints `port=<N>` on stdout once it listens on 127.0.0.1, on the port given as its argument or,
-without one, on a free port.
+without one, on a free port. With a certificate and a key file (PEM) as further arguments, it
+speaks HTTPS.
 """
 import json
 import sys
@@ -103,6 +104,12 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if len(sys.argv) > 3:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"port={server.server_address[1]}", flush=True)
     server.serve_forever()
 
