@@ -271,7 +271,7 @@ pub struct RunArgs {
     /// Exactly-once: transaction commit interval [default: 100]
     #[arg(long, env = "CALLSTREAM_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: Option<u64>,
-    /// Exactly-once: transactional.id [default: callstream-<group>-<instance or host>-<pid>]
+    /// Exactly-once: transactional.id [default: callstream-<group>-<instance id>, or callstream-<group>-<host>-<pid>]
     #[arg(long, env = "CALLSTREAM_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
     /// Most input messages awaiting acknowledgement before intake is held [default: 20000]

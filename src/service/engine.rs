@@ -1988,21 +1988,32 @@ fn fatal_transaction_error(error: KafkaError) -> ServiceError {
     }
 }
 
-/// The transactional id of this process: the configured one, else one unique to host and process.
+/// The transactional id of this process: the configured one; else, with a static membership id,
+/// one named after it, so that a restart of the member fences its predecessor's producer and ends
+/// its open transaction at once; else one unique to host and process.
 fn transactional_id(config: &ServiceConfig) -> String {
     if let Some(id) = &config.transactional_id {
         return id.clone();
     }
-    let base = config
-        .group_instance_id
-        .clone()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".into());
+    if let Some(member) = &config.group_instance_id {
+        return format!("callstream-{}-{member}", config.group_id);
+    }
     format!(
-        "callstream-{}-{base}-{}",
+        "callstream-{}-{}-{}",
         config.group_id,
+        host_name(),
         std::process::id()
     )
+}
+
+/// The machine's name: `HOSTNAME` is often not exported (under systemd, say), so the kernel's.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".into())
 }
 
 /// The brokers the clients are given: `-X bootstrap.servers`, applied last, wins.
@@ -2378,6 +2389,26 @@ mod tests {
         fn poison(&mut self, why: &str) {
             self.0.get_or_insert_with(|| why.to_owned());
         }
+    }
+
+    #[test]
+    fn a_static_member_keeps_its_transactional_id_across_restarts() {
+        let mut config = ServiceConfig::new("localhost:9092", "g");
+        let per_process = transactional_id(&config);
+        assert!(per_process.starts_with("callstream-g-"), "{per_process}");
+        assert!(
+            per_process.ends_with(&format!("-{}", std::process::id())),
+            "{per_process}"
+        );
+        assert!(
+            !per_process.contains("-host-"),
+            "the machine's name: {per_process}"
+        );
+        // Named after the member, with no process id: a restart fences its predecessor.
+        config.group_instance_id = Some("callstream-0".into());
+        assert_eq!(transactional_id(&config), "callstream-g-callstream-0");
+        config.transactional_id = Some("mine".into());
+        assert_eq!(transactional_id(&config), "mine");
     }
 
     #[test]
