@@ -23,6 +23,7 @@ use crate::core::TopicKind;
 use crate::generate::{Generator, GeneratorConfig};
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::service::dead_letters::header;
 use crate::service::ServiceConfig;
 use crate::topics::TopicNames;
 
@@ -275,7 +276,7 @@ fn print_summary(
     for (kind, topic) in kinds {
         let (count, samples) = read_topic(bootstrap, topic, examples)?;
         println!("{topic}: {count} records");
-        for (key, value) in samples {
+        for Sample { key, value, why } in samples {
             let shown = match kind {
                 Some(kind) => {
                     let datum = decode_value(kind, &value)?;
@@ -284,19 +285,44 @@ fn print_summary(
                 None => String::from_utf8_lossy(&value).into_owned(),
             };
             println!("  key={key}  {shown}");
+            if let Some(why) = why {
+                println!("    {why}");
+            }
         }
     }
     Ok(())
 }
 
-/// A record's key (as text) and value.
-type KeyedValue = (String, Vec<u8>);
+/// A record's key (as text) and value, and for a dead letter why it is one (from its headers).
+struct Sample {
+    key: String,
+    value: Vec<u8>,
+    why: Option<String>,
+}
+
+/// `code: reason` of a dead letter, from the headers callstream gives it.
+fn dead_letter_reason(message: &impl Message) -> Option<String> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let code = text(header::CODE)?;
+    Some(match text(header::REASON) {
+        Some(reason) => format!("{code}: {reason}"),
+        None => code,
+    })
+}
 
 fn read_topic(
     bootstrap: &str,
     topic: &str,
     examples: usize,
-) -> Result<(u64, Vec<KeyedValue>), Box<dyn std::error::Error>> {
+) -> Result<(u64, Vec<Sample>), Box<dyn std::error::Error>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "callstream-demo-summary")
@@ -330,7 +356,11 @@ fn read_topic(
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_else(|| "null".into());
-            samples.push((key, message.payload().unwrap_or_default().to_vec()));
+            samples.push(Sample {
+                key,
+                value: message.payload().unwrap_or_default().to_vec(),
+                why: dead_letter_reason(&message),
+            });
         }
     }
     Ok((total, samples))
