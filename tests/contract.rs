@@ -494,3 +494,101 @@ fn the_avro_bytes_of_the_seed_example_are_stable() {
     );
     assert_eq!(&avro[length.len()..length.len() + id.len()], id.as_bytes());
 }
+
+/// What a Java consumer does with the shipped schemas: avro-maven-plugin generates classes from
+/// the whole `schemas/` directory (named types shared between files included), and each record
+/// callstream writes, in Avro single-object encoding, decodes with its topic's class (Avro's
+/// reference implementation checks the fingerprint) and encodes again to the same bytes, so every
+/// field was read as written. Runs `tests/java` with Maven, which the test command needs anyway
+/// for the broker; the first run fetches Avro's plugin from Maven Central.
+#[test]
+fn java_classes_generated_from_the_schemas_decode_every_record() {
+    use callstream::core::framing::ValueFormat;
+    use callstream::generate::{Generator, GeneratorConfig};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let format = ValueFormat::single_object().expect("schemas");
+    let mut records = corpus_records();
+    let mut processor = Processor::new(ProcessorConfig::default());
+    for line in Generator::new(GeneratorConfig {
+        seed: 91,
+        ..Default::default()
+    })
+    .take(2_000)
+    {
+        if let Ok((_, emitted)) = run_checked(&mut processor, line.as_bytes()) {
+            records.extend(
+                emitted
+                    .into_iter()
+                    .map(|(topic, _, avro, json)| (topic, avro, json)),
+            );
+        }
+    }
+    for topic in TopicKind::ALL {
+        assert!(records.iter().any(|(t, _, _)| *t == topic), "{topic:?}");
+    }
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let framed: Vec<(TopicKind, String, String)> = records
+        .iter()
+        .map(|(topic, avro, json)| {
+            let mut value = format.prefix(*topic).to_vec();
+            value.extend_from_slice(avro);
+            let id = json["record_id"].as_str().expect("record_id").to_owned();
+            (*topic, hex(&value), id)
+        })
+        .collect();
+
+    let dir = std::env::temp_dir().join(format!("callstream-java-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("work directory");
+    let (input, output) = (dir.join("records.txt"), dir.join("decoded.txt"));
+    let lines: Vec<String> = framed
+        .iter()
+        .map(|(topic, value, _)| format!("{}\t{value}", topic.label()))
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("records file");
+    let pom = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/pom.xml");
+    let mut maven = Command::new("mvn")
+        .args(["-B", "-q", "-f", pom])
+        .arg(format!("-Dbuild.dir={}", dir.join("build").display()))
+        .arg(format!(
+            "-Dexec.args={} {}",
+            input.display(),
+            output.display()
+        ))
+        .args(["compile", "exec:java"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("Maven (mvn) runs: the test command needs it for the broker too");
+    // A cold Maven cache fetches Avro and the plugins first.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(status) = maven.try_wait().expect("wait for Maven") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = maven.kill();
+            panic!("Maven did not finish within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = maven.wait_with_output().expect("Maven's output");
+    assert!(
+        status.success(),
+        "Maven failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = std::fs::read_to_string(&output).expect("decoded records");
+    let decoded: Vec<&str> = decoded.lines().collect();
+    assert_eq!(decoded.len(), framed.len(), "one line per record");
+    for ((topic, value, id), line) in framed.iter().zip(decoded) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert_eq!(fields[0], topic.label());
+        assert_eq!(fields[2], id, "{topic:?}: the record id Java read");
+        assert_eq!(fields[1], value, "{topic:?} {id}: encoded again by Java");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,14 +1,17 @@
 //! How an encoded record is framed on its topic, so that readers can find its schema:
 //!
 //! - Avro single-object encoding (the default, no registry needed): `C3 01`, the 8-byte
-//!   little-endian CRC-64-AVRO (Rabin) fingerprint of the schema's canonical form, then the datum;
+//!   little-endian CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form, then the
+//!   datum;
 //! - the Confluent wire format (with a Schema Registry): byte 0, the 4-byte big-endian schema id,
 //!   then the datum.
 
 use std::sync::OnceLock;
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+use apache_avro::rabin::Rabin;
 use apache_avro::types::Value;
+use apache_avro::Schema;
 use thiserror::Error;
 
 use super::encode::{schema, write_avro};
@@ -51,6 +54,20 @@ impl ValueFormat {
         let mut prefixes: [Vec<u8>; 4] = Default::default();
         for kind in TopicKind::ALL {
             let schema = schema(kind).map_err(|e| FramingError::Schema(e.to_string()))?;
+            prefixes[kind.index()] = single_object_header(schema)?;
+        }
+        Ok(Self {
+            prefixes,
+            kind: FormatKind::SingleObject,
+        })
+    }
+
+    /// The single-object prefixes callstream wrote before it followed the specification: with
+    /// apache-avro's fingerprint (see `parsing_canonical_form`). Still read, not written.
+    fn legacy_single_object() -> Result<Self, FramingError> {
+        let mut prefixes: [Vec<u8>; 4] = Default::default();
+        for kind in TopicKind::ALL {
+            let schema = schema(kind).map_err(|e| FramingError::Schema(e.to_string()))?;
             prefixes[kind.index()] = RabinFingerprintHeader::from_schema(schema).build_header();
         }
         Ok(Self {
@@ -89,18 +106,58 @@ impl ValueFormat {
     }
 }
 
+/// The schema's Parsing Canonical Form, as the Avro specification defines it and Java computes it
+/// (`SchemaNormalization.toParsingForm`). apache-avro's `canonical_form` leaves a primitive with a
+/// logical type as `{"type":"long"}` where the specification's [PRIMITIVES] rule makes it `"long"`
+/// (AVRO-4004), so its fingerprint of a schema with a timestamp differs from every other
+/// implementation's, and Java's single-object decoder refuses the record. Names, symbols and the
+/// other attributes the form keeps cannot contain that text, so replacing it is exact.
+pub fn parsing_canonical_form(schema: &Schema) -> String {
+    let mut form = schema.canonical_form();
+    for primitive in [
+        "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    ] {
+        form = form.replace(
+            &format!(r#"{{"type":"{primitive}"}}"#),
+            &format!(r#""{primitive}""#),
+        );
+    }
+    form
+}
+
+/// `C3 01` and the schema's CRC-64-AVRO fingerprint, little-endian, as the specification says.
+fn single_object_header(schema: &Schema) -> Result<Vec<u8>, FramingError> {
+    // The fingerprint of the form is that of the schema it parses to: it has no logical types left,
+    // so apache-avro's canonical form of it is the form itself (checked by a test).
+    let plain = Schema::parse_str(&parsing_canonical_form(schema))
+        .map_err(|e| FramingError::Schema(e.to_string()))?;
+    let fingerprint = plain.fingerprint::<Rabin>();
+    let mut header = vec![0xC3, 0x01];
+    header.extend_from_slice(&fingerprint.bytes);
+    Ok(header)
+}
+
 /// Reads a framed value of a derived topic (either framing) back into an Avro value.
 pub fn decode_value(topic: TopicKind, bytes: &[u8]) -> Result<Value, FramingError> {
     let schema = schema(topic).map_err(|e| FramingError::Schema(e.to_string()))?;
     let datum = match bytes {
         [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
-            // The fingerprint of the canonical form is computed once per process, not per value.
-            static SINGLE_OBJECT: OnceLock<Result<ValueFormat, String>> = OnceLock::new();
-            let format = SINGLE_OBJECT
-                .get_or_init(|| ValueFormat::single_object().map_err(|e| e.to_string()))
+            // The fingerprints are computed once per process, not per value; records written
+            // with the fingerprint of earlier versions are read too.
+            static SINGLE_OBJECT: OnceLock<Result<[ValueFormat; 2], String>> = OnceLock::new();
+            let formats = SINGLE_OBJECT
+                .get_or_init(|| {
+                    Ok([
+                        ValueFormat::single_object().map_err(|e| e.to_string())?,
+                        ValueFormat::legacy_single_object().map_err(|e| e.to_string())?,
+                    ])
+                })
                 .as_ref()
                 .map_err(|e| FramingError::Schema(e.clone()))?;
-            if bytes[..10] != *format.prefix(topic) {
+            if !formats
+                .iter()
+                .any(|format| bytes[..10] == *format.prefix(topic))
+            {
                 return Err(FramingError::WrongFingerprint {
                     topic: topic.label(),
                 });
@@ -143,11 +200,50 @@ mod tests {
             let kind = record.topic();
             let mut value = Vec::new();
             format.write_value(record, &mut value);
+            // apache-avro's reader checks its own fingerprint (AVRO-4004): given the datum
+            // behind a header it computes, it reads what `decode_value` reads.
             let reader =
                 apache_avro::GenericSingleObjectReader::new(schema(kind).unwrap().clone()).unwrap();
-            let read = reader.read_value(&mut value.as_slice()).unwrap();
+            let mut legacy =
+                RabinFingerprintHeader::from_schema(schema(kind).unwrap()).build_header();
+            legacy.extend_from_slice(&value[10..]);
+            let read = reader.read_value(&mut legacy.as_slice()).unwrap();
             assert_eq!(read, decode_value(kind, &value).unwrap());
+            // Records of earlier versions, framed so, are still read.
+            assert_eq!(read, decode_value(kind, &legacy).unwrap());
         }
+    }
+
+    #[test]
+    fn the_fingerprint_is_of_the_specifications_parsing_canonical_form() {
+        // The specification's rules: attributes other than type, name, fields, symbols, items,
+        // values and size stripped (a logical type among them), and a primitive in its simple form.
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","namespace":"n","doc":"d","fields":[
+                {"name":"t","type":{"type":"long","logicalType":"timestamp-millis"},"doc":"x"},
+                {"name":"o","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null}]}"#,
+        )
+        .unwrap();
+        let form = parsing_canonical_form(&schema);
+        assert_eq!(
+            form,
+            r#"{"name":"n.R","type":"record","fields":[{"name":"t","type":"long"},{"name":"o","type":["null","long"]}]}"#
+        );
+        // The header's fingerprint is the form's, as its own canonical form is the form.
+        let plain = Schema::parse_str(&form).unwrap();
+        assert_eq!(plain.canonical_form(), form);
+        let header = single_object_header(&schema).unwrap();
+        assert_eq!(header[..2], [0xC3, 0x01]);
+        assert_eq!(header[2..], plain.fingerprint::<Rabin>().bytes[..]);
+        for kind in TopicKind::ALL {
+            let form = parsing_canonical_form(schema_of(kind));
+            assert!(!form.contains(r#"{"type":"long"}"#), "{kind:?}: {form}");
+            assert_eq!(Schema::parse_str(&form).unwrap().canonical_form(), form);
+        }
+    }
+
+    fn schema_of(kind: TopicKind) -> &'static Schema {
+        schema(kind).unwrap()
     }
 
     #[test]
