@@ -177,7 +177,7 @@ impl Default for RegistrySettings {
     }
 }
 
-const MASK: &str = "********";
+const MASK: &str = crate::service::registry::MASK;
 
 impl Settings {
     /// Reads a TOML file; unknown keys are errors, so that a typo does not silently do nothing.
@@ -410,7 +410,7 @@ impl Settings {
         mask(&mut s.ssl_key_password);
         mask(&mut m.schema_registry.password);
         if let Some(url) = &mut m.schema_registry.url {
-            *url = mask_url_password(url);
+            *url = crate::service::registry::mask_url_password(url);
         }
         for (key, value) in m.kafka.librdkafka.iter_mut() {
             if is_secret_property(key) && !value.is_empty() {
@@ -448,12 +448,38 @@ impl Settings {
 fn owned_property(key: &str, value: &str, guarantee: Guarantee) -> Option<String> {
     let setting = |name: &str| Some(format!("set {name} instead"));
     let fixed = |accepted: &[&str], why: &str| {
-        let given = value.trim().to_ascii_lowercase();
+        // librdkafka's spellings of a boolean.
+        let given = match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "t" => "true".to_owned(),
+            "0" | "f" => "false".to_owned(),
+            other => other.to_owned(),
+        };
         (!accepted.contains(&given.as_str()))
             .then(|| format!("callstream sets {}: {why}", accepted[0]))
     };
     match key.trim() {
-        "bootstrap.servers" => setting("kafka.bootstrap_servers (--bootstrap-servers)"),
+        "bootstrap.servers" | "metadata.broker.list" => {
+            setting("kafka.bootstrap_servers (--bootstrap-servers)")
+        }
+        "transaction.timeout.ms" => setting(
+            "kafka.message_timeout_ms (--message-timeout-ms): the transaction timeout follows it, and so does how long a rewind waits",
+        ),
+        "auto.commit.interval.ms"
+            if guarantee == Guarantee::AtLeastOnce && value.trim() == "0" =>
+        {
+            Some("0 turns off the auto-commit that commits the offsets callstream stores".into())
+        }
+        "partitioner" => fixed(
+            &[
+                "murmur2_random",
+                "murmur2",
+                "consistent_random",
+                "consistent",
+                "fnv1a_random",
+                "fnv1a",
+            ],
+            "a partitioner that ignores the key (random) would scatter an extension's records over partitions, out of order",
+        ),
         "group.id" => setting("kafka.group_id (--group-id)"),
         "group.instance.id" => setting("kafka.group_instance_id (--group-instance-id)"),
         "transactional.id" => setting("kafka.transactional_id (--transactional-id, exactly-once)"),
@@ -501,28 +527,6 @@ fn owned_property(key: &str, value: &str, guarantee: Guarantee) -> Option<String
             "the lag, leader and producer-queue metrics come from librdkafka's statistics",
         ),
         _ => None,
-    }
-}
-
-/// `url` with the password of its user information (`https://user:password@host`) masked.
-fn mask_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority = &url[scheme_end..authority_end];
-    match authority.rfind('@').and_then(|at| {
-        let user_info = &authority[..at];
-        user_info.find(':').map(|colon| (colon, at))
-    }) {
-        Some((colon, at)) => format!(
-            "{}{MASK}{}",
-            &url[..scheme_end + colon + 1],
-            &url[scheme_end + at..]
-        ),
-        None => url.to_owned(),
     }
 }
 
@@ -583,7 +587,9 @@ mod tests {
             ),
             ("https://u:p:q@reg", format!("https://u:{MASK}@reg")),
             ("http://u@reg:8081", "http://u@reg:8081".into()),
-            ("http://reg:8081/a@b", "http://reg:8081/a@b".into()),
+            // A password with an unencoded `/`: masked (an `@` in a path is masked too).
+            ("https://u:a/b@reg", format!("https://u:{MASK}@reg")),
+            ("http://reg:8081/a@b", format!("http://reg:{MASK}@b")),
         ] {
             s.schema_registry.url = Some(url.into());
             assert_eq!(s.masked().schema_registry.url.unwrap(), shown);
@@ -618,8 +624,23 @@ mod tests {
                 "{e}"
             );
         }
-        // The value callstream sets is accepted, in any case.
         for (key, value) in [
+            ("metadata.broker.list", "x:9092"),
+            ("transaction.timeout.ms", "900000"),
+            ("auto.commit.interval.ms", "0"),
+            ("partitioner", "random"),
+        ] {
+            assert!(
+                refused(key, value, Guarantee::AtLeastOnce).is_some(),
+                "{key}={value} accepted"
+            );
+        }
+        // The value callstream sets is accepted, in any case and as librdkafka spells booleans.
+        for (key, value) in [
+            ("enable.idempotence", "1"),
+            ("enable.auto.offset.store", "F"),
+            ("auto.commit.interval.ms", "5000"),
+            ("partitioner", "consistent_random"),
             ("acks", "ALL"),
             ("acks", "-1"),
             ("enable.idempotence", "true"),

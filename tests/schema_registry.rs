@@ -231,6 +231,29 @@ fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
         assert_eq!(record.value[0], 0, "Confluent framing: {log}");
     }
 
+    // Without the CA file the certificate is checked against the system's CAs, and refused.
+    let published = read_topic(&t.parties).len();
+    let service = Service::start_logged(
+        &t,
+        "registry-tls-untrusted-group",
+        &["--schema-registry-url", &registry.url],
+    );
+    wait_for_or_explain(
+        "the certificate refused",
+        Duration::from_secs(60),
+        || {
+            let log = service.log();
+            log.contains("asking the schema registry again") && log.contains("certificate")
+        },
+        || service.log(),
+    );
+    assert_eq!(
+        read_topic(&t.parties).len(),
+        published,
+        "nothing more published"
+    );
+    assert!(service.stop(Duration::from_secs(60)).success());
+
     let missing = certificate.with_file_name("missing.pem");
     let output = Command::new(env!("CARGO_BIN_EXE_callstream"))
         .args(["run", "--bootstrap-servers", &bootstrap()])

@@ -199,6 +199,32 @@ mod tests {
         ] {
             listed(e.into());
         }
+        // A variant added to an error type fails to compile here, as a reminder to add an
+        // example of it above.
+        let _reminder = |d: &DecodeError, e: &EnvelopeError, v: &ValidationError| {
+            match d {
+                DecodeError::Empty
+                | DecodeError::TooLarge { .. }
+                | DecodeError::NotUtf8 { .. }
+                | DecodeError::TooDeep { .. }
+                | DecodeError::Truncated { .. }
+                | DecodeError::Syntax { .. }
+                | DecodeError::WrongType { .. } => {}
+            }
+            match e {
+                EnvelopeError::NotAnObject { .. }
+                | EnvelopeError::NotAFrame { .. }
+                | EnvelopeError::NoBody { .. }
+                | EnvelopeError::WrongEvent { .. } => {}
+            }
+            match v {
+                ValidationError::Missing { .. }
+                | ValidationError::Empty { .. }
+                | ValidationError::NoParties { .. }
+                | ValidationError::Invalid { .. }
+                | ValidationError::OverLimit { .. } => {}
+            }
+        };
         // The encode stage's codes are checked where they are made (`budget`'s tests).
         let mut pairs = CODES.to_vec();
         pairs.sort_by_key(|(stage, code)| (stage.as_str(), *code));

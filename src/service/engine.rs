@@ -1408,11 +1408,21 @@ impl Engine {
             match result {
                 Ok(()) => break,
                 Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                    // The records' refusal can reach the commit before their delivery reports.
+                    // The records' refusal reaches the commit before their delivery reports,
+                    // which say which record failed and why (a permanent refusal stops the
+                    // service, a refused timestamp is handled): librdkafka has them all by now,
+                    // and the rewind would make them stale.
+                    self.drain(
+                        |t| t.in_flight_messages() == 0,
+                        Instant::now() + REPORTS_AFTER_FAILED_COMMIT,
+                    );
                     if refused_for_good(e.code()) {
-                        return Err(ServiceError::Fatal(format!(
+                        self.fatal.get_or_insert(ServiceError::Fatal(format!(
                             "the transaction failed on a record refused for good: {e}"
                         )));
+                    }
+                    if let Some(fatal) = self.fatal.take() {
+                        return Err(fatal);
                     }
                     tracing::warn!(error = %e, "transaction must abort");
                     return self.abort_failed_transaction(consumer);
@@ -1800,7 +1810,9 @@ impl Engine {
         if self.transaction.take().is_none() {
             return;
         }
-        match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
+        // Briefly: the stop has waited for the drain already, and a supervisor's grace period
+        // (30 s in Docker) is running.
+        match self.producer.abort_transaction(ABORT_ON_THE_WAY_OUT) {
             Ok(()) => tracing::info!("the open transaction was aborted"),
             Err(error) => tracing::warn!(
                 %error,
@@ -1988,6 +2000,12 @@ fn fatal_transaction_error(error: KafkaError) -> ServiceError {
     }
 }
 
+/// How long a failed commit waits for the delivery reports of its transaction's records.
+const REPORTS_AFTER_FAILED_COMMIT: Duration = Duration::from_secs(5);
+
+/// How long stopping on an error waits for the open transaction's abort.
+const ABORT_ON_THE_WAY_OUT: Duration = Duration::from_secs(5);
+
 /// The transactional id of this process: the configured one; else, with a static membership id,
 /// one named after it, so that a restart of the member fences its predecessor's producer and ends
 /// its open transaction at once; else one unique to host and process.
@@ -2008,11 +2026,15 @@ fn transactional_id(config: &ServiceConfig) -> String {
 
 /// The machine's name: `HOSTNAME` is often not exported (under systemd, say), so the kernel's.
 fn host_name() -> String {
+    let named = |name: String| Some(name.trim().to_owned()).filter(|name| !name.is_empty());
     std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
+        .and_then(named)
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .and_then(named)
+        })
         .unwrap_or_else(|| "host".into())
 }
 
@@ -2401,7 +2423,7 @@ mod tests {
             "{per_process}"
         );
         assert!(
-            !per_process.contains("-host-"),
+            per_process.contains(&format!("-{}-", host_name())),
             "the machine's name: {per_process}"
         );
         // Named after the member, with no process id: a restart fences its predecessor.

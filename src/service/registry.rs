@@ -26,6 +26,24 @@ pub struct RegistryConfig {
     pub ssl_ca_location: Option<String>,
 }
 
+/// `url` with the password of its user information (`https://user:password@host`) masked, for
+/// messages and printed settings. A password with an unencoded `/`, `?` or `#` is masked too: the
+/// user information is taken to end at the last `@` (an `@` in a path masks more than it must).
+pub fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let Some(at) = url[scheme_end..].rfind('@').map(|i| scheme_end + i) else {
+        return url.to_owned();
+    };
+    match url[scheme_end..at].find(':') {
+        Some(colon) => format!("{}{MASK}{}", &url[..scheme_end + colon + 1], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+pub const MASK: &str = "********";
+
 /// What went wrong talking to the registry.
 #[derive(Debug, Error)]
 pub enum RegistryError {
@@ -101,7 +119,7 @@ fn root_certs(config: &RegistryConfig) -> Result<ureq::tls::RootCerts, RegistryE
         return Ok(ureq::tls::RootCerts::PlatformVerifier);
     };
     let misconfigured = |message: String| RegistryError::Misconfigured {
-        url: config.url.clone(),
+        url: mask_url_password(&config.url),
         message,
     };
     let pem = std::fs::read(path)
@@ -151,7 +169,7 @@ fn schema_id(
         request = request.header("Authorization", &auth);
     }
     let failed = |e: ureq::Error| {
-        let (url, message) = (config.url.clone(), e.to_string());
+        let (url, message) = (mask_url_password(&config.url), e.to_string());
         match e {
             // Not up yet, not resolvable yet (a container starting alongside), or cut off.
             ureq::Error::Io(_)
