@@ -135,6 +135,11 @@ fn settings_run_would_refuse_are_refused_by_config_check() {
             &["-X", "group.id=other"],
             "set kafka.group_id (--group-id) instead",
         ),
+        // A combination librdkafka checks only when a client is made.
+        (
+            &["-X", "max.in.flight.requests.per.connection=10"],
+            "max.in.flight",
+        ),
         // librdkafka's default mechanism (Kerberos) is not built in.
         (&["--security-protocol", "sasl_ssl"], "needs sasl_mechanism"),
     ] {

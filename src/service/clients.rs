@@ -9,10 +9,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::{ClientConfig, FromClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::ProducerContext;
+use rdkafka::producer::{BaseProducer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -184,23 +185,30 @@ pub fn producer_config(config: &ServiceConfig, transactional_id: Option<&str>) -
 
 /// Whether librdkafka takes every property of the consumer's and the producer's settings (the
 /// `-X` passthrough and the security settings among them): an unknown name, or a value of the
-/// wrong type or out of range, is refused here, before anything connects. (What librdkafka checks
-/// only when a client starts, such as that a CA file can be read, is refused by `run` then.)
+/// wrong type or out of range, is refused here, before anything connects; so are what librdkafka
+/// checks when a client is made (combinations, that a CA file can be read).
 pub fn check_properties(config: &ServiceConfig) -> Result<(), String> {
     // As `run` configures them: a transactional id under exactly-once only.
     let transactional_id = config
         .transactional_id
         .as_deref()
         .filter(|_| config.guarantee == Guarantee::ExactlyOnce);
-    for (client, settings) in [
-        ("consumer", consumer_config(config, 0)),
-        ("producer", producer_config(config, transactional_id)),
-    ] {
-        settings
-            .create_native_config()
-            .map_err(|e| format!("the {client}'s librdkafka settings: {e}"))?;
-    }
-    Ok(())
+    check_client::<BaseConsumer>("consumer", consumer_config(config, 0))?;
+    check_client::<BaseProducer>("producer", producer_config(config, transactional_id))
+}
+
+/// Whether librdkafka takes a client's settings, one by one and then together: the combinations
+/// (idempotence with more than 5 requests in flight, say) are checked only when a client is made,
+/// so one is made here, without brokers, connected nowhere.
+fn check_client<C: FromClientConfig>(
+    client: &str,
+    mut settings: ClientConfig,
+) -> Result<(), String> {
+    let refused = |e: KafkaError| format!("the {client}'s librdkafka settings: {e}");
+    settings.create_native_config().map_err(refused)?;
+    settings.remove("bootstrap.servers");
+    settings.remove("metadata.broker.list");
+    settings.create::<C>().map(drop).map_err(refused)
 }
 
 /// The producer's `transaction.timeout.ms`: `message_timeout`, at least a minute.
