@@ -34,8 +34,22 @@ impl Registry {
         registry
     }
 
+    /// Answering its first `requests` with 503.
+    fn start_unavailable_for(requests: u32) -> Registry {
+        Self::start_with_env(
+            0,
+            None,
+            &[("FAKE_REGISTRY_UNAVAILABLE", &requests.to_string())],
+        )
+    }
+
     fn start_with(port: u16, tls: Option<(&Path, &Path)>) -> Registry {
+        Self::start_with_env(port, tls, &[])
+    }
+
+    fn start_with_env(port: u16, tls: Option<(&Path, &Path)>, env: &[(&str, &str)]) -> Registry {
         let mut child = Command::new("python3")
+            .envs(env.iter().copied())
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/support/fake_schema_registry.py"
@@ -279,6 +293,39 @@ fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
         "{stderr}"
     );
     std::fs::remove_dir_all(certificate.parent().expect("directory")).ok();
+}
+
+/// A registry answering 503 (starting, or electing its leader) is asked again until it answers,
+/// and the service then runs as usual.
+#[test]
+fn a_registry_answering_503_at_start_up_is_asked_again() {
+    let registry = Registry::start_unavailable_for(2);
+    let t = unique_topics("registry-503");
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(30, 55);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    let service = Service::start_logged(
+        &t,
+        "registry-503-group",
+        &["--schema-registry-url", &registry.url],
+    );
+    let n = want[&TopicKind::Parties].len();
+    wait_for_or_explain(
+        "party records",
+        Duration::from_secs(90),
+        || read_topic(&t.parties).len() >= n,
+        || service.log(),
+    );
+    let log = service.log();
+    assert!(
+        log.contains("asking the schema registry again") && log.contains("503"),
+        "{log}"
+    );
+    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
+    for record in read_topic(&t.parties) {
+        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
+    }
 }
 
 /// A port nothing listens on (for now).

@@ -11,9 +11,11 @@ one; under NONE, a new version is registered.
 
 Prints `port=<N>` on stdout once it listens on 127.0.0.1, on the port given as its argument or,
 without one, on a free port. With a certificate and a key file (PEM) as further arguments, it
-speaks HTTPS.
+speaks HTTPS. With FAKE_REGISTRY_UNAVAILABLE=N in its environment, it answers its first N
+requests with 503, as a registry does while it starts or elects its leader.
 """
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,6 +23,7 @@ subjects = {}  # subject -> list of (id, canonical schema text, original text)
 schemas = {}  # id -> original text
 compat = {}  # subject -> level
 next_id = [1]
+unavailable = [int(os.environ.get("FAKE_REGISTRY_UNAVAILABLE", "0"))]
 
 
 def canonical(text):
@@ -44,6 +47,10 @@ class Handler(BaseHTTPRequestHandler):
         return json.loads(self.rfile.read(length) or b"{}")
 
     def do_POST(self):
+        if unavailable[0] > 0:
+            unavailable[0] -= 1
+            self.body()
+            return self.reply(503, {"error_code": 50003, "message": "not available yet"})
         parts = self.path.strip("/").split("/")
         try:
             request = self.body()
