@@ -808,6 +808,15 @@ impl Engine {
                     // record of an older assignment belonged to a transaction already aborted (an
                     // abort rewinds every partition to a new generation): nothing to do.
                     if !current {
+                        // A permanent refusal still is one, reported after its transaction was
+                        // aborted for another record's failure. (Not every fatal code: a
+                        // replaced producer's records fail with its fencing.)
+                        if error.rdkafka_error_code().is_some_and(refused_for_good) {
+                            self.fatal.get_or_insert(ServiceError::Fatal(format!(
+                                "delivery to {} failed: {error}",
+                                record.topic
+                            )));
+                        }
                         return;
                     }
                     if !txn.failed {
