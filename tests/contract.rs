@@ -548,17 +548,17 @@ fn java_classes_generated_from_the_schemas_decode_every_record() {
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").expect("records file");
     let pom = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/java/pom.xml");
+    // Maven's output goes to a file: a pipe nobody reads while it runs could fill and block it.
+    let log_path = dir.join("maven.log");
+    let log = std::fs::File::create(&log_path).expect("Maven's log");
     let mut maven = Command::new("mvn")
         .args(["-B", "-q", "-f", pom])
         .arg(format!("-Dbuild.dir={}", dir.join("build").display()))
-        .arg(format!(
-            "-Dexec.args={} {}",
-            input.display(),
-            output.display()
-        ))
         .args(["compile", "exec:java"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .env("CALLSTREAM_RECORDS", &input)
+        .env("CALLSTREAM_DECODED", &output)
+        .stdout(Stdio::from(log.try_clone().expect("Maven's log")))
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("Maven (mvn) runs: the test command needs it for the broker too");
     // A cold Maven cache fetches Avro and the plugins first.
@@ -569,16 +569,18 @@ fn java_classes_generated_from_the_schemas_decode_every_record() {
         }
         if Instant::now() > deadline {
             let _ = maven.kill();
-            panic!("Maven did not finish within 10 minutes");
+            let _ = maven.wait();
+            panic!(
+                "Maven did not finish within 10 minutes; its log: {}",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let out = maven.wait_with_output().expect("Maven's output");
     assert!(
         status.success(),
-        "Maven failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "Maven failed:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
     );
     let decoded = std::fs::read_to_string(&output).expect("decoded records");
     let decoded: Vec<&str> = decoded.lines().collect();

@@ -12,10 +12,11 @@ import org.apache.avro.specific.SpecificRecordBase;
 
 /**
  * Reads lines of {@code <topic>\t<hex of a record value>} (Avro single-object encoding, as
- * callstream publishes without a schema registry), decodes each with the class generated for its
- * topic's schema, and writes {@code <topic>\t<hex of the value encoded again>\t<record_id>}. The
- * decoder checks the schema fingerprint; encoding again gives the same bytes only if every field
- * was read as written.
+ * callstream publishes without a schema registry) from the file that {@code CALLSTREAM_RECORDS}
+ * names, decodes each with the class generated for its topic's schema, and writes
+ * {@code <topic>\t<hex of the value encoded again>\t<record_id>} to the file that
+ * {@code CALLSTREAM_DECODED} names. The decoder checks the schema fingerprint; encoding again gives
+ * the same bytes only if every field was read as written.
  */
 public class Decode {
   public static void main(String[] args) throws Exception {
@@ -24,7 +25,7 @@ public class Decode {
     System.setProperty("org.apache.avro.SERIALIZABLE_PACKAGES", "com.callstream.telephony");
     HexFormat hex = HexFormat.of();
     List<String> out = new ArrayList<>();
-    for (String line : Files.readAllLines(Path.of(args[0]))) {
+    for (String line : Files.readAllLines(Path.of(System.getenv("CALLSTREAM_RECORDS")))) {
       String[] parts = line.split("\t");
       ByteBuffer value = ByteBuffer.wrap(hex.parseHex(parts[1]));
       SpecificRecordBase record;
@@ -56,6 +57,6 @@ public class Decode {
       again.get(bytes);
       out.add(parts[0] + "\t" + hex.formatHex(bytes) + "\t" + record.get("record_id"));
     }
-    Files.write(Path.of(args[1]), out);
+    Files.write(Path.of(System.getenv("CALLSTREAM_DECODED")), out);
   }
 }
