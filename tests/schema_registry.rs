@@ -117,17 +117,12 @@ impl Drop for Registry {
 #[test]
 fn registers_value_schemas_and_frames_records_in_the_confluent_wire_format() {
     let registry = Registry::start();
-    let t = unique_topics("registry");
-    create_topics(&t, PARTITIONS);
-    let lines = corpus(100, 51);
-    let (want, _) = expected(&lines);
-    produce(&t.input, &lines);
+    let (t, n) = backlog("registry", 100, 51);
     let service = Service::start(
         &t,
         "registry-group",
         &["--schema-registry-url", &registry.url],
     );
-    let n = want[&TopicKind::Parties].len();
     wait_for("party records", Duration::from_secs(90), || {
         read_topic(&t.parties).len() >= n
     });
@@ -216,11 +211,7 @@ fn private_certificate(name: &str) -> (PathBuf, PathBuf) {
 fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
     let (certificate, key) = private_certificate("registry-tls");
     let registry = Registry::start_tls(&certificate, &key);
-    let t = unique_topics("registry-tls");
-    create_topics(&t, PARTITIONS);
-    let lines = corpus(30, 54);
-    let (want, _) = expected(&lines);
-    produce(&t.input, &lines);
+    let (t, n) = backlog("registry-tls", 30, 54);
     let ca = certificate.to_str().expect("UTF-8 path");
     let service = Service::start_logged(
         &t,
@@ -232,7 +223,6 @@ fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
             ca,
         ],
     );
-    let n = want[&TopicKind::Parties].len();
     wait_for_or_explain(
         "party records",
         Duration::from_secs(90),
@@ -300,17 +290,12 @@ fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
 #[test]
 fn a_registry_answering_503_at_start_up_is_asked_again() {
     let registry = Registry::start_unavailable_for(2);
-    let t = unique_topics("registry-503");
-    create_topics(&t, PARTITIONS);
-    let lines = corpus(30, 55);
-    let (want, _) = expected(&lines);
-    produce(&t.input, &lines);
+    let (t, n) = backlog("registry-503", 30, 55);
     let service = Service::start_logged(
         &t,
         "registry-503-group",
         &["--schema-registry-url", &registry.url],
     );
-    let n = want[&TopicKind::Parties].len();
     wait_for_or_explain(
         "party records",
         Duration::from_secs(90),
@@ -328,6 +313,17 @@ fn a_registry_answering_503_at_start_up_is_asked_again() {
     }
 }
 
+/// Fresh topics for `test` with `count` messages of a corpus in the input topic, and how many
+/// party records they make.
+fn backlog(test: &str, count: usize, seed: u64) -> (callstream::topics::TopicNames, usize) {
+    let t = unique_topics(test);
+    create_topics(&t, PARTITIONS);
+    let lines = corpus(count, seed);
+    let (want, _) = expected(&lines);
+    produce(&t.input, &lines);
+    (t, want[&TopicKind::Parties].len())
+}
+
 /// A port nothing listens on (for now).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -341,11 +337,7 @@ fn free_port() -> u16 {
 #[test]
 fn a_registry_out_of_reach_at_start_up_is_asked_again_until_it_answers() {
     let port = free_port();
-    let t = unique_topics("registry-late");
-    create_topics(&t, PARTITIONS);
-    let lines = corpus(50, 53);
-    let (want, _) = expected(&lines);
-    produce(&t.input, &lines);
+    let (t, n) = backlog("registry-late", 50, 53);
     let url = format!("http://127.0.0.1:{port}");
     let service =
         Service::start_logged(&t, "registry-late-group", &["--schema-registry-url", &url]);
@@ -353,7 +345,6 @@ fn a_registry_out_of_reach_at_start_up_is_asked_again_until_it_answers() {
         service.log().contains("asking the schema registry again")
     });
     let _registry = Registry::start_on(port);
-    let n = want[&TopicKind::Parties].len();
     wait_for("party records", Duration::from_secs(90), || {
         read_topic(&t.parties).len() >= n
     });
