@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::core::{DecodeLimits, ProcessorConfig};
 use crate::logging::LogFormat;
+use crate::service::clients::STATISTICS_INTERVAL;
 use crate::service::registry::RegistryConfig;
 use crate::service::{Guarantee, ServiceConfig};
 use crate::topics::TopicNames;
@@ -274,6 +275,9 @@ impl Settings {
             return Err(invalid("kafka.bootstrap_servers", "is empty"));
         }
         let s = &k.security;
+        let sasl_protocol = self
+            .security_protocol()
+            .is_some_and(|p| p.to_ascii_lowercase().starts_with("sasl_"));
         if let Some(protocol) = &s.protocol {
             if !matches!(
                 protocol.to_ascii_lowercase().as_str(),
@@ -308,12 +312,7 @@ impl Settings {
             }
             // Without a SASL protocol librdkafka only warns, connects without authenticating,
             // and the broker's refusal shows up as a time-out much later.
-            let protocol = self
-                .kafka
-                .librdkafka
-                .get("security.protocol")
-                .or(s.protocol.as_ref());
-            if !protocol.is_some_and(|p| p.to_ascii_lowercase().starts_with("sasl_")) {
+            if !sasl_protocol {
                 return Err(invalid(
                     "kafka.security.sasl_mechanism",
                     "needs protocol sasl_plaintext or sasl_ssl",
@@ -322,11 +321,7 @@ impl Settings {
         }
         // librdkafka's default mechanism, GSSAPI (Kerberos), is not built in: without a mechanism
         // a SASL protocol would fail only when the clients start, with a message about libsasl2.
-        let protocol = k
-            .librdkafka
-            .get("security.protocol")
-            .or(s.protocol.as_ref());
-        if protocol.is_some_and(|p| p.to_ascii_lowercase().starts_with("sasl_"))
+        if sasl_protocol
             && s.sasl_mechanism.is_none()
             && !k.librdkafka.contains_key("sasl.mechanisms")
             && !k.librdkafka.contains_key("sasl.mechanism")
@@ -337,6 +332,15 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The security protocol the clients get: a `-X security.protocol`, which wins, else the
+    /// setting (else librdkafka's default, plaintext).
+    fn security_protocol(&self) -> Option<&String> {
+        self.kafka
+            .librdkafka
+            .get("security.protocol")
+            .or(self.kafka.security.protocol.as_ref())
     }
 
     /// librdkafka properties for TLS and SASL, then the raw passthrough (which wins).
@@ -426,10 +430,7 @@ impl Settings {
     pub fn effective(&self, log_filter: String) -> Settings {
         let mut e = self.clone();
         e.kafka.security.protocol = Some(
-            self.kafka
-                .librdkafka
-                .get("security.protocol")
-                .or(self.kafka.security.protocol.as_ref())
+            self.security_protocol()
                 .cloned()
                 .unwrap_or_else(|| "plaintext".into()),
         );
@@ -523,7 +524,7 @@ fn owned_property(key: &str, value: &str, guarantee: Guarantee) -> Option<String
             "the consumer rebalance protocol (KIP-848) is not supported yet",
         ),
         "statistics.interval.ms" => fixed(
-            &["5000"],
+            &[STATISTICS_INTERVAL.as_millis().to_string().as_str()],
             "the lag, leader and producer-queue metrics come from librdkafka's statistics",
         ),
         _ => None,

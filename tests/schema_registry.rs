@@ -223,17 +223,7 @@ fn a_registry_signed_by_a_private_ca_is_trusted_with_its_ca_file() {
             ca,
         ],
     );
-    wait_for_or_explain(
-        "party records",
-        Duration::from_secs(90),
-        || read_topic(&t.parties).len() >= n,
-        || service.log(),
-    );
-    let log = service.log();
-    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
-    for record in read_topic(&t.parties) {
-        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
-    }
+    publishes_in_confluent_framing(service, &t, n);
 
     // Without the CA file the certificate is checked against the system's CAs, and refused.
     let published = read_topic(&t.parties).len();
@@ -296,21 +286,11 @@ fn a_registry_answering_503_at_start_up_is_asked_again() {
         "registry-503-group",
         &["--schema-registry-url", &registry.url],
     );
-    wait_for_or_explain(
-        "party records",
-        Duration::from_secs(90),
-        || read_topic(&t.parties).len() >= n,
-        || service.log(),
-    );
-    let log = service.log();
+    let log = publishes_in_confluent_framing(service, &t, n);
     assert!(
         log.contains("asking the schema registry again") && log.contains("503"),
         "{log}"
     );
-    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
-    for record in read_topic(&t.parties) {
-        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
-    }
 }
 
 /// Fresh topics for `test` with `count` messages of a corpus in the input topic, and how many
@@ -322,6 +302,27 @@ fn backlog(test: &str, count: usize, seed: u64) -> (callstream::topics::TopicNam
     let (want, _) = expected(&lines);
     produce(&t.input, &lines);
     (t, want[&TopicKind::Parties].len())
+}
+
+/// Waits for the `n` party records of `backlog`, stops the service (cleanly) and checks every
+/// record is in the Confluent framing; returns the service's log.
+fn publishes_in_confluent_framing(
+    service: Service,
+    t: &callstream::topics::TopicNames,
+    n: usize,
+) -> String {
+    wait_for_or_explain(
+        "party records",
+        Duration::from_secs(90),
+        || read_topic(&t.parties).len() >= n,
+        || service.log(),
+    );
+    let log = service.log();
+    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
+    for record in read_topic(&t.parties) {
+        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
+    }
+    log
 }
 
 /// A port nothing listens on (for now).
@@ -345,14 +346,7 @@ fn a_registry_out_of_reach_at_start_up_is_asked_again_until_it_answers() {
         service.log().contains("asking the schema registry again")
     });
     let _registry = Registry::start_on(port);
-    wait_for("party records", Duration::from_secs(90), || {
-        read_topic(&t.parties).len() >= n
-    });
-    let log = service.log();
-    assert!(service.stop(Duration::from_secs(30)).success(), "{log}");
-    for record in read_topic(&t.parties) {
-        assert_eq!(record.value[0], 0, "Confluent framing: {log}");
-    }
+    publishes_in_confluent_framing(service, &t, n);
 }
 
 /// A signal while the registry is out of reach stops the service within seconds, with status 0

@@ -51,24 +51,24 @@ pub enum FramingError {
 impl ValueFormat {
     /// Avro single-object encoding with each topic's schema fingerprint.
     pub fn single_object() -> Result<Self, FramingError> {
-        let mut prefixes: [Vec<u8>; 4] = Default::default();
-        for kind in TopicKind::ALL {
-            let schema = schema(kind).map_err(|e| FramingError::Schema(e.to_string()))?;
-            prefixes[kind.index()] = single_object_header(schema)?;
-        }
-        Ok(Self {
-            prefixes,
-            kind: FormatKind::SingleObject,
-        })
+        Self::single_object_with(single_object_header)
     }
 
     /// The single-object prefixes callstream wrote before it followed the specification: with
     /// apache-avro's fingerprint (see `parsing_canonical_form`). Still read, not written.
     fn legacy_single_object() -> Result<Self, FramingError> {
+        Self::single_object_with(|schema| {
+            Ok(RabinFingerprintHeader::from_schema(schema).build_header())
+        })
+    }
+
+    fn single_object_with(
+        header: impl Fn(&Schema) -> Result<Vec<u8>, FramingError>,
+    ) -> Result<Self, FramingError> {
         let mut prefixes: [Vec<u8>; 4] = Default::default();
         for kind in TopicKind::ALL {
             let schema = schema(kind).map_err(|e| FramingError::Schema(e.to_string()))?;
-            prefixes[kind.index()] = RabinFingerprintHeader::from_schema(schema).build_header();
+            prefixes[kind.index()] = header(schema)?;
         }
         Ok(Self {
             prefixes,

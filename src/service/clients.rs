@@ -301,23 +301,22 @@ pub fn copy_headers(message: &BorrowedMessage<'_>) -> Option<OwnedHeaders> {
 pub fn is_fatal(error: &KafkaError) -> bool {
     match error {
         KafkaError::Transaction(e) => e.is_fatal(),
-        _ => matches!(
-            error.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::Fatal
-                    | RDKafkaErrorCode::Authentication
-                    | RDKafkaErrorCode::SaslAuthenticationFailed
-                    | RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::ClusterAuthorizationFailed
-                    | RDKafkaErrorCode::GroupAuthorizationFailed
-                    | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-                    | RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::Fenced
-                    | RDKafkaErrorCode::MessageSizeTooLarge
-                    | RDKafkaErrorCode::InvalidRecord
-            )
-        ),
+        _ => error.rdkafka_error_code().is_some_and(|code| {
+            refused_for_good(code)
+                || matches!(
+                    code,
+                    RDKafkaErrorCode::Fatal
+                        | RDKafkaErrorCode::Authentication
+                        | RDKafkaErrorCode::SaslAuthenticationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                        | RDKafkaErrorCode::GroupAuthorizationFailed
+                        | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                        | RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::InvalidProducerEpoch
+                        | RDKafkaErrorCode::Fenced
+                        | RDKafkaErrorCode::InvalidRecord
+                )
+        }),
     }
 }
 

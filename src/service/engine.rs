@@ -812,10 +812,8 @@ impl Engine {
                         // aborted for another record's failure. (Not every fatal code: a
                         // replaced producer's records fail with its fencing.)
                         if error.rdkafka_error_code().is_some_and(refused_for_good) {
-                            self.fatal.get_or_insert(ServiceError::Fatal(format!(
-                                "delivery to {} failed: {error}",
-                                record.topic
-                            )));
+                            self.fatal
+                                .get_or_insert(undeliverable(&record.topic, &error));
                         }
                         return;
                     }
@@ -828,16 +826,12 @@ impl Engine {
                     // new transaction would fail the same way and abort, for ever. Stop as
                     // at-least-once does; nothing of the transaction is committed.
                     if is_fatal(&error) && !timestamp_refused {
-                        self.fatal.get_or_insert(ServiceError::Fatal(format!(
-                            "delivery to {} failed: {error}",
-                            record.topic
-                        )));
+                        self.fatal
+                            .get_or_insert(undeliverable(&record.topic, &error));
                     }
                 } else if is_fatal(&error) && !timestamp_refused {
-                    self.fatal.get_or_insert(ServiceError::Fatal(format!(
-                        "delivery to {} failed: {error}",
-                        record.topic
-                    )));
+                    self.fatal
+                        .get_or_insert(undeliverable(&record.topic, &error));
                 } else if !current {
                     // A record of a revoked assignment that will not be sent again.
                     self.forget_emitted();
@@ -2007,6 +2001,11 @@ fn fatal_transaction_error(error: KafkaError) -> ServiceError {
     } else {
         ServiceError::Fatal(error.to_string())
     }
+}
+
+/// The error that stops the service when a record to `topic` is refused for good.
+fn undeliverable(topic: &str, error: &KafkaError) -> ServiceError {
+    ServiceError::Fatal(format!("delivery to {topic} failed: {error}"))
 }
 
 /// How long a failed commit waits for the delivery reports of its transaction's records.
