@@ -865,6 +865,86 @@ fn exactly_once_a_topic_refusing_old_timestamps_gets_every_record() {
     a_topic_refusing_old_timestamps_gets_every_record("exactly-once", "eos-old-timestamps");
 }
 
+/// Exactly-once: an abort forgets what its transaction emitted, and only that. Before, it
+/// cleared the duplicate windows, so a redelivery (the same subscription and uuid) of a
+/// notification committed before the abort, read after it, was published again. Here the abort
+/// comes from a topic refusing old timestamps: the first part of the input, with current
+/// timestamps, is committed; the second, two days old and with redeliveries of the first among
+/// it, is refused once, aborted and read again, stamped by the producer. A read_committed reader
+/// sees exactly what a fault-free run publishes.
+#[test]
+fn exactly_once_an_abort_forgets_only_what_its_transaction_emitted() {
+    let test = "eos-abort-keeps-window";
+    let t = unique_topics(test);
+    create_topics(&t, 1);
+    set_topic_config(&t.parties, "message.timestamp.before.max.ms", "3600000");
+    let lines: Vec<String> = Generator::new(GeneratorConfig {
+        seed: 67,
+        ..Default::default()
+    })
+    .take(400)
+    .collect();
+    let (first, rest) = lines.split_at(200);
+    let mut second = Vec::new();
+    for (i, line) in rest.iter().enumerate() {
+        second.push(line.clone());
+        if i % 10 == 0 {
+            second.push(first[i].clone());
+        }
+    }
+    let group = format!("{test}-group");
+    let txn_id = format!("{test}-txn");
+    produce(&t.input, first);
+    let service = Service::start_logged(
+        &t,
+        &group,
+        &["--guarantee", "exactly-once", "--transactional-id", &txn_id],
+    );
+    wait_for_or_explain(
+        "the first part committed",
+        TIMEOUT,
+        || committed_total(&group, &t.input, 1) == first.len() as i64,
+        || service.log(),
+    );
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+        - 2 * 24 * 3600 * 1000;
+    produce_at(&t.input, &second, two_days_ago);
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    wait_for_or_explain(
+        "the group's offset past everything",
+        TIMEOUT,
+        || committed_total(&group, &t.input, 1) == all.len() as i64,
+        || service.log(),
+    );
+    let log = service.log();
+    assert!(
+        log.contains("delivery failed inside a transaction"),
+        "{log}"
+    );
+    assert!(log.contains("taken as refusing its timestamp"), "{log}");
+    let (want, _) = expected(&all);
+    let got = published(&t);
+    for kind in TopicKind::ALL {
+        let want = want.get(&kind).cloned().unwrap_or_default();
+        let got = got.get(&kind).cloned().unwrap_or_default();
+        assert!(
+            got == want,
+            "{kind:?}: {} records published, {} expected; published twice: {:?}",
+            got.len(),
+            want.len(),
+            got.windows(2)
+                .filter(|w| w[0] == w[1])
+                .map(|w| &w[0])
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(!want[&TopicKind::Parties].is_empty());
+    assert!(service.stop(Duration::from_secs(30)).success());
+}
+
 #[test]
 fn a_fenced_producer_stops_the_process_with_a_clear_error() {
     let t = unique_topics("fenced");

@@ -28,14 +28,79 @@ pub struct Window<V> {
     slots: Vec<Slot<V>>,
     /// Slots in use, forgotten keys included.
     occupied: usize,
+    /// What changes overwrote since the oldest mark still wanted (`keep_undo`); `None` when the
+    /// window is never rolled back.
+    journal: Option<Journal<V>>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Slot<V> {
     key: u64,
     /// Insertion number; 0 for an empty slot.
     at: u64,
     value: V,
+}
+
+/// What a change overwrote, to put back on `rollback`.
+#[derive(Debug, Clone)]
+enum Undo<V> {
+    /// A slot's contents before it was written.
+    Slot { index: usize, was: Slot<V> },
+    /// The whole table before it was rebuilt (`make_room`).
+    Table(Vec<Slot<V>>),
+}
+
+impl<V> Undo<V> {
+    /// Bytes held, for the journal's bound.
+    fn weight(&self) -> usize {
+        match self {
+            Undo::Slot { .. } => std::mem::size_of::<Self>(),
+            Undo::Table(slots) => std::mem::size_of::<Self>() + std::mem::size_of_val(&slots[..]),
+        }
+    }
+}
+
+/// Undo information, newest last, from the oldest mark still wanted on.
+#[derive(Debug, Clone)]
+struct Journal<V> {
+    undo: Vec<Undo<V>>,
+    /// Entries dropped from the front (`settle`): marks count positions from the first entry ever.
+    settled: usize,
+    /// Bytes the entries hold.
+    held: usize,
+    /// Changes when marks taken before can no longer be rolled back to (`clear`, or the journal
+    /// outgrew its bound and was dropped).
+    epoch: u64,
+}
+
+impl<V> Default for Journal<V> {
+    fn default() -> Self {
+        Self {
+            undo: Vec::new(),
+            settled: 0,
+            held: 0,
+            epoch: 0,
+        }
+    }
+}
+
+impl<V> Journal<V> {
+    /// Drops every entry: marks taken so far are of no use any more.
+    fn restart(&mut self) {
+        self.undo.clear();
+        self.settled = 0;
+        self.held = 0;
+        self.epoch += 1;
+    }
+}
+
+/// A state of a window that `rollback` can return it to (`Window::mark`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    epoch: u64,
+    position: usize,
+    next: u64,
+    occupied: usize,
 }
 
 /// Slots of a new window; it grows with use.
@@ -50,7 +115,104 @@ impl<V: Copy + Default> Window<V> {
             next: 1,
             slots: Vec::new(),
             occupied: 0,
+            journal: None,
         }
+    }
+
+    /// From now on, keeps what each change overwrites, so that the window can be rolled back to
+    /// a mark (`mark`, `rollback`): under exactly-once, what an aborted transaction emitted is
+    /// forgotten and what committed transactions emitted is kept. The journal holds at most twice
+    /// the table's bytes; past that it is dropped, and rolling back to an earlier mark fails (the
+    /// caller then forgets everything, as without a journal).
+    pub fn keep_undo(&mut self) {
+        self.journal.get_or_insert_with(Journal::default);
+    }
+
+    /// The window's state now, if it keeps undo information.
+    pub fn mark(&self) -> Option<Mark> {
+        self.journal.as_ref().map(|journal| Mark {
+            epoch: journal.epoch,
+            position: journal.settled + journal.undo.len(),
+            next: self.next,
+            occupied: self.occupied,
+        })
+    }
+
+    /// Returns the window to its state at `mark`. False, changing nothing, when that state can no
+    /// longer be restored: the window was cleared, its journal outgrew its bound, or it was
+    /// settled past the mark.
+    pub fn rollback(&mut self, mark: Mark) -> bool {
+        let Window {
+            slots,
+            journal: Some(journal),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let Some(keep) = mark
+            .position
+            .checked_sub(journal.settled)
+            .filter(|&keep| mark.epoch == journal.epoch && keep <= journal.undo.len())
+        else {
+            return false;
+        };
+        // Newest first: a table rebuilt puts back the old table, which older entries index.
+        while journal.undo.len() > keep {
+            match journal.undo.pop() {
+                Some(Undo::Slot { index, was }) => slots[index] = was,
+                Some(Undo::Table(table)) => *slots = table,
+                None => break,
+            }
+        }
+        journal.held = journal.undo.iter().map(Undo::weight).sum();
+        self.next = mark.next;
+        self.occupied = mark.occupied;
+        true
+    }
+
+    /// Drops the undo information from before `mark`: the window will not be rolled back past it.
+    pub fn settle(&mut self, mark: Mark) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        if mark.epoch != journal.epoch || mark.position <= journal.settled {
+            return;
+        }
+        let drop = (mark.position - journal.settled).min(journal.undo.len());
+        for undo in journal.undo.drain(..drop) {
+            journal.held -= undo.weight();
+        }
+        journal.settled += drop;
+    }
+
+    /// Notes what a change is about to overwrite, when undo information is kept.
+    fn journal(&mut self, undo: impl FnOnce(&[Slot<V>]) -> Undo<V>) {
+        let Window {
+            slots,
+            journal: Some(journal),
+            ..
+        } = self
+        else {
+            return;
+        };
+        let undo = undo(slots);
+        let bound = 2 * std::mem::size_of::<Slot<V>>() * slots.len().max(INITIAL_SLOTS);
+        if journal.held + undo.weight() > bound {
+            journal.restart();
+            return;
+        }
+        journal.held += undo.weight();
+        journal.undo.push(undo);
+    }
+
+    /// Writes a slot, noting what it held.
+    fn write(&mut self, index: usize, slot: Slot<V>) {
+        self.journal(|slots| Undo::Slot {
+            index,
+            was: slots[index],
+        });
+        self.slots[index] = slot;
     }
 
     fn remembers(&self, at: u64) -> bool {
@@ -119,22 +281,21 @@ impl<V: Copy + Default> Window<V> {
         self.make_room();
         let (found, reusable) = self.probe(key);
         let at = self.next;
-        let remembered = self.remembers(self.slots[found].at);
-        let slot = &mut self.slots[found];
+        let slot = self.slots[found];
         if slot.at != 0 {
             // The key itself: remembered, or forgotten and inserted again.
-            if remembered {
+            if self.remembers(slot.at) {
                 if replace {
-                    slot.value = value;
+                    self.write(found, Slot { value, ..slot });
                 }
                 return;
             }
-            *slot = Slot { key, at, value };
+            self.write(found, Slot { key, at, value });
         } else if let Some(stale) = reusable {
             // Absent (the probe reached an empty slot): take the first forgotten key's slot.
-            self.slots[stale] = Slot { key, at, value };
+            self.write(stale, Slot { key, at, value });
         } else {
-            *slot = Slot { key, at, value };
+            self.write(found, Slot { key, at, value });
             self.occupied += 1;
         }
         self.next += 1;
@@ -154,7 +315,7 @@ impl<V: Copy + Default> Window<V> {
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
         self.occupied = 0;
         let mask = size - 1;
-        for slot in old {
+        for &slot in &old {
             if self.remembers(slot.at) {
                 let mut i = slot.key as usize & mask;
                 while self.slots[i].at != 0 {
@@ -164,13 +325,19 @@ impl<V: Copy + Default> Window<V> {
                 self.occupied += 1;
             }
         }
+        // Kept whole when undo information is (a rollback puts it back), else dropped.
+        self.journal(move |_| Undo::Table(old));
     }
 
-    /// Forgets everything: after a transaction aborts, what was "emitted" was never published.
+    /// Forgets everything (what was "emitted" may never have been published). Marks taken before
+    /// can no longer be rolled back to.
     pub fn clear(&mut self) {
         self.slots = Vec::new();
         self.occupied = 0;
         self.next = 1;
+        if let Some(journal) = &mut self.journal {
+            journal.restart();
+        }
     }
 
     /// How many keys are remembered.
@@ -359,6 +526,100 @@ mod tests {
             }
             assert!(window.slots.len() <= (4 * capacity).max(INITIAL_SLOTS));
         }
+    }
+
+    /// Rolled back to a mark, a window that keeps undo information is the window it was at the
+    /// mark, slot for slot, over random operations that grow its table, rebuild it and reuse
+    /// forgotten keys' slots; settling at the mark leaves it reachable.
+    #[test]
+    fn rolls_back_to_its_state_at_a_mark() {
+        let mut state = 0x2545_f491_u64;
+        let mut random = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for (capacity, key_space) in [(1, 4), (5, 12), (300, 900), (2_000, 50_000)] {
+            let mut window: Window<u64> = Window::new(capacity);
+            window.keep_undo();
+            let (mut rolled_back, mut rebuilt) = (0, 0);
+            for round in 0..300 {
+                let mark = window.mark().expect("keeps undo information");
+                let before = (window.slots.clone(), window.next, window.occupied);
+                // Up to a quarter of the capacity of changes: at most one rebuild, within the
+                // journal's bound of twice the table's bytes.
+                for step in 0..=random(capacity as u64 / 4 + 2) {
+                    let key = random(key_space);
+                    if random(2) == 0 {
+                        window.put(key, round * 10_000 + step);
+                    } else {
+                        window.insert(key);
+                    }
+                }
+                if window.slots.len() != before.0.len() || window.occupied < before.2 {
+                    rebuilt += 1;
+                }
+                if random(3) == 0 {
+                    window.settle(mark);
+                }
+                if random(2) == 0 {
+                    assert!(window.rollback(mark), "capacity {capacity}, round {round}");
+                    assert!(
+                        (window.slots.clone(), window.next, window.occupied) == before,
+                        "capacity {capacity}, round {round}: not the state at the mark"
+                    );
+                    rolled_back += 1;
+                } else if let Some(now) = window.mark() {
+                    window.settle(now);
+                }
+            }
+            assert!(
+                rolled_back > 100 && rebuilt > 0,
+                "{capacity}: {rolled_back} {rebuilt}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mark_settled_past_cleared_or_outgrown_is_refused() {
+        let mut w: Window<u64> = Window::new(4);
+        assert_eq!(w.mark(), None, "no undo information unless asked for");
+        assert!(!w.rollback(Mark {
+            epoch: 0,
+            position: 0,
+            next: 1,
+            occupied: 0
+        }));
+        w.keep_undo();
+        let first = w.mark().expect("keeps undo information");
+        w.put(1, 10);
+        let second = w.mark().expect("keeps undo information");
+        w.put(2, 20);
+        w.settle(second);
+        assert!(!w.rollback(first), "settled past");
+        assert_eq!((w.get(1), w.get(2)), (Some(10), Some(20)), "unchanged");
+        assert!(w.rollback(second));
+        assert_eq!((w.get(1), w.get(2)), (Some(10), None));
+
+        let mark = w.mark().expect("keeps undo information");
+        w.clear();
+        assert!(!w.rollback(mark), "cleared");
+
+        // More changes than twice the table's bytes hold: the journal is dropped, not grown.
+        let mark = w.mark().expect("keeps undo information");
+        for key in 0..3 * INITIAL_SLOTS as u64 {
+            w.put(key % 3, key);
+        }
+        assert!(!w.rollback(mark), "outgrown");
+        let journal = w.journal.as_ref().expect("journal");
+        let table_bytes = std::mem::size_of_val(&w.slots[..]);
+        assert!(journal.held <= 2 * table_bytes && journal.undo.len() <= 2 * INITIAL_SLOTS);
+        // Marks taken since work.
+        let mark = w.mark().expect("keeps undo information");
+        w.put(7, 70);
+        assert!(w.rollback(mark));
+        assert_eq!(w.get(7), None);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod validate;
 
 pub use decode::DecodeLimits;
 pub use model::Notification;
-pub use processor::{Outcome, Processor, ProcessorConfig};
+pub use processor::{Outcome, Processor, ProcessorConfig, ProcessorMark};
 pub use records::{OutputRecord, TopicKind};
 pub use rejection::{Rejection, Stage};
 

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU64;
 
-use super::dedup::{digest, DedupWindow, Window};
+use super::dedup::{digest, DedupWindow, Mark, Window};
 use super::records::{OrderedState, OutputRecord};
 use super::rejection::Rejection;
 use super::{derive, parse, DecodeLimits};
@@ -95,6 +95,14 @@ impl Latest {
             && ordered.sequence > self.sequence
             && self.said.is_some_and(|said| said.get() == state)
     }
+}
+
+/// A state of the duplicate windows that `Processor::rollback` returns them to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessorMark {
+    notifications: Mark,
+    records: Mark,
+    latest: Mark,
 }
 
 /// A record of the message being processed, as the windows see it.
@@ -258,11 +266,51 @@ impl Processor {
         Ok(outcome)
     }
 
-    /// Forgets what was emitted: call when emitted records were not published after all (an
-    /// aborted transaction), or they would be suppressed when the input is read again.
+    /// Forgets what was emitted: call when emitted records were not published after all, or they
+    /// would be suppressed when the input is read again.
     pub fn forget_emitted(&mut self) {
         self.notifications.clear();
         self.records.clear();
         self.latest.clear();
+    }
+
+    /// From now on, keeps what the windows need to forget only what was emitted after a mark
+    /// (`mark`, `rollback`): under exactly-once, an aborted transaction's records, while those of
+    /// committed transactions stay remembered. Costs some memory, bounded (`Window::keep_undo`).
+    pub fn keep_undo(&mut self) {
+        self.notifications.keep_undo();
+        self.records.keep_undo();
+        self.latest.keep_undo();
+    }
+
+    /// The windows' state now, if they keep undo information.
+    pub fn mark(&self) -> Option<ProcessorMark> {
+        Some(ProcessorMark {
+            notifications: self.notifications.mark()?,
+            records: self.records.mark()?,
+            latest: self.latest.mark()?,
+        })
+    }
+
+    /// Forgets what was emitted since `mark`, and nothing before it. Where that is no longer
+    /// possible (a window was cleared since, or its undo information outgrew its bound), forgets
+    /// everything, as `forget_emitted`, and returns false: at worst some records are published
+    /// again, never one suppressed that was not published.
+    pub fn rollback(&mut self, mark: ProcessorMark) -> bool {
+        let restored = self.notifications.rollback(mark.notifications)
+            && self.records.rollback(mark.records)
+            && self.latest.rollback(mark.latest);
+        if !restored {
+            self.forget_emitted();
+        }
+        restored
+    }
+
+    /// Drops the undo information from before `mark`: what was emitted before it is published
+    /// for good (its transaction committed).
+    pub fn settle(&mut self, mark: ProcessorMark) {
+        self.notifications.settle(mark.notifications);
+        self.records.settle(mark.records);
+        self.latest.settle(mark.latest);
     }
 }

@@ -336,6 +336,9 @@ struct Transaction {
     positions: BTreeMap<i32, i64>,
     /// A record of this transaction failed: it must abort.
     failed: bool,
+    /// The number of the first batch back from the core thread after it began (`batches_done`):
+    /// the first whose records it holds. An abort forgets what batches from it on emitted.
+    first_batch: u64,
 }
 
 /// The series updated for every message: resolved once (looking a series up by its labels costs a
@@ -414,6 +417,9 @@ pub struct Engine {
     spares: Vec<Batch>,
     /// Batches at the core thread (at most `BATCHES_AT_CORE`).
     at_core: usize,
+    /// Batches back from the core thread so far, published or dropped. Batches come back in the
+    /// order they went, so this is also the number the core thread gave the next one.
+    batches_done: u64,
     /// Publishing failed part-way through a batch: the messages after the failed one were never
     /// tracked, so nothing more may be published or committed (committing later offsets would
     /// skip them). The process stops; what was not committed is read again.
@@ -1083,6 +1089,7 @@ impl Engine {
             Ok(())
         };
         self.spares.push(batch);
+        self.batches_done += 1;
         if result.is_err() {
             self.poisoned = true;
         }
@@ -1456,6 +1463,11 @@ impl Engine {
         if let Some(txn) = &self.transaction {
             self.held_partitions.committed(&txn.positions);
         }
+        // Everything back from the core thread was published in the transaction just committed
+        // or before it.
+        self.jobs
+            .send(Job::Settle(self.batches_done))
+            .map_err(|_| core_thread_stopped())?;
         self.metrics
             .transactions
             .with_label_values(&["committed"])
@@ -1510,6 +1522,7 @@ impl Engine {
             started: Instant::now(),
             positions: BTreeMap::new(),
             failed: false,
+            first_batch: self.batches_done,
         });
         Ok(())
     }
@@ -1579,10 +1592,16 @@ impl Engine {
             .with_label_values(&["aborted"])
             .inc();
         // Nothing polled before the rewind may be published, and what was "emitted" in the
-        // aborted transaction was never published: drop the first, forget the second.
+        // aborted transaction was never published: drop the first, forget the second (and only
+        // that: what committed transactions published stays remembered, so that a redelivery of
+        // it read again now is still suppressed).
         self.flush_pipeline(false)?;
-        self.forget_emitted();
         self.send_forget()?;
+        let forget = self
+            .transaction
+            .as_ref()
+            .map_or(Job::Forget, |txn| Job::Rollback(txn.first_batch));
+        self.jobs.send(forget).map_err(|_| core_thread_stopped())?;
         for p in self.tracker.assigned() {
             self.tracker.assign(p);
         }
@@ -2161,11 +2180,14 @@ pub fn run(
     let input_topic = config.topics.input.clone();
     let consumer_settings = consumer_config(&config, STATISTICS_INTERVAL.as_millis() as u64);
     let metrics_for_context = metrics.clone();
-    // The core thread, behind bounded channels (`BATCHES_AT_CORE` batches there or back, and a
-    // `Forget`).
-    let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 1);
+    // The core thread, behind bounded channels (`BATCHES_AT_CORE` batches there or back, and the
+    // other jobs, which it takes at once).
+    let (jobs, job_queue) = mpsc::sync_channel::<Job>(BATCHES_AT_CORE + 3);
     let (done_tx, done) = mpsc::sync_channel::<Batch>(BATCHES_AT_CORE);
-    let processor = Processor::new(config.processor);
+    let mut processor = Processor::new(config.processor);
+    if txn_id.is_some() {
+        processor.keep_undo();
+    }
     let held_partitions = Arc::new(HeldPartitions::default());
     let durations = metrics.processing_duration.clone();
     let core_thread = std::thread::Builder::new()
@@ -2187,6 +2209,7 @@ pub fn run(
         collecting: Batch::default(),
         spares: Vec::new(),
         at_core: 0,
+        batches_done: 0,
         poisoned: false,
         send_deadline: None,
         forget_requested: false,

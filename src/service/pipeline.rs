@@ -4,6 +4,7 @@
 //! is at the core thread, and batches come back in the order they went, so records leave in input
 //! order and one `Processor` (one duplicate window) sees every message.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
@@ -14,7 +15,7 @@ use rdkafka::message::OwnedHeaders;
 
 use crate::core::budget::OutputBudget;
 use crate::core::framing::ValueFormat;
-use crate::core::{Outcome, Processor, Rejection, TopicKind};
+use crate::core::{Outcome, Processor, ProcessorMark, Rejection, TopicKind};
 
 /// A batch stops taking messages at this many.
 pub const MAX_BATCH_MESSAGES: usize = 512;
@@ -182,12 +183,19 @@ pub fn process_batch(
     }
 }
 
-/// Work for the core thread.
+/// Work for the core thread. Batches are numbered in the order they are sent, from 0.
 pub enum Job {
     Process(Batch),
-    /// Forget the duplicate windows: what was emitted since was never published (an aborted
-    /// transaction). Sent when no batch is at the core thread.
+    /// Forget the duplicate windows: what they remember may never be published (dropped work
+    /// of a revoked partition, at-least-once).
     Forget,
+    /// Exactly-once: the batches before this number were published in committed transactions.
+    /// The windows' undo information for them can go.
+    Settle(u64),
+    /// Exactly-once: what the batches from this number on emitted was not published (their
+    /// transaction aborted, or they were dropped): forget it, and only it. Sent when those
+    /// batches are back from the core thread.
+    Rollback(u64),
     /// From now on, records must fit this limit (`producer_max_record_bytes`, lowered to fit the
     /// output topics, which are read at start-up). Sent before the first batch.
     RecordLimit(usize),
@@ -204,9 +212,11 @@ pub fn run_core(
 ) {
     // Observed locally and flushed once per batch: one atomic update per batch, not per message.
     let durations = durations.local();
+    let mut marks = BatchMarks::default();
     for job in jobs {
         match job {
             Job::Process(mut batch) => {
+                marks.before_batch(&processor);
                 process_batch(
                     &mut processor,
                     &value_format,
@@ -219,8 +229,69 @@ pub fn run_core(
                     return;
                 }
             }
-            Job::Forget => processor.forget_emitted(),
+            Job::Forget => marks.forget(&mut processor),
+            Job::Settle(committed) => marks.settle(&mut processor, committed),
+            Job::Rollback(aborted) => marks.rollback(&mut processor, aborted),
             Job::RecordLimit(limit) => max_record_bytes = limit,
+        }
+    }
+}
+
+/// The duplicate windows' state before each batch not yet known to be committed (exactly-once,
+/// where the processor keeps undo information; otherwise there are no marks), by batch number.
+#[derive(Debug, Default)]
+struct BatchMarks {
+    /// Batches processed so far: the number of the next one.
+    processed: u64,
+    marks: VecDeque<(u64, ProcessorMark)>,
+}
+
+impl BatchMarks {
+    fn before_batch(&mut self, processor: &Processor) {
+        if let Some(mark) = processor.mark() {
+            self.marks.push_back((self.processed, mark));
+        }
+        self.processed += 1;
+    }
+
+    fn forget(&mut self, processor: &mut Processor) {
+        processor.forget_emitted();
+        self.marks.clear();
+    }
+
+    /// Batches before `committed` are published for good.
+    fn settle(&mut self, processor: &mut Processor, committed: u64) {
+        while self
+            .marks
+            .front()
+            .is_some_and(|&(batch, _)| batch < committed)
+        {
+            self.marks.pop_front();
+        }
+        if let Some(mark) = self
+            .marks
+            .front()
+            .map(|&(_, mark)| mark)
+            .or_else(|| processor.mark())
+        {
+            processor.settle(mark);
+        }
+    }
+
+    /// What batches from `aborted` on emitted was not published.
+    fn rollback(&mut self, processor: &mut Processor, aborted: u64) {
+        match self.marks.iter().position(|&(batch, _)| batch == aborted) {
+            Some(i) => {
+                if !processor.rollback(self.marks[i].1) {
+                    tracing::warn!("the duplicate windows could not be rolled back to the aborted transaction's start (its undo information outgrew its bound); they were cleared, so redelivered notifications may be published again");
+                }
+                self.marks.truncate(i);
+            }
+            // Nothing processed since.
+            None if aborted >= self.processed => {}
+            // Its mark is gone (the windows were cleared, or keep no undo information): forget
+            // everything rather than remember what was not published.
+            None => self.forget(processor),
         }
     }
 }
@@ -251,6 +322,97 @@ mod tests {
             });
         }
         batch
+    }
+
+    /// Runs `jobs` through the core thread's loop, as the engine sends them; returns, per batch
+    /// in order, which of its messages were transport duplicates.
+    fn run_jobs(processor: Processor, jobs: Vec<Job>) -> Vec<Vec<bool>> {
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel(jobs.len());
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(jobs.len());
+        for job in jobs {
+            job_tx.send(job).expect("queued");
+        }
+        drop(job_tx);
+        let format = ValueFormat::single_object().expect("format");
+        let durations = Histogram::with_opts(prometheus::HistogramOpts::new("d", "d")).expect("h");
+        run_core(
+            processor,
+            format,
+            MAX_RECORD_BYTES,
+            durations,
+            job_rx,
+            done_tx,
+        );
+        done_rx
+            .try_iter()
+            .map(|batch| {
+                batch
+                    .results
+                    .iter()
+                    .map(|r| matches!(r, Processed::Accepted { outcome, .. } if outcome.duplicate))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Exactly-once: a rollback to the first batch of an aborted transaction forgets what that
+    /// batch and the later ones emitted, and keeps what committed batches emitted, so that their
+    /// redelivery is still a duplicate. Without undo information it forgets everything.
+    #[test]
+    fn a_rollback_forgets_the_aborted_batches_only() {
+        let [a, b, c] = [("1", "s-a"), ("2", "s-b"), ("3", "s-c")].map(|(u, s)| notification(u, s));
+        let jobs = || {
+            vec![
+                Job::Process(batch_of(&[&a])),
+                Job::Settle(1),
+                Job::Process(batch_of(&[&b])),
+                Job::Process(batch_of(&[&c])),
+                // Batches 1 and 2 were in a transaction that aborted.
+                Job::Rollback(1),
+                Job::Process(batch_of(&[&a, &b, &c])),
+                // Nothing processed since batch 3: nothing to forget.
+                Job::Rollback(4),
+                Job::Process(batch_of(&[&b])),
+            ]
+        };
+        let mut undoing = Processor::new(ProcessorConfig::default());
+        undoing.keep_undo();
+        assert_eq!(
+            run_jobs(undoing, jobs()),
+            [
+                vec![false],
+                vec![false],
+                vec![false],
+                vec![true, false, false],
+                vec![true]
+            ]
+        );
+        // Without undo information (at-least-once) a rollback cannot be partial.
+        assert_eq!(
+            run_jobs(Processor::new(ProcessorConfig::default()), jobs()),
+            [
+                vec![false],
+                vec![false],
+                vec![false],
+                vec![false, false, false],
+                vec![true]
+            ]
+        );
+        // A `Forget` in between leaves nothing to roll back to: everything is forgotten.
+        let mut undoing = Processor::new(ProcessorConfig::default());
+        undoing.keep_undo();
+        let forgotten = run_jobs(
+            undoing,
+            vec![
+                Job::Process(batch_of(&[&a])),
+                Job::Process(batch_of(&[&b])),
+                Job::Forget,
+                Job::Process(batch_of(&[&c])),
+                Job::Rollback(1),
+                Job::Process(batch_of(&[&a, &c])),
+            ],
+        );
+        assert_eq!(forgotten[3], [false, false]);
     }
 
     #[test]
