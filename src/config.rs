@@ -132,8 +132,41 @@ impl Default for CoreSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
-    /// Listener for `/metrics` and `/health/*`; none disables it.
+    /// Listener for `/metrics` and `/health/*`; none disables it. Written as `parse_listen_addr`
+    /// reads it.
+    #[serde(deserialize_with = "listen_addr")]
     pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Reads a listen address: `IP:PORT`, `HOST:PORT` (resolved now: its first IPv4 address, else its
+/// first address) or `:PORT` (every IPv4 interface, `0.0.0.0:PORT`).
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = text.strip_prefix(':') {
+        return port
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+            .map_err(|_| format!("{text:?}: the port is not a number from 0 to 65535"));
+    }
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("{text:?} is not IP:PORT, HOST:PORT or :PORT ({e})"))?
+        .collect();
+    resolved
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?}: the host name has no address"))
+}
+
+fn listen_addr<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| parse_listen_addr(&text).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

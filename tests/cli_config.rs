@@ -224,6 +224,50 @@ fn config_check_shows_the_effective_protocol_and_log_filter() {
     assert!(out.contains("sasl_password = \"\""), "{out}");
 }
 
+/// The metrics listener takes a host name or a bare port, as other services' flags do, in flags,
+/// environment and file alike; what it cannot read is refused naming the setting.
+#[test]
+fn the_metrics_address_takes_a_host_name_or_a_bare_port() {
+    let shown = |args: &[&str], env: &[(&str, &str)]| {
+        let (code, out, err) = config_check(args, env);
+        assert_eq!(code, 0, "{args:?} {env:?}: {err}");
+        let shown: toml::Value = toml::from_str(&out).expect("TOML");
+        shown["http"]["metrics_addr"].as_str().map(str::to_owned)
+    };
+    assert_eq!(
+        shown(&["--metrics-addr", "localhost:9464"], &[]).as_deref(),
+        Some("127.0.0.1:9464")
+    );
+    assert_eq!(
+        shown(&[], &[("CALLSTREAM_METRICS_ADDR", ":9464")]).as_deref(),
+        Some("0.0.0.0:9464")
+    );
+    assert_eq!(
+        shown(&["--metrics-addr", "[::1]:9464"], &[]).as_deref(),
+        Some("[::1]:9464")
+    );
+    let file = write_config(
+        "metrics-addr",
+        "[http]\nmetrics_addr = \"localhost:9090\"\n",
+    );
+    assert_eq!(
+        shown(&["--config", file.to_str().unwrap()], &[]).as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    for bad in [":http", "localhost", "nohost.invalid:9464"] {
+        let (code, _, err) = config_check(&["--metrics-addr", bad], &[]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--metrics-addr"), "{bad}: {err}");
+    }
+    let file = write_config("bad-metrics-addr", "[http]\nmetrics_addr = \":99999\"\n");
+    let (code, _, err) = config_check(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("metrics_addr") && err.contains("65535"),
+        "{err}"
+    );
+}
+
 /// Dotted keys of a TOML document (`kafka.security.protocol`).
 fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(table) = value {

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{parse_listen_addr, ConfigError, Settings};
 use crate::core::{DecodeLimits, ProcessorConfig};
 use crate::logging::LogFormat;
 use crate::service::Guarantee;
@@ -292,8 +292,8 @@ pub struct RunArgs {
     /// Recent notifications, records and recordings remembered (each) to suppress duplicates, 0 = off [default: 100000]
     #[arg(long, env = "CALLSTREAM_DEDUP_WINDOW")]
     pub dedup_window: Option<usize>,
-    /// HTTP listener for /metrics and /health/* [default: none]
-    #[arg(long, env = "CALLSTREAM_METRICS_ADDR")]
+    /// HTTP listener for /metrics and /health/*: IP:PORT, HOST:PORT or :PORT (all interfaces) [default: none]
+    #[arg(long, env = "CALLSTREAM_METRICS_ADDR", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
     /// Confluent Schema Registry URL; without it, values use Avro single-object encoding
     #[arg(long, env = "CALLSTREAM_SCHEMA_REGISTRY_URL")]
@@ -390,8 +390,8 @@ pub struct DemoArgs {
     /// Example records printed per topic.
     #[arg(long, default_value_t = 1)]
     pub examples: usize,
-    /// Address of the HTTP listener for /metrics and /health/*.
-    #[arg(long)]
+    /// Address of the HTTP listener for /metrics and /health/*: IP:PORT, HOST:PORT or :PORT.
+    #[arg(long, value_parser = parse_listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub log: LogArgs,
