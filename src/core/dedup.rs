@@ -68,8 +68,8 @@ struct Journal<V> {
     settled: usize,
     /// Bytes the entries hold.
     held: usize,
-    /// Changes when marks taken before can no longer be rolled back to (`clear`, or the journal
-    /// outgrew its bound and was dropped).
+    /// Changes when marks taken before can no longer be rolled back to: `clear`, the journal
+    /// outgrew its bound and was dropped, or a rollback.
     epoch: u64,
 }
 
@@ -87,7 +87,7 @@ impl<V> Default for Journal<V> {
 impl<V> Journal<V> {
     /// Drops every entry: marks taken so far are of no use any more.
     fn restart(&mut self) {
-        self.undo.clear();
+        self.undo = Vec::new();
         self.settled = 0;
         self.held = 0;
         self.epoch += 1;
@@ -139,8 +139,9 @@ impl<V: Copy + Default> Window<V> {
     }
 
     /// Returns the window to its state at `mark`. False, changing nothing, when that state can no
-    /// longer be restored: the window was cleared, its journal outgrew its bound, or it was
-    /// settled past the mark.
+    /// longer be restored: the window was cleared, its journal outgrew its bound, it was settled
+    /// past the mark, or rolled back since the mark was taken (to it or elsewhere). A rollback
+    /// leaves no mark usable: take a new one.
     pub fn rollback(&mut self, mark: Mark) -> bool {
         let Window {
             slots,
@@ -165,7 +166,10 @@ impl<V: Copy + Default> Window<V> {
                 None => break,
             }
         }
-        journal.held = journal.undo.iter().map(Undo::weight).sum();
+        // Marks taken after the target describe states that no longer exist, and the entries
+        // before it lead to marks the caller has no more use for (it settles before it rolls
+        // back, at the start of the aborted transaction): none is kept.
+        journal.restart();
         self.next = mark.next;
         self.occupied = mark.occupied;
         true
@@ -530,9 +534,12 @@ mod tests {
 
     /// Rolled back to a mark, a window that keeps undo information is the window it was at the
     /// mark, slot for slot, over random operations that grow its table, rebuild it and reuse
-    /// forgotten keys' slots; settling at the mark leaves it reachable.
+    /// forgotten keys' slots. As the core thread uses it: a mark per batch, settled at a later
+    /// mark (a commit), rolled back to any mark still held (an abort); marks taken before the
+    /// rollback are refused afterwards.
     #[test]
     fn rolls_back_to_its_state_at_a_mark() {
+        use std::collections::VecDeque;
         let mut state = 0x2545_f491_u64;
         let mut random = move |n: u64| {
             state ^= state << 13;
@@ -540,16 +547,22 @@ mod tests {
             state ^= state << 17;
             state % n
         };
-        for (capacity, key_space) in [(1, 4), (5, 12), (300, 900), (2_000, 50_000)] {
+        type State = (Vec<Slot<u64>>, u64, usize);
+        for (capacity, key_space) in [(1, 4), (5, 100_000), (300, 900), (2_000, 50_000)] {
             let mut window: Window<u64> = Window::new(capacity);
             window.keep_undo();
-            let (mut rolled_back, mut rebuilt) = (0, 0);
-            for round in 0..300 {
-                let mark = window.mark().expect("keeps undo information");
-                let before = (window.slots.clone(), window.next, window.occupied);
-                // Up to a quarter of the capacity of changes: at most one rebuild, within the
-                // journal's bound of twice the table's bytes.
-                for step in 0..=random(capacity as u64 / 4 + 2) {
+            let state_of = |w: &Window<u64>| -> State { (w.slots.clone(), w.next, w.occupied) };
+            let mut marks: VecDeque<(Mark, State)> = VecDeque::new();
+            let (mut rolled_back, mut rebuilt_since_mark) = (0, 0);
+            for round in 0..2_000 {
+                marks.push_back((
+                    window.mark().expect("keeps undo information"),
+                    state_of(&window),
+                ));
+                let before = (window.slots.len(), window.occupied);
+                // At most four marks of up to a sixteenth of the capacity of changes each: at most
+                // one rebuild, within the journal's bound of twice the table's bytes.
+                for step in 0..=random(capacity as u64 / 16 + 2) {
                     let key = random(key_space);
                     if random(2) == 0 {
                         window.put(key, round * 10_000 + step);
@@ -557,26 +570,39 @@ mod tests {
                         window.insert(key);
                     }
                 }
-                if window.slots.len() != before.0.len() || window.occupied < before.2 {
-                    rebuilt += 1;
+                if window.slots.len() != before.0 || window.occupied < before.1 {
+                    rebuilt_since_mark += 1;
                 }
-                if random(3) == 0 {
-                    window.settle(mark);
+                match random(4) {
+                    0 => {
+                        let target = random(marks.len() as u64) as usize;
+                        let (mark, expected) = marks[target].clone();
+                        assert!(window.rollback(mark), "capacity {capacity}, round {round}");
+                        assert!(
+                            state_of(&window) == expected,
+                            "capacity {capacity}, round {round}: not the state at the mark"
+                        );
+                        rolled_back += 1;
+                        let stale = marks[random(target as u64 + 1) as usize].0;
+                        assert!(!window.rollback(stale), "a mark taken before the rollback");
+                        assert!(state_of(&window) == expected, "a refusal changes nothing");
+                        marks.clear();
+                    }
+                    1 if marks.len() > 1 => {
+                        let keep = 1 + random(marks.len() as u64 - 1) as usize;
+                        marks.drain(..keep);
+                        window.settle(marks[0].0);
+                    }
+                    _ => {}
                 }
-                if random(2) == 0 {
-                    assert!(window.rollback(mark), "capacity {capacity}, round {round}");
-                    assert!(
-                        (window.slots.clone(), window.next, window.occupied) == before,
-                        "capacity {capacity}, round {round}: not the state at the mark"
-                    );
-                    rolled_back += 1;
-                } else if let Some(now) = window.mark() {
-                    window.settle(now);
+                if marks.len() >= 4 {
+                    marks.drain(..2);
+                    window.settle(marks[0].0);
                 }
             }
             assert!(
-                rolled_back > 100 && rebuilt > 0,
-                "{capacity}: {rolled_back} {rebuilt}"
+                rolled_back > 300 && rebuilt_since_mark > 0,
+                "{capacity}: {rolled_back} {rebuilt_since_mark}"
             );
         }
     }
@@ -620,6 +646,26 @@ mod tests {
         w.put(7, 70);
         assert!(w.rollback(mark));
         assert_eq!(w.get(7), None);
+
+        // Inserts that grow and rebuild the table outgrow the bound too; a rollback across a
+        // rebuild is exact.
+        let mut w: Window<u64> = Window::new(700);
+        w.keep_undo();
+        let mark = w.mark().expect("keeps undo information");
+        for key in 0..5_000 {
+            w.insert(key);
+        }
+        assert!(!w.rollback(mark), "outgrown by rebuilds");
+        let mark = w.mark().expect("keeps undo information");
+        let before = (w.slots.clone(), w.next, w.occupied);
+        for key in 5_000..5_600 {
+            w.insert(key);
+        }
+        let journal = w.journal.as_ref().expect("journal");
+        assert!(journal.undo.iter().any(|u| matches!(u, Undo::Table(_))));
+        assert!(w.rollback(mark));
+        assert!((w.slots.clone(), w.next, w.occupied) == before);
+        assert!(w.contains(4_999) && !w.contains(5_000));
     }
 
     #[test]

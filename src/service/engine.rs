@@ -1044,6 +1044,12 @@ impl Engine {
     /// been sent yet: the producer is replaced by one whose `message.max.bytes` (which also caps
     /// its batches) fits too, and the core thread measures records against the new limit.
     fn apply_topic_limits(&mut self, pending: &Receiver<usize>) -> Result<(), ServiceError> {
+        // Only at the first dispatch: a replaced producer's open transaction is aborted, which
+        // is harmless only while it holds nothing.
+        debug_assert_eq!(
+            self.batches_done, 0,
+            "topic limits applied after publishing"
+        );
         let limit = pending.recv().unwrap_or(self.max_record_bytes);
         if limit >= self.max_record_bytes {
             return Ok(());

@@ -285,7 +285,8 @@ impl BatchMarks {
                 if !processor.rollback(self.marks[i].1) {
                     tracing::warn!("the duplicate windows could not be rolled back to the aborted transaction's start (its undo information outgrew its bound); they were cleared, so redelivered notifications may be published again");
                 }
-                self.marks.truncate(i);
+                // A rollback leaves no mark usable; the next batch takes a new one.
+                self.marks.clear();
             }
             // Nothing processed since.
             None if aborted >= self.processed => {}
@@ -325,8 +326,9 @@ mod tests {
     }
 
     /// Runs `jobs` through the core thread's loop, as the engine sends them; returns, per batch
-    /// in order, which of its messages were transport duplicates.
-    fn run_jobs(processor: Processor, jobs: Vec<Job>) -> Vec<Vec<bool>> {
+    /// in order, per message: whether it was a transport duplicate, and its records emitted and
+    /// suppressed.
+    fn run_jobs(processor: Processor, jobs: Vec<Job>) -> Vec<Vec<(bool, usize, usize)>> {
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel(jobs.len());
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(jobs.len());
         for job in jobs {
@@ -349,53 +351,64 @@ mod tests {
                 batch
                     .results
                     .iter()
-                    .map(|r| matches!(r, Processed::Accepted { outcome, .. } if outcome.duplicate))
+                    .map(|r| match r {
+                        Processed::Accepted { outcome, .. } => {
+                            (outcome.duplicate, outcome.emitted, outcome.suppressed)
+                        }
+                        Processed::Rejected(rejection) => panic!("{rejection}"),
+                    })
                     .collect()
             })
             .collect()
     }
 
     /// Exactly-once: a rollback to the first batch of an aborted transaction forgets what that
-    /// batch and the later ones emitted, and keeps what committed batches emitted, so that their
-    /// redelivery is still a duplicate. Without undo information it forgets everything.
+    /// batch and the later ones emitted, and keeps what committed batches emitted: their
+    /// redelivery is still a duplicate, and a later notification repeating their parties' states
+    /// still has its records suppressed. The commit came while a batch of the aborted transaction
+    /// was at the core thread already. Without undo information a rollback forgets everything.
     #[test]
     fn a_rollback_forgets_the_aborted_batches_only() {
         let [a, b, c] = [("1", "s-a"), ("2", "s-b"), ("3", "s-c")].map(|(u, s)| notification(u, s));
+        // The same call and party states as `a`, in a notification of its own.
+        let restated = notification("4", "s-a");
         let jobs = || {
             vec![
                 Job::Process(batch_of(&[&a])),
-                Job::Settle(1),
                 Job::Process(batch_of(&[&b])),
+                // Batch 0 committed; batches 1 and 2 are in a transaction that aborts.
+                Job::Settle(1),
                 Job::Process(batch_of(&[&c])),
-                // Batches 1 and 2 were in a transaction that aborted.
                 Job::Rollback(1),
-                Job::Process(batch_of(&[&a, &b, &c])),
+                Job::Process(batch_of(&[&restated, &a, &b, &c])),
                 // Nothing processed since batch 3: nothing to forget.
                 Job::Rollback(4),
                 Job::Process(batch_of(&[&b])),
             ]
         };
+        let new = (false, 2, 0);
+        let redelivered = (true, 0, 0);
         let mut undoing = Processor::new(ProcessorConfig::default());
         undoing.keep_undo();
         assert_eq!(
             run_jobs(undoing, jobs()),
             [
-                vec![false],
-                vec![false],
-                vec![false],
-                vec![true, false, false],
-                vec![true]
+                vec![new],
+                vec![new],
+                vec![new],
+                vec![(false, 0, 2), redelivered, new, new],
+                vec![redelivered]
             ]
         );
         // Without undo information (at-least-once) a rollback cannot be partial.
         assert_eq!(
             run_jobs(Processor::new(ProcessorConfig::default()), jobs()),
             [
-                vec![false],
-                vec![false],
-                vec![false],
-                vec![false, false, false],
-                vec![true]
+                vec![new],
+                vec![new],
+                vec![new],
+                vec![new, (false, 0, 2), new, new],
+                vec![redelivered]
             ]
         );
         // A `Forget` in between leaves nothing to roll back to: everything is forgotten.
@@ -412,7 +425,7 @@ mod tests {
                 Job::Process(batch_of(&[&a, &c])),
             ],
         );
-        assert_eq!(forgotten[3], [false, false]);
+        assert_eq!(forgotten[3], [new, new]);
     }
 
     #[test]
