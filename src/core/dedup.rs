@@ -121,9 +121,13 @@ impl<V: Copy + Default> Window<V> {
 
     /// From now on, keeps what each change overwrites, so that the window can be rolled back to
     /// a mark (`mark`, `rollback`): under exactly-once, what an aborted transaction emitted is
-    /// forgotten and what committed transactions emitted is kept. The journal holds at most twice
-    /// the table's bytes; past that it is dropped, and rolling back to an earlier mark fails (the
-    /// caller then forgets everything, as without a journal).
+    /// forgotten and what committed transactions emitted is kept. The journal holds at most the
+    /// table's bytes; past that it is dropped, and rolling back to an earlier mark fails (the
+    /// caller then forgets everything, as without a journal). So a table grown since the mark is
+    /// kept for the rollback, but one rebuilt at its own size (forgotten keys dropped, about every
+    /// 60,000 new keys in a full window of 100,000) is not: holding a whole table more was seen to
+    /// raise the peak memory under exactly-once by a few MiB, and the rollback that needs it is the
+    /// rare abort of a transaction that rebuilt a table.
     pub fn keep_undo(&mut self) {
         self.journal.get_or_insert_with(Journal::default);
     }
@@ -201,7 +205,7 @@ impl<V: Copy + Default> Window<V> {
             return;
         };
         let undo = undo(slots);
-        let bound = 2 * std::mem::size_of::<Slot<V>>() * slots.len().max(INITIAL_SLOTS);
+        let bound = std::mem::size_of::<Slot<V>>() * slots.len().max(INITIAL_SLOTS);
         if journal.held + undo.weight() > bound {
             journal.restart();
             return;
@@ -533,10 +537,11 @@ mod tests {
     }
 
     /// Rolled back to a mark, a window that keeps undo information is the window it was at the
-    /// mark, slot for slot, over random operations that grow its table, rebuild it and reuse
-    /// forgotten keys' slots. As the core thread uses it: a mark per batch, settled at a later
-    /// mark (a commit), rolled back to any mark still held (an abort); marks taken before the
-    /// rollback are refused afterwards.
+    /// mark, slot for slot, over random operations that grow its table and reuse forgotten keys'
+    /// slots; a table rebuilt at its own size since the mark makes the rollback refused instead,
+    /// changing nothing. As the core thread uses it: a mark per batch, settled at a later mark (a
+    /// commit), rolled back to any mark still held (an abort); marks taken before the rollback are
+    /// refused afterwards.
     #[test]
     fn rolls_back_to_its_state_at_a_mark() {
         use std::collections::VecDeque;
@@ -548,20 +553,21 @@ mod tests {
             state % n
         };
         type State = (Vec<Slot<u64>>, u64, usize);
+        let (mut across_growth, mut refused) = (0, 0);
         for (capacity, key_space) in [(1, 4), (5, 100_000), (300, 900), (2_000, 50_000)] {
             let mut window: Window<u64> = Window::new(capacity);
             window.keep_undo();
             let state_of = |w: &Window<u64>| -> State { (w.slots.clone(), w.next, w.occupied) };
-            let mut marks: VecDeque<(Mark, State)> = VecDeque::new();
-            let (mut rolled_back, mut rebuilt_since_mark) = (0, 0);
+            // Each mark, the state it marks, and whether the table grew, or was rebuilt at its
+            // own size, since.
+            let mut marks: VecDeque<(Mark, State, bool, bool)> = VecDeque::new();
+            let mut rolled_back = 0;
             for round in 0..2_000 {
-                marks.push_back((
-                    window.mark().expect("keeps undo information"),
-                    state_of(&window),
-                ));
+                let mark = window.mark().expect("keeps undo information");
+                marks.push_back((mark, state_of(&window), false, false));
                 let before = (window.slots.len(), window.occupied);
-                // At most four marks of up to a sixteenth of the capacity of changes each: at most
-                // one rebuild, within the journal's bound of twice the table's bytes.
+                // At most four marks of up to a sixteenth of the capacity of changes each: within
+                // the journal's bound but for a rebuild at the table's own size.
                 for step in 0..=random(capacity as u64 / 16 + 2) {
                     let key = random(key_space);
                     if random(2) == 0 {
@@ -570,22 +576,33 @@ mod tests {
                         window.insert(key);
                     }
                 }
-                if window.slots.len() != before.0 || window.occupied < before.1 {
-                    rebuilt_since_mark += 1;
+                let grown = window.slots.len() > before.0;
+                let compacted = !grown && window.occupied < before.1;
+                for m in marks.iter_mut() {
+                    m.2 |= grown;
+                    m.3 |= compacted;
                 }
                 match random(4) {
                     0 => {
                         let target = random(marks.len() as u64) as usize;
-                        let (mark, expected) = marks[target].clone();
-                        assert!(window.rollback(mark), "capacity {capacity}, round {round}");
-                        assert!(
-                            state_of(&window) == expected,
-                            "capacity {capacity}, round {round}: not the state at the mark"
-                        );
-                        rolled_back += 1;
-                        let stale = marks[random(target as u64 + 1) as usize].0;
-                        assert!(!window.rollback(stale), "a mark taken before the rollback");
-                        assert!(state_of(&window) == expected, "a refusal changes nothing");
+                        let (mark, expected, grew, compacted) = marks[target].clone();
+                        let now = state_of(&window);
+                        if compacted {
+                            assert!(!window.rollback(mark), "{capacity}, round {round}");
+                            assert!(state_of(&window) == now, "a refusal changes nothing");
+                            refused += 1;
+                        } else {
+                            assert!(window.rollback(mark), "{capacity}, round {round}");
+                            assert!(
+                                state_of(&window) == expected,
+                                "{capacity}, round {round}: not the state at the mark"
+                            );
+                            let stale = marks[random(target as u64 + 1) as usize].0;
+                            assert!(!window.rollback(stale), "a mark taken before the rollback");
+                            assert!(state_of(&window) == expected, "a refusal changes nothing");
+                            rolled_back += 1;
+                            across_growth += usize::from(grew);
+                        }
                         marks.clear();
                     }
                     1 if marks.len() > 1 => {
@@ -600,11 +617,12 @@ mod tests {
                     window.settle(marks[0].0);
                 }
             }
-            assert!(
-                rolled_back > 300 && rebuilt_since_mark > 0,
-                "{capacity}: {rolled_back} {rebuilt_since_mark}"
-            );
+            assert!(rolled_back > 300, "{capacity}: {rolled_back}");
         }
+        assert!(
+            across_growth > 0 && refused > 0,
+            "{across_growth} {refused}"
+        );
     }
 
     #[test]
@@ -640,32 +658,38 @@ mod tests {
         assert!(!w.rollback(mark), "outgrown");
         let journal = w.journal.as_ref().expect("journal");
         let table_bytes = std::mem::size_of_val(&w.slots[..]);
-        assert!(journal.held <= 2 * table_bytes && journal.undo.len() <= 2 * INITIAL_SLOTS);
+        assert!(journal.held <= table_bytes);
         // Marks taken since work.
         let mark = w.mark().expect("keeps undo information");
         w.put(7, 70);
         assert!(w.rollback(mark));
         assert_eq!(w.get(7), None);
 
-        // Inserts that grow and rebuild the table outgrow the bound too; a rollback across a
-        // rebuild is exact.
-        let mut w: Window<u64> = Window::new(700);
+        // A table grown since the mark is put back.
+        let mut w: Window<u64> = Window::new(2_000);
         w.keep_undo();
+        (0..500).for_each(|key| w.insert(key));
         let mark = w.mark().expect("keeps undo information");
-        for key in 0..5_000 {
-            w.insert(key);
-        }
-        assert!(!w.rollback(mark), "outgrown by rebuilds");
-        let mark = w.mark().expect("keeps undo information");
+        w.settle(mark);
         let before = (w.slots.clone(), w.next, w.occupied);
-        for key in 5_000..5_600 {
-            w.insert(key);
-        }
-        let journal = w.journal.as_ref().expect("journal");
-        assert!(journal.undo.iter().any(|u| matches!(u, Undo::Table(_))));
+        (500..900).for_each(|key| w.insert(key));
+        assert!(w.slots.len() > before.0.len(), "grown");
         assert!(w.rollback(mark));
         assert!((w.slots.clone(), w.next, w.occupied) == before);
-        assert!(w.contains(4_999) && !w.contains(5_000));
+        assert!(w.contains(499) && !w.contains(500));
+
+        // A table rebuilt at its own size (forgotten keys dropped) is not kept: refused.
+        let mut w: Window<u64> = Window::new(700);
+        w.keep_undo();
+        (0..5_000).for_each(|key| w.insert(key));
+        let mark = w.mark().expect("keeps undo information");
+        w.settle(mark);
+        let size = w.slots.len();
+        (5_000..5_600).for_each(|key| w.insert(key));
+        assert_eq!(w.slots.len(), size);
+        assert_ne!(w.mark().map(|m| m.epoch), Some(mark.epoch), "rebuilt");
+        assert!(!w.rollback(mark));
+        assert!(w.contains(5_599));
     }
 
     #[test]
