@@ -38,7 +38,8 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Nothing lost on any derived topic; under exactly-once, no party record duplicated either.
+/// Nothing lost on any derived topic; under exactly-once, nothing duplicated either (but for
+/// recordings, below).
 fn assert_outputs(
     test: &str,
     guarantee: &str,
@@ -53,8 +54,11 @@ fn assert_outputs(
             dedup(expected.clone()),
             "{test}: no {kind:?} record lost"
         );
-        if guarantee == "exactly-once" && kind == TopicKind::Parties {
-            assert_eq!(got, expected, "{test}: no party record duplicated");
+        // How many copies of a recording's state are news depends on the order its
+        // notifications are read in, which across input partitions is not defined; every other
+        // record is published once, in any order.
+        if guarantee == "exactly-once" && kind != TopicKind::Recorded {
+            assert_eq!(got, expected, "{test}: no {kind:?} record duplicated");
         }
     }
 }
