@@ -437,6 +437,16 @@ mod tests {
 
     use super::*;
 
+    /// A seeded xorshift generator: `random(n)` is below `n`.
+    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
     #[test]
     fn remembers_up_to_capacity_then_forgets_the_oldest() {
         let mut w = DedupWindow::new(2);
@@ -479,13 +489,7 @@ mod tests {
     #[test]
     fn agrees_with_a_queue_of_the_last_keys() {
         use std::collections::VecDeque;
-        let mut state = 0x9e37_79b9_u64;
-        let mut random = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut random = xorshift(0x9e37_79b9_u64);
         for (capacity, key_space, colliding) in [
             (1, 4, false),
             (5, 12, false),
@@ -545,13 +549,7 @@ mod tests {
     #[test]
     fn rolls_back_to_its_state_at_a_mark() {
         use std::collections::VecDeque;
-        let mut state = 0x2545_f491_u64;
-        let mut random = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut random = xorshift(0x2545_f491_u64);
         type State = (Vec<Slot<u64>>, u64, usize);
         let (mut across_growth, mut refused) = (0, 0);
         for (capacity, key_space) in [(1, 4), (5, 100_000), (300, 900), (2_000, 50_000)] {
