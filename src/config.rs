@@ -144,7 +144,7 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
-    if let Some(port) = text.strip_prefix(':') {
+    if let Some(port) = text.strip_prefix(':').filter(|rest| !rest.contains(':')) {
         return port
             .parse::<u16>()
             .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))

@@ -259,6 +259,14 @@ fn the_metrics_address_takes_a_host_name_or_a_bare_port() {
         assert_eq!(code, 2, "{bad}: {err}");
         assert!(err.contains("--metrics-addr"), "{bad}: {err}");
     }
+    // An IPv6 address without brackets is not taken for a bare port.
+    assert_eq!(
+        shown(&[], &[("CALLSTREAM_METRICS_ADDR", "::1:9464")]).as_deref(),
+        Some("[::1]:9464")
+    );
+    let (code, _, err) = config_check(&[], &[("CALLSTREAM_METRICS_ADDR", "nohost.invalid")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not IP:PORT, HOST:PORT or :PORT"), "{err}");
     let file = write_config("bad-metrics-addr", "[http]\nmetrics_addr = \":99999\"\n");
     let (code, _, err) = config_check(&["--config", file.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{err}");

@@ -292,7 +292,7 @@ pub struct RunArgs {
     /// Recent notifications, records and recordings remembered (each) to suppress duplicates, 0 = off [default: 100000]
     #[arg(long, env = "CALLSTREAM_DEDUP_WINDOW")]
     pub dedup_window: Option<usize>,
-    /// HTTP listener for /metrics and /health/*: IP:PORT, HOST:PORT or :PORT (all interfaces) [default: none]
+    /// HTTP listener for /metrics and /health/*: IP:PORT, HOST:PORT or :PORT (all IPv4 interfaces) [default: none]
     #[arg(long, env = "CALLSTREAM_METRICS_ADDR", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
     /// Confluent Schema Registry URL; without it, values use Avro single-object encoding

@@ -283,7 +283,7 @@ impl BatchMarks {
         match self.marks.iter().position(|&(batch, _)| batch == aborted) {
             Some(i) => {
                 if !processor.rollback(self.marks[i].1) {
-                    tracing::warn!("the duplicate windows could not be rolled back to the aborted transaction's start (its undo information outgrew its bound); they were cleared, so redelivered notifications may be published again");
+                    tracing::warn!("the duplicate windows could not be rolled back to the aborted transaction's start (its undo information outgrew its bound, or a full window's table was rebuilt); they were cleared, so redelivered notifications may be published again");
                 }
                 // A rollback leaves no mark usable; the next batch takes a new one.
                 self.marks.clear();
