@@ -43,8 +43,15 @@ pub struct Metrics {
     /// Producers given up on and replaced, by reason (see `Engine::replace_producer` and
     /// `Engine::replace_stuck_producer`).
     pub producer_replacements: IntCounterVec,
+    /// The duplicate windows cleared whole, by reason (`WINDOW_RESET_REASONS`).
+    pub window_resets: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
+
+/// Why the duplicate windows were cleared whole: `dropped_work` (at-least-once: work of a revoked
+/// or lost partition dropped), `rollback_fallback` (exactly-once: an abort that could not forget
+/// its own transaction alone, see `Window::keep_undo`).
+pub const WINDOW_RESET_REASONS: [&str; 2] = ["dropped_work", "rollback_fallback"];
 
 /// The outcomes of `callstream_input_messages_total`.
 const INPUT_OUTCOMES: [&str; 3] = ["processed", "rejected", "duplicate"];
@@ -221,6 +228,12 @@ impl Metrics {
             "Producers given up on and replaced by a new one, by reason: record_timeouts (at-least-once: a record kept timing out while others were delivered), transactions_failing (exactly-once: three transactions in a row failed), transaction_not_ending (exactly-once: a commit or abort kept failing), offsets_call_stuck (exactly-once: sending the input offsets to the transaction did not return).",
             &["reason"],
         );
+        let window_resets = counter_vec(
+            &registry,
+            "callstream_duplicate_window_resets_total",
+            "Times the duplicate windows were cleared whole, by reason: dropped_work (at-least-once: work of a revoked or lost partition was dropped), rollback_fallback (exactly-once: an abort could not forget its own transaction's records alone). Redeliveries of what they remembered may be published again.",
+            &["reason"],
+        );
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "callstream_build_info",
@@ -248,6 +261,7 @@ impl Metrics {
             (&offset_commits, &["ok", "error"][..]),
             (&transactions, &["committed", "aborted"][..]),
             (&producer_replacements, &REPLACEMENT_REASONS[..]),
+            (&window_resets, &WINDOW_RESET_REASONS[..]),
         ] {
             for value in values {
                 counter.with_label_values(&[value]);
@@ -278,6 +292,7 @@ impl Metrics {
             delivery_retries,
             delivery_failures,
             producer_replacements,
+            window_resets,
             build_info,
         }
     }

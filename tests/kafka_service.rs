@@ -925,6 +925,7 @@ fn exactly_once_an_abort_forgets_only_what_its_transaction_emitted() {
         "{log}"
     );
     assert!(log.contains("taken as refusing its timestamp"), "{log}");
+    assert!(!log.contains("could not be rolled back"), "{log}");
     let (want, _) = expected(&all);
     let got = published(&t);
     for kind in TopicKind::ALL {

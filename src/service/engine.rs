@@ -2196,6 +2196,7 @@ pub fn run(
     }
     let held_partitions = Arc::new(HeldPartitions::default());
     let durations = metrics.processing_duration.clone();
+    let window_resets = metrics.window_resets.clone();
     let core_thread = std::thread::Builder::new()
         .name("callstream-core".into())
         .spawn(move || {
@@ -2204,6 +2205,7 @@ pub fn run(
                 value_format,
                 max_record_bytes,
                 durations,
+                window_resets,
                 job_queue,
                 done_tx,
             )

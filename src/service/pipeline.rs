@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
 use prometheus::local::LocalHistogram;
-use prometheus::Histogram;
+use prometheus::{Histogram, IntCounterVec};
 use rdkafka::message::OwnedHeaders;
 
 use crate::core::budget::OutputBudget;
@@ -207,12 +207,17 @@ pub fn run_core(
     value_format: ValueFormat,
     mut max_record_bytes: usize,
     durations: Histogram,
+    window_resets: IntCounterVec,
     jobs: Receiver<Job>,
     done: SyncSender<Batch>,
 ) {
     // Observed locally and flushed once per batch: one atomic update per batch, not per message.
     let durations = durations.local();
-    let mut marks = BatchMarks::default();
+    let mut marks = BatchMarks {
+        processed: 0,
+        marks: VecDeque::new(),
+        resets: window_resets,
+    };
     for job in jobs {
         match job {
             Job::Process(mut batch) => {
@@ -229,7 +234,7 @@ pub fn run_core(
                     return;
                 }
             }
-            Job::Forget => marks.forget(&mut processor),
+            Job::Forget => marks.forget(&mut processor, "dropped_work"),
             Job::Settle(committed) => marks.settle(&mut processor, committed),
             Job::Rollback(aborted) => marks.rollback(&mut processor, aborted),
             Job::RecordLimit(limit) => max_record_bytes = limit,
@@ -239,11 +244,12 @@ pub fn run_core(
 
 /// The duplicate windows' state before each batch not yet known to be committed (exactly-once,
 /// where the processor keeps undo information; otherwise there are no marks), by batch number.
-#[derive(Debug, Default)]
 struct BatchMarks {
     /// Batches processed so far: the number of the next one.
     processed: u64,
     marks: VecDeque<(u64, ProcessorMark)>,
+    /// `callstream_duplicate_window_resets_total{reason}`.
+    resets: IntCounterVec,
 }
 
 impl BatchMarks {
@@ -254,9 +260,10 @@ impl BatchMarks {
         self.processed += 1;
     }
 
-    fn forget(&mut self, processor: &mut Processor) {
+    fn forget(&mut self, processor: &mut Processor, reason: &str) {
         processor.forget_emitted();
         self.marks.clear();
+        self.resets.with_label_values(&[reason]).inc();
     }
 
     /// Batches before `committed` are published for good.
@@ -283,6 +290,7 @@ impl BatchMarks {
         match self.marks.iter().position(|&(batch, _)| batch == aborted) {
             Some(i) => {
                 if !processor.rollback(self.marks[i].1) {
+                    self.resets.with_label_values(&["rollback_fallback"]).inc();
                     tracing::warn!("the duplicate windows could not be rolled back to the aborted transaction's start (its undo information outgrew its bound, or a full window's table was rebuilt); they were cleared, so redelivered notifications may be published again");
                 }
                 // A rollback leaves no mark usable; the next batch takes a new one.
@@ -292,7 +300,7 @@ impl BatchMarks {
             None if aborted >= self.processed => {}
             // Its mark is gone (the windows were cleared, or keep no undo information): forget
             // everything rather than remember what was not published.
-            None => self.forget(processor),
+            None => self.forget(processor, "rollback_fallback"),
         }
     }
 }
@@ -302,6 +310,7 @@ mod tests {
     use super::*;
     use crate::core::budget::{MAX_RECORD_BYTES, OUTPUT_ALLOWANCE_BYTES, OUTPUT_PER_INPUT_BYTE};
     use crate::core::{ProcessorConfig, Stage};
+    use crate::metrics::WINDOW_RESET_REASONS;
 
     fn notification(uuid: &str, session: &str) -> String {
         format!(
@@ -325,10 +334,13 @@ mod tests {
         batch
     }
 
+    /// Of one message: whether it was a transport duplicate, its records emitted and suppressed.
+    type Seen = (bool, usize, usize);
+
     /// Runs `jobs` through the core thread's loop, as the engine sends them; returns, per batch
     /// in order, per message: whether it was a transport duplicate, and its records emitted and
-    /// suppressed.
-    fn run_jobs(processor: Processor, jobs: Vec<Job>) -> Vec<Vec<(bool, usize, usize)>> {
+    /// suppressed; and the windows' resets, per reason (`WINDOW_RESET_REASONS`).
+    fn run_jobs(processor: Processor, jobs: Vec<Job>) -> (Vec<Vec<Seen>>, [u64; 2]) {
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel(jobs.len());
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(jobs.len());
         for job in jobs {
@@ -337,15 +349,17 @@ mod tests {
         drop(job_tx);
         let format = ValueFormat::single_object().expect("format");
         let durations = Histogram::with_opts(prometheus::HistogramOpts::new("d", "d")).expect("h");
+        let resets = IntCounterVec::new(prometheus::Opts::new("r", "r"), &["reason"]).expect("r");
         run_core(
             processor,
             format,
             MAX_RECORD_BYTES,
             durations,
+            resets.clone(),
             job_rx,
             done_tx,
         );
-        done_rx
+        let results = done_rx
             .try_iter()
             .map(|batch| {
                 batch
@@ -359,7 +373,9 @@ mod tests {
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        let count = |reason| resets.with_label_values(&[reason]).get();
+        (results, WINDOW_RESET_REASONS.map(count))
     }
 
     /// Exactly-once: a rollback to the first batch of an aborted transaction forgets what that
@@ -392,29 +408,36 @@ mod tests {
         undoing.keep_undo();
         assert_eq!(
             run_jobs(undoing, jobs()),
-            [
-                vec![new],
-                vec![new],
-                vec![new],
-                vec![(false, 0, 2), redelivered, new, new],
-                vec![redelivered]
-            ]
+            (
+                vec![
+                    vec![new],
+                    vec![new],
+                    vec![new],
+                    vec![(false, 0, 2), redelivered, new, new],
+                    vec![redelivered]
+                ],
+                [0, 0]
+            )
         );
         // Without undo information (at-least-once) a rollback cannot be partial.
         assert_eq!(
             run_jobs(Processor::new(ProcessorConfig::default()), jobs()),
-            [
-                vec![new],
-                vec![new],
-                vec![new],
-                vec![new, (false, 0, 2), new, new],
-                vec![redelivered]
-            ]
+            (
+                vec![
+                    vec![new],
+                    vec![new],
+                    vec![new],
+                    vec![new, (false, 0, 2), new, new],
+                    vec![redelivered]
+                ],
+                [0, 1]
+            ),
+            "a reset counted as a rollback's fallback"
         );
         // A `Forget` in between leaves nothing to roll back to: everything is forgotten.
         let mut undoing = Processor::new(ProcessorConfig::default());
         undoing.keep_undo();
-        let forgotten = run_jobs(
+        let (forgotten, resets) = run_jobs(
             undoing,
             vec![
                 Job::Process(batch_of(&[&a])),
@@ -426,6 +449,11 @@ mod tests {
             ],
         );
         assert_eq!(forgotten[3], [new, new]);
+        assert_eq!(
+            resets,
+            [1, 1],
+            "the forget, and the rollback that found no mark"
+        );
     }
 
     #[test]
