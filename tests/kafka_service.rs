@@ -5,6 +5,7 @@ mod kafka_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use callstream::cli::report::now_ms;
 use callstream::core::TopicKind;
 use callstream::generate::{Generator, GeneratorConfig};
 use callstream::service::dead_letters::header;
@@ -12,6 +13,8 @@ use kafka_support::*;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
+/// How old a backlog's timestamps are where a topic refuses old ones (it accepts an hour).
+const TWO_DAYS_MS: i64 = 2 * 24 * 3600 * 1000;
 
 fn derived_topics(t: &callstream::topics::TopicNames) -> Vec<(TopicKind, String)> {
     TopicKind::ALL
@@ -809,11 +812,8 @@ fn a_topic_refusing_old_timestamps_gets_every_record(guarantee: &str, test: &str
     .take(200)
     .collect();
     lines.insert(100, "{not a notification".to_owned());
-    let started_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let two_days_ago = started_ms - 2 * 24 * 3600 * 1000;
+    let started_ms = now_ms();
+    let two_days_ago = started_ms - TWO_DAYS_MS;
     produce_at(&t.input, &lines, two_days_ago);
     let group = format!("{test}-group");
     let txn_id = format!("{test}-txn");
@@ -906,11 +906,7 @@ fn exactly_once_an_abort_forgets_only_what_its_transaction_emitted() {
         || committed_total(&group, &t.input, 1) == first.len() as i64,
         || service.log(),
     );
-    let two_days_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-        - 2 * 24 * 3600 * 1000;
+    let two_days_ago = now_ms() - TWO_DAYS_MS;
     produce_at(&t.input, &second, two_days_ago);
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
     wait_for_or_explain(
@@ -1247,10 +1243,7 @@ fn dead_letters_are_replayed_to_the_input_topic_once_with_their_own_headers() {
     let strict = unique_topics("replay-strict");
     create_topics(&strict, 1);
     set_topic_config(&strict.input, "message.timestamp.before.max.ms", "3600000");
-    let started_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let started_ms = now_ms();
     let out = run_replay(&strict.input, "strict", &["--from-beginning"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

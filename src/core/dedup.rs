@@ -61,7 +61,7 @@ impl<V> Undo<V> {
 }
 
 /// Undo information, newest last, from the oldest mark still wanted on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Journal<V> {
     undo: Vec<Undo<V>>,
     /// Entries dropped from the front (`settle`): marks count positions from the first entry ever.
@@ -71,17 +71,6 @@ struct Journal<V> {
     /// Changes when marks taken before can no longer be rolled back to: `clear`, the journal
     /// outgrew its bound and was dropped, or a rollback.
     epoch: u64,
-}
-
-impl<V> Default for Journal<V> {
-    fn default() -> Self {
-        Self {
-            undo: Vec::new(),
-            settled: 0,
-            held: 0,
-            epoch: 0,
-        }
-    }
 }
 
 impl<V> Journal<V> {
@@ -570,7 +559,7 @@ mod tests {
                 marks.push_back((mark, state_of(&window), false, false));
                 let before = (window.slots.len(), window.occupied);
                 // At most four marks of up to a sixteenth of the capacity of changes each: within
-                // the journal's bound but for a rebuild at the table's own size.
+                // the journal's floor, rebuilds included.
                 for step in 0..=random(capacity as u64 / 16 + 2) {
                     let key = random(key_space);
                     if random(2) == 0 {
